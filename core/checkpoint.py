@@ -1,0 +1,104 @@
+"""Weights on disk: `<stem>.safetensors` (tensors) + `<stem>.json` (config, neighbourhood, input
+size, training data). Training state (optimizer, epoch, RNG) uses the same pair of files, written
+atomically so a kill never leaves a half-written checkpoint."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .config import ConfigError, ModelConfig, from_dict, to_dict
+from .models import LandmarkModel, build_model
+
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+DEFAULT_WEIGHTS = WEIGHTS_DIR / "sdfl_graph.safetensors"
+FC_WEIGHTS = WEIGHTS_DIR / "sdfl_fc.safetensors"
+FORMAT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A missing, unreadable or incompatible checkpoint."""
+
+
+def _atomic_write(path: Path, write):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def stem_paths(path: str | Path) -> tuple[Path, Path]:
+    p = Path(path)
+    if p.suffix in (".safetensors", ".json"):
+        p = p.with_suffix("")
+    return p.with_suffix(".safetensors"), p.with_suffix(".json")
+
+
+def save_weights(path, model: LandmarkModel, meta: dict | None = None, extra_tensors: dict | None = None):
+    """Write model weights (+ extra tensors, e.g. optimizer state) and the JSON metadata."""
+    st_path, js_path = stem_paths(path)
+    tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    tensors.update({k: v.detach().contiguous().cpu() for k, v in (extra_tensors or {}).items()})
+    info = {"format": FORMAT_VERSION, "model": to_dict(model.cfg), "num_landmarks": model.cfg.num_landmarks,
+            "input_size": model.cfg.input_size, "neighbours": model.neighbours.int().tolist(), **(meta or {})}
+    # JSON first, tensors second: a checkpoint counts as complete once its tensors file exists.
+    _atomic_write(js_path, lambda t: Path(t).write_text(json.dumps(info, indent=1)))
+    _atomic_write(st_path, lambda t: save_file(tensors, t))
+
+
+def read_meta(path) -> dict:
+    _, js_path = stem_paths(path)
+    if not js_path.is_file():
+        raise CheckpointError(f"checkpoint metadata not found: {js_path}")
+    try:
+        return json.loads(js_path.read_text())
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{js_path}: not valid JSON ({e})") from e
+
+
+def load_tensors(path) -> dict[str, torch.Tensor]:
+    st_path, _ = stem_paths(path)
+    if not st_path.is_file():
+        raise CheckpointError(f"weights not found: {st_path}")
+    try:
+        return load_file(str(st_path))
+    except Exception as e:  # safetensors raises its own error types
+        raise CheckpointError(f"{st_path}: not a readable safetensors file ({e})") from e
+
+
+def load_model(path=None, device: str | torch.device = "cpu") -> tuple[LandmarkModel, dict]:
+    """Rebuild the model from `<stem>.json` and load `<stem>.safetensors` strictly; eval mode."""
+    path = Path(path) if path else DEFAULT_WEIGHTS
+    meta = read_meta(path)
+    try:
+        cfg = from_dict(ModelConfig, {**meta["model"], "pretrained": False}, "checkpoint model")
+    except (KeyError, ConfigError) as e:
+        raise CheckpointError(f"{path}: incompatible model config ({e})") from e
+    tensors = load_tensors(path)
+    model_tensors = {k: v for k, v in tensors.items() if not k.startswith("train.")}
+    if "neighbours" not in model_tensors or "mean_shape" not in model_tensors:
+        raise CheckpointError(f"{path}: not a landmark-model checkpoint (no neighbours/mean_shape)")
+    model = build_model(cfg, model_tensors["neighbours"], model_tensors["mean_shape"])
+    load_state_strict(model, model_tensors, str(path))
+    return model.to(device).eval(), meta
+
+
+def load_state_strict(model: torch.nn.Module, state: dict, name: str):
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = [f"{k}: {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
+             if k in state and state[k].shape != v.shape]
+    if missing or unexpected or wrong:
+        raise CheckpointError(f"{name}: checkpoint of another shape; missing {missing[:5]}, "
+                              f"unexpected {unexpected[:5]}, mismatched {wrong[:5]}")
+    model.load_state_dict(state, strict=True)

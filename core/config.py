@@ -1,0 +1,177 @@
+"""Typed configs. Every config is a dataclass; `from_dict` rejects unknown keys and wrong types."""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config with an unknown key, a wrong type or an invalid value."""
+
+
+def _coerce(tp, value, where: str):
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
+        return from_dict(tp, value, where)
+    if origin is typing.Literal:
+        if value not in typing.get_args(tp):
+            raise ConfigError(f"{where}: {value!r} is not one of {typing.get_args(tp)}")
+        return value
+    if origin in (list, tuple):
+        (inner, *_) = typing.get_args(tp) or (typing.Any,)
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {type(value).__name__}")
+        return [_coerce(inner, v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is typing.Union:
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        return _coerce(next(a for a in args if a is not type(None)), value, where)
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true/false, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    return value
+
+
+def from_dict(cls, data: dict, where: str = "config"):
+    """Build dataclass `cls` from a mapping, refusing keys the dataclass does not declare."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(names)}")
+    kwargs = {k: _coerce(hints[k], v, f"{where}.{k}") for k, v in data.items()}
+    obj = cls(**kwargs)
+    validate = getattr(obj, "validate", None)
+    if validate:
+        validate()
+    return obj
+
+
+def to_dict(obj) -> dict:
+    return dataclasses.asdict(obj)
+
+
+@dataclass
+class ModelConfig:
+    backbone: typing.Literal["mobilenet_v2", "resnet18", "resnet34"] = "mobilenet_v2"
+    head: typing.Literal["graph", "fc"] = "graph"
+    num_landmarks: int = 68
+    input_size: int = 192
+    freeze_stem: bool = True  # keep the stride<=4 layers (ImageNet low-level filters, BN) frozen
+    fusion: bool = True  # attention-guided multi-scale fusion + semantic-guided CBAM
+    channels: int = 128  # fused feature channels
+    node_channels: int = 4  # n in map-to-node (N*n channels)
+    k: int = 3  # neighbours per landmark (plus self)
+    adjacency: typing.Literal["dynamic", "binary"] = "dynamic"
+    graph_blocks: int = 4
+    graph_hidden: int = 128
+    fc_hidden: int = 256
+    uncertainty: bool = True
+    pretrained: bool = True  # ImageNet init of MobileNetV2 when the file is installed
+
+    def validate(self):
+        if self.num_landmarks < 2:
+            raise ConfigError("model.num_landmarks must be >= 2")
+        if not 1 <= self.k < self.num_landmarks:
+            raise ConfigError(f"model.k must be in [1, {self.num_landmarks - 1}], got {self.k}")
+        if self.input_size % 32:
+            raise ConfigError(f"model.input_size must be a multiple of 32, got {self.input_size}")
+
+
+@dataclass
+class LossConfig:
+    coord: typing.Literal["soft_wing", "wing", "l1", "smooth_adl1", "adl"] = "soft_wing"
+    laplacian: float = 1.0  # weight of the Laplacian relative-location loss (0 = off)
+    adl_lambda: float = 2.0
+    nll: float = 0.05  # weight of the Gaussian NLL of the uncertainty head
+
+
+@dataclass
+class AugmentConfig:
+    rotation: float = 40.0  # degrees, +-
+    scale: float = 0.10  # +-
+    translation: float = 0.05  # of the crop side, +-
+    flip: float = 0.5
+    occlusion: float = 0.4  # probability of a random occluding patch (~20 % of the image)
+    color: float = 0.8
+    blur: float = 0.2
+    rotation_prob: float = 0.6  # large rotations are applied with this probability
+
+
+@dataclass
+class DataConfig:
+    root: str = "../shared/data/faces68"
+    train_split: str = "train"
+    val_fraction: float = 0.1  # held out from train by photo
+    split_seed: int = 0
+    extra_split: str = ""  # e.g. "extra": noisier labelled faces added to training
+    extra_weight: float = 0.5
+    balance: bool = False  # pose-based balancing (shape PCA, 9 bins)
+    limit: int = 0  # use at most this many training faces (0 = all); for quick runs
+    cache: bool = True  # keep decoded images in memory
+
+
+@dataclass
+class TrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    epochs: int = 60
+    batch_size: int = 32
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    warmup_epochs: int = 2
+    workers: int = 2
+    threads: int = 0  # torch CPU threads (0 = all cores)
+    device: str = "cpu"  # "cpu", "cuda", "cuda:0", or "auto"
+    seed: int = 0
+    val_every: int = 1
+    time_limit_min: float = 0.0  # stop (resumable) after this many minutes (0 = no limit)
+
+    def validate(self):
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ConfigError("epochs and batch_size must be >= 1")
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> TrainConfig:
+    """Read a YAML config; overrides are 'a.b=value' strings (YAML-parsed values)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from e
+    for ov in overrides or []:
+        if "=" not in ov:
+            raise ConfigError(f"override {ov!r} must look like key.sub=value")
+        key, val = ov.split("=", 1)
+        node = data
+        parts = key.split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = yaml.safe_load(val)
+    return from_dict(TrainConfig, data, str(path))

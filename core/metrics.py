@@ -1,0 +1,80 @@
+"""Landmark metrics, independent of models. pred, gt: (F, N, 2) in the same pixel frame."""
+from __future__ import annotations
+
+import numpy as np
+
+from .landmarks import LEFT_EYE_OUTER, RIGHT_EYE_OUTER, tangents
+
+FAILURE_THRESHOLDS = (0.08, 0.10, 0.15, 0.20)
+
+
+def interocular(gt: np.ndarray) -> np.ndarray:
+    """(F,) distance between the outer eye corners (points 36 and 45)."""
+    return np.linalg.norm(gt[:, LEFT_EYE_OUTER] - gt[:, RIGHT_EYE_OUTER], axis=-1)
+
+
+def landmark_errors(pred, gt) -> np.ndarray:
+    """(F, N) point-to-point errors normalised by the inter-ocular distance."""
+    pred, gt = np.asarray(pred, np.float64), np.asarray(gt, np.float64)
+    return np.linalg.norm(pred - gt, axis=-1) / interocular(gt)[:, None]
+
+
+def nme(pred, gt) -> np.ndarray:
+    """(F,) NME per face = mean_i ||p_i - g_i|| / ||g_36 - g_45||."""
+    return landmark_errors(pred, gt).mean(1)
+
+
+def failure_rate(nmes, threshold: float = 0.10) -> float:
+    """Share of faces with NME > threshold."""
+    return float(np.mean(np.asarray(nmes) > threshold))
+
+
+def ced(nmes, threshold: float = 0.10, steps: int = 1001):
+    """Cumulative error distribution: (x, share of faces with NME <= x) on [0, threshold]."""
+    x = np.linspace(0.0, threshold, steps)
+    nmes = np.sort(np.asarray(nmes))
+    return x, np.searchsorted(nmes, x, side="right") / max(len(nmes), 1)
+
+
+def auc(nmes, threshold: float = 0.10, steps: int = 1001) -> float:
+    """Area under the CED curve on [0, threshold], normalised to 1."""
+    x, y = ced(nmes, threshold, steps)
+    return float(np.trapezoid(y, x) / threshold) if hasattr(np, "trapezoid") else float(np.trapz(y, x) / threshold)
+
+
+def landmark_failure_rates(pred, gt, thresholds=FAILURE_THRESHOLDS) -> dict[str, list[float]]:
+    """Per landmark, share of faces whose normalised point error exceeds each threshold."""
+    err = landmark_errors(pred, gt)
+    return {f"{t:.2f}": (err > t).mean(0).tolist() for t in thresholds}
+
+
+def normal_tangent_nme(pred, gt) -> tuple[float, float]:
+    """Mean |e.n| and |e.t| / inter-ocular, n and t from the ground-truth curves (points on no
+    curve count their full error in both)."""
+    pred, gt = np.asarray(pred, np.float64), np.asarray(gt, np.float64)
+    e = pred - gt
+    t = tangents(gt)
+    on = np.linalg.norm(t, axis=-1) > 0
+    n = np.stack([-t[..., 1], t[..., 0]], -1)
+    full = np.linalg.norm(e, axis=-1)
+    en = np.where(on, np.abs((e * n).sum(-1)), full)
+    et = np.where(on, np.abs((e * t).sum(-1)), full)
+    io = interocular(gt)[:, None]
+    return float((en / io).mean()), float((et / io).mean())
+
+
+def summarize(pred, gt, threshold: float = 0.10) -> dict:
+    """All headline metrics as fractions (not percent)."""
+    per_face = nme(pred, gt)
+    nn_, nt_ = normal_tangent_nme(pred, gt)
+    return {
+        "n": int(len(per_face)),
+        "nme": float(per_face.mean()),
+        "fr10": failure_rate(per_face, threshold),
+        "auc10": auc(per_face, threshold),
+        "nme_normal": nn_,
+        "nme_tangent": nt_,
+        "nme_per_landmark": landmark_errors(pred, gt).mean(0).tolist(),
+        "landmark_failure_rate": landmark_failure_rates(pred, gt),
+        "nme_per_face": per_face.tolist(),
+    }
