@@ -1,0 +1,68 @@
+"""Shared fixtures: small synthetic models and faces, so no test needs ../shared or shipped weights."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from core.checkpoint import save_weights
+from core.config import ModelConfig
+from core.graph import neighbourhood
+from core.models import build_model
+
+torch.set_num_threads(1)
+
+
+def synthetic_shapes(n_faces: int = 64, seed: int = 0) -> np.ndarray:
+    """(S, 68, 2) plausible face shapes in crop units: a template warped by random similarity
+    transforms and small noise."""
+    rng = np.random.default_rng(seed)
+    t = np.linspace(0, np.pi, 17)
+    jaw = np.stack([0.5 - 0.35 * np.cos(t), 0.45 + 0.35 * np.sin(t)], 1)
+    brows = np.stack([np.r_[np.linspace(0.22, 0.42, 5), np.linspace(0.58, 0.78, 5)], np.full(10, 0.3)], 1)
+    nose = np.stack([np.r_[np.full(4, 0.5), np.linspace(0.42, 0.58, 5)], np.r_[np.linspace(0.38, 0.55, 4), np.full(5, 0.6)]], 1)
+    a = np.linspace(0, 2 * np.pi, 7)[:-1]
+    eyes = np.concatenate([np.stack([c + 0.07 * np.cos(a), 0.4 + 0.03 * np.sin(a)], 1) for c in (0.33, 0.67)])
+    b = np.linspace(0, 2 * np.pi, 13)[:-1]
+    outer = np.stack([0.5 + 0.15 * np.cos(b + np.pi), 0.75 + 0.06 * np.sin(b + np.pi)], 1)
+    c = np.linspace(0, 2 * np.pi, 9)[:-1]
+    inner = np.stack([0.5 + 0.1 * np.cos(c + np.pi), 0.75 + 0.03 * np.sin(c + np.pi)], 1)
+    tmpl = np.concatenate([jaw, brows, nose, eyes, outer, inner])
+    assert tmpl.shape == (68, 2)
+    out = []
+    for _ in range(n_faces):
+        ang = rng.normal(0, 0.15)
+        s = rng.uniform(0.9, 1.1)
+        r = np.array([[np.cos(ang), -np.sin(ang)], [np.sin(ang), np.cos(ang)]]) * s
+        shp = (tmpl - 0.5) @ r.T + 0.5 + rng.normal(0, 0.02, 2) + rng.normal(0, 0.004, tmpl.shape)
+        out.append(shp)
+    return np.stack(out).astype(np.float32)
+
+
+TINY_CONFIG = dict(input_size=64, channels=32, graph_hidden=32, graph_blocks=2, fc_hidden=32, pretrained=False)
+
+
+@pytest.fixture(scope="session")
+def shapes():
+    return synthetic_shapes()
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory, shapes):
+    """Path to a tiny random graph-head model saved in the shipped format."""
+    torch.manual_seed(0)
+    cfg = ModelConfig(**TINY_CONFIG)
+    model = build_model(cfg, neighbourhood(shapes, cfg.k), shapes.mean(0))
+    path = tmp_path_factory.mktemp("weights") / "tiny_graph.safetensors"
+    save_weights(path, model.eval(), {"train_data": "synthetic"})
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_fc_weights(tmp_path_factory, shapes):
+    torch.manual_seed(1)
+    cfg = ModelConfig(**TINY_CONFIG, head="fc")
+    model = build_model(cfg, neighbourhood(shapes, cfg.k), shapes.mean(0))
+    path = tmp_path_factory.mktemp("weights") / "tiny_fc.safetensors"
+    save_weights(path, model.eval(), {"train_data": "synthetic"})
+    return path
