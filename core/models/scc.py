@@ -72,10 +72,11 @@ class DynamicAdjacency(nn.Module):
 
     def __init__(self, channels: int, mask: torch.Tensor):
         super().__init__()
-        self.register_buffer("mask", mask.float())
+        # Derived from the model's `neighbours` buffer at build time, so not saved twice.
+        self.register_buffer("mask", mask.float().clone(), persistent=False)
         rows, cols = torch.nonzero(mask > 0, as_tuple=True)
-        self.register_buffer("rows", rows)
-        self.register_buffer("cols", cols)
+        self.register_buffer("rows", rows, persistent=False)
+        self.register_buffer("cols", cols, persistent=False)
         self.fc = nn.Sequential(nn.Linear(channels, channels), nn.ReLU(inplace=True), nn.Linear(channels, rows.numel()))
         nn.init.zeros_(self.fc[2].weight)  # starts uniform over each neighbourhood
         nn.init.zeros_(self.fc[2].bias)

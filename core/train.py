@@ -1,0 +1,252 @@
+"""Train the landmark model.
+
+    python -m core.train --config configs/sdfl_graph.yaml --out runs/sdfl_graph [--resume] [--set a.b=v]
+
+Writes <out>/last.* every epoch (atomic; `--resume` continues from it, losing at most the epoch in
+progress) and <out>/best.* (chosen on the validation split held out from train, never on test)."""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, WeightedRandomSampler
+from tqdm import tqdm
+
+from .checkpoint import CheckpointError, load_state_strict, load_tensors, read_meta, save_weights
+from .config import ConfigError, TrainConfig, from_dict, load_config, to_dict
+from .data import DataError, FaceDataset, load_jsonl, normalized_shapes, pose_balance_weights, split_by_photo
+from .graph import neighbourhood
+from .losses import COORD_LOSSES, adl_loss, gaussian_nll, laplacian_loss, smooth_adl1_loss
+from .metrics import nme
+from .models import LandmarkModel, build_model
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} requested but CUDA is not available")
+    return dev
+
+
+def frozen_modules(model: LandmarkModel) -> list[torch.nn.Module]:
+    """The stride<=4 layers kept frozen when model.freeze_stem (ImageNet low-level filters)."""
+    if not model.cfg.freeze_stem:
+        return []
+    bb = model.backbone
+    if model.cfg.backbone == "mobilenet_v2":
+        return list(bb.features[:4])
+    return [bb.conv1, bb.bn1, bb.layer1]
+
+
+def set_train_mode(model: LandmarkModel):
+    model.train()
+    for m in frozen_modules(model):
+        m.eval()
+        for p in m.parameters():
+            p.requires_grad_(False)
+
+
+def compute_loss(cfg: TrainConfig, model: LandmarkModel, out: dict, target: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    """Total loss in input pixels: coord + w_lap * Laplacian + w_nll * NLL(detached coords)."""
+    s = model.cfg.input_size
+    pred, gt = out["coords"] * s, target * s
+    lc = cfg.loss
+    if lc.coord == "adl":
+        coord = adl_loss(pred, gt, lc.adl_lambda)
+    elif lc.coord == "smooth_adl1":
+        coord = smooth_adl1_loss(pred, gt, lc.adl_lambda)
+    else:
+        coord = COORD_LOSSES[lc.coord](pred, gt)
+    parts = {"coord": coord}
+    if lc.laplacian > 0:
+        parts["lap"] = lc.laplacian * laplacian_loss(pred, gt, model.neighbours)
+    if lc.nll > 0 and "cov" in out:
+        parts["nll"] = lc.nll * gaussian_nll(pred, gt, out["cov"] * s * s)
+    total = sum(parts.values())
+    return total, {k: float(v) for k, v in parts.items()}
+
+
+def lr_at(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
+    """Linear warm-up, then cosine decay to 1 % of the base rate."""
+    warm = cfg.warmup_epochs * steps_per_epoch
+    total = cfg.epochs * steps_per_epoch
+    if step < warm:
+        return cfg.lr * (step + 1) / warm
+    t = (step - warm) / max(total - warm, 1)
+    return cfg.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(t, 1.0))))
+
+
+@torch.inference_mode()
+def predict_dataset(model: LandmarkModel, ds: FaceDataset, device, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """(pred, gt) in crop pixels for a dataset without augmentation."""
+    model.eval()
+    preds, gts = [], []
+    for x, y, _ in DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=0):
+        preds.append(model(x.to(device))["coords"].float().cpu().numpy())
+        gts.append(y.numpy())
+    s = model.cfg.input_size
+    return np.concatenate(preds) * s, np.concatenate(gts) * s
+
+
+def _opt_tensors(opt: torch.optim.Optimizer) -> tuple[dict, dict]:
+    sd = opt.state_dict()
+    tensors = {f"train.opt.{i}.{k}": (v if torch.is_tensor(v) else torch.tensor(v))
+               for i, st in sd["state"].items() for k, v in st.items()}
+    return tensors, {"param_groups": sd["param_groups"], "state_keys": {str(i): list(st) for i, st in sd["state"].items()}}
+
+
+def _load_opt(opt: torch.optim.Optimizer, tensors: dict, meta: dict):
+    state = {int(i): {k: tensors[f"train.opt.{i}.{k}"] for k in keys} for i, keys in meta["state_keys"].items()}
+    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, out: Path):
+        self.cfg, self.out = cfg, out
+        self.device = resolve_device(cfg.device)
+        torch.manual_seed(cfg.seed)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        dc = cfg.data
+        root = Path(dc.root)
+        records = load_jsonl(root / f"{dc.train_split}.jsonl")
+        self.train_records, self.val_records = split_by_photo(records, dc.val_fraction, dc.split_seed)
+        if dc.limit:
+            self.train_records = self.train_records[: dc.limit]
+            self.val_records = self.val_records[: max(dc.limit // 4, 8)]
+        if not self.val_records:
+            raise DataError("validation split is empty: raise data.val_fraction")
+        size = cfg.model.input_size
+        shapes = normalized_shapes(self.train_records, size)  # graph and mean shape: training split only
+        self.neighbours = neighbourhood(shapes, cfg.model.k)
+        self.mean_shape = shapes.mean(0)
+        weights = np.ones(len(self.train_records))
+        if dc.balance:
+            weights *= pose_balance_weights(shapes)
+        if dc.extra_split:
+            extra = load_jsonl(root / f"{dc.extra_split}.jsonl")
+            self.train_records += extra
+            weights = np.r_[weights, np.full(len(extra), dc.extra_weight)]
+        self.sample_weights = weights
+        self.train_ds = FaceDataset(self.train_records, size, cfg.augment, cache=dc.cache, seed=cfg.seed)
+        self.val_ds = FaceDataset(self.val_records, size, None, cache=dc.cache)
+        self.model = build_model(cfg.model, self.neighbours, self.mean_shape).to(self.device)
+        set_train_mode(self.model)
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.epoch, self.best, self.history = 0, float("inf"), []
+
+    def meta(self) -> dict:
+        return {"train_config": to_dict(self.cfg), "epoch": self.epoch, "best_val_nme": self.best,
+                "history": self.history, "train_data": self.data_description(),
+                "n_train": len(self.train_records), "n_val": len(self.val_records)}
+
+    def data_description(self) -> str:
+        dc = self.cfg.data
+        s = f"faces68 {dc.train_split} minus a {dc.val_fraction:.0%} validation split by photo (seed {dc.split_seed})"
+        return s + (f" + {dc.extra_split} (sampling weight {dc.extra_weight})" if dc.extra_split else "")
+
+    def save(self, best: bool):
+        tensors, opt_meta = _opt_tensors(self.opt)
+        save_weights(self.out / "last", self.model, {**self.meta(), "optimizer": opt_meta}, tensors)
+        if best:
+            save_weights(self.out / "best", self.model, self.meta())
+
+    def resume(self):
+        path = self.out / "last.safetensors"
+        if not path.is_file():
+            print(f"no checkpoint at {path}: starting from scratch", file=sys.stderr)
+            return
+        meta = read_meta(path)
+        if meta.get("model") != to_dict(self.model.cfg):
+            raise CheckpointError(f"{path}: model config differs from --config; use another --out")
+        tensors = load_tensors(path)
+        load_state_strict(self.model, {k: v for k, v in tensors.items() if not k.startswith("train.")}, str(path))
+        _load_opt(self.opt, tensors, meta["optimizer"])
+        self.epoch, self.best, self.history = meta["epoch"], meta["best_val_nme"], meta["history"]
+        print(f"resumed from {path} after epoch {self.epoch} (best val NME {self.best:.4f})", file=sys.stderr)
+
+    def loader(self) -> DataLoader:
+        g = torch.Generator().manual_seed(self.cfg.seed * 1000 + self.epoch)
+        sampler = WeightedRandomSampler(self.sample_weights, len(self.train_ds), replacement=True, generator=g)
+        return DataLoader(self.train_ds, batch_size=self.cfg.batch_size, sampler=sampler, drop_last=True,
+                          num_workers=self.cfg.workers, persistent_workers=False)
+
+    def validate(self) -> float:
+        pred, gt = predict_dataset(self.model, self.val_ds, self.device)
+        return float(nme(pred, gt).mean())
+
+    def fit(self):
+        cfg = self.cfg
+        start = time.time()
+        while self.epoch < cfg.epochs:
+            self.train_ds.set_epoch(self.epoch)
+            set_train_mode(self.model)
+            loader = self.loader()
+            steps = len(loader)
+            bar = tqdm(loader, desc=f"epoch {self.epoch + 1}/{cfg.epochs}", leave=True, dynamic_ncols=True, mininterval=5)
+            running = None
+            for i, (x, y, _) in enumerate(bar):
+                lr = lr_at(cfg, self.epoch * steps + i, steps)
+                for g in self.opt.param_groups:
+                    g["lr"] = lr
+                out = self.model(x.to(self.device))
+                loss, parts = compute_loss(cfg, self.model, out, y.to(self.device))
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"non-finite loss at epoch {self.epoch + 1} step {i}: {parts}")
+                self.opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), 10.0)
+                self.opt.step()
+                running = float(loss) if running is None else 0.9 * running + 0.1 * float(loss)
+                bar.set_postfix(loss=f"{running:.3f}", lr=f"{lr:.2e}")
+            self.epoch += 1
+            val = self.validate() if self.epoch % cfg.val_every == 0 or self.epoch == cfg.epochs else float("nan")
+            improved = val < self.best
+            if improved:
+                self.best = val
+            self.history.append({"epoch": self.epoch, "loss": running, "val_nme": val, "lr": lr,
+                                 "time_s": round(time.time() - start, 1)})
+            self.save(best=improved)
+            tqdm.write(f"epoch {self.epoch}: loss {running:.4f}  val NME {val:.4%}  best {self.best:.4%}")
+            if cfg.time_limit_min and time.time() - start > cfg.time_limit_min * 60 and self.epoch < cfg.epochs:
+                tqdm.write(f"time limit of {cfg.time_limit_min} min reached: stopping; --resume continues")
+                break
+        return self.best
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", required=True, help="YAML training config")
+    ap.add_argument("--out", required=True, help="run folder (checkpoints, log)")
+    ap.add_argument("--resume", action="store_true", help="continue from <out>/last.*")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
+    args = ap.parse_args(argv)
+    try:
+        cfg = load_config(args.config, args.set)
+        out = Path(args.out)
+        if not args.resume and (out / "last.safetensors").exists():
+            raise CheckpointError(f"{out} already holds a run: pass --resume to continue it or choose another --out")
+        trainer = Trainer(cfg, out)
+        if args.resume:
+            trainer.resume()
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps(to_dict(cfg), indent=1))
+        best = trainer.fit()
+    except (ConfigError, DataError, CheckpointError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps({"best_val_nme": best, "epochs": trainer.epoch, "out": str(out)}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
