@@ -1,0 +1,127 @@
+"""Regenerate the README's accuracy table from the shipped weights.
+
+    python benchmarks/accuracy.py --data ../shared/data/faces68 [--split test] [--seed 0]
+
+Evaluates the graph-head (default) and FC-head models under the default, synthetic-occlusion and
+motion-blur protocols (core.evaluate), and dlib's 68-point predictor on the same crops when dlib is
+installed (benchmark only: pip install dlib-bin face-recognition-models "setuptools<81").
+Writes benchmarks/results/<model>_<protocol>.json, benchmarks/results/table.md and docs/ced.png."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from core.checkpoint import DEFAULT_WEIGHTS, FC_WEIGHTS  # noqa: E402
+from core.data import canonical_crop, load_jsonl, read_image  # noqa: E402
+from core.evaluate import evaluate, write_ced  # noqa: E402
+from core.landmarks import apply_affine, invert_affine  # noqa: E402
+from core.metrics import summarize  # noqa: E402
+from core.protocols import face_rng, motion_blur, occlude  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results"
+DLIB_CROP = 256  # dlib sees the same canonical crop as our model, at 256 px
+
+
+def dlib_predictor():
+    try:
+        import dlib
+        import face_recognition_models
+    except ImportError:
+        return None
+    return dlib, dlib.get_frontal_face_detector(), dlib.shape_predictor(face_recognition_models.pose_predictor_model_location())
+
+
+def run_dlib(records, protocol: str, seed: int, peer) -> tuple[dict, float]:
+    """dlib on each face's canonical crop: its own HOG detector, or, where it finds no face, the
+    square around the crop's central face region (counted in `dlib_detected`)."""
+    dlib, det, pred = peer
+    preds, found = [], 0
+    for i, r in enumerate(records):
+        m = canonical_crop(r.landmarks, DLIB_CROP)
+        crop = cv2.warpAffine(read_image(r.image), m, (DLIB_CROP, DLIB_CROP), flags=cv2.INTER_LINEAR)
+        if protocol == "occlusion":
+            crop = occlude(crop, apply_affine(m, r.landmarks), face_rng(seed, i))
+        elif protocol == "blur":
+            crop = motion_blur(crop, face_rng(seed, i))
+        rects = det(crop, 1)
+        c = DLIB_CROP / 2
+        if rects:
+            found += 1
+            rect = min(rects, key=lambda b: (b.center().x - c) ** 2 + (b.center().y - c) ** 2)
+        else:
+            h = DLIB_CROP / 1.3 / 2
+            rect = dlib.rectangle(int(c - h), int(c - h), int(c + h), int(c + h))
+        shape = pred(crop, rect)
+        pts = np.array([[p.x, p.y] for p in shape.parts()], np.float64)
+        preds.append(apply_affine(invert_affine(m), pts))
+    gt = np.stack([r.landmarks for r in records])
+    return summarize(np.stack(preds), gt), found / len(records)
+
+
+def fmt(r: dict) -> str:
+    cal = r.get("calibration")
+    cal_s = f"{cal['inside_1sigma']:.1%} / {cal['inside_2sigma']:.1%}" if cal else "-"
+    return (f"{r['nme']:.2%} | {r['fr10']:.2%} | {r['auc10']:.4f} | {r['nme_normal']:.2%} | "
+            f"{r['nme_tangent']:.2%} | {cal_s}")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "faces68"))
+    ap.add_argument("--split", default="test")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the occlusion and blur protocols")
+    ap.add_argument("--no-dlib", action="store_true")
+    args = ap.parse_args(argv)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    models = {"graph head (default)": DEFAULT_WEIGHTS, "FC head (baseline)": FC_WEIGHTS}
+    protocols = {"default": {}, "occlusion": {"occlusion": args.seed}, "blur": {"blur": args.seed}}
+    results: dict[tuple[str, str], dict] = {}
+    for name, w in models.items():
+        if not Path(w).is_file():
+            print(f"skip {name}: {w} not found", file=sys.stderr)
+            continue
+        for proto, kw in protocols.items():
+            t = time.time()
+            r = evaluate(w, args.data, args.split, **kw)
+            results[(name, proto)] = r
+            (RESULTS / f"{Path(w).stem}_{proto}.json").write_text(json.dumps({"name": name, **r}, indent=1))
+            print(f"{name:22s} {proto:9s} NME {r['nme']:.4%} FR10 {r['fr10']:.2%} AUC10 {r['auc10']:.4f} "
+                  f"({time.time() - t:.0f} s)", flush=True)
+    peer = None if args.no_dlib else dlib_predictor()
+    if peer is not None:
+        records = load_jsonl(Path(args.data) / f"{args.split}.jsonl")
+        for proto in protocols:
+            r, found = run_dlib(records, proto, args.seed, peer)
+            r["dlib_detected"] = found
+            results[("dlib 68-point predictor (peer)", proto)] = r
+            (RESULTS / f"dlib_{proto}.json").write_text(json.dumps({"name": "dlib", **r}, indent=1))
+            print(f"dlib {proto:9s} NME {r['nme']:.4%} FR10 {r['fr10']:.2%} (dlib detector found {found:.1%})", flush=True)
+    lines = [f"Split `{args.split}` ({next(iter(results.values()))['n']} faces), protocol seed {args.seed}.", "",
+             "| model | protocol | NME | FR@10 | AUC@10 | NME normal | NME tangent | inside 1σ / 2σ ellipse |",
+             "|---|---|---|---|---|---|---|---|"]
+    for (name, proto), r in results.items():
+        lines.append(f"| {name} | {proto} | {fmt(r)} |")
+    for name in models:
+        if (name, "default") in results and (name, "occlusion") in results:
+            d, o = results[(name, "default")]["nme"], results[(name, "occlusion")]["nme"]
+            lines.append(f"\n{name}: occlusion adds {o - d:+.2%} NME ({o / d:.2f}x)")
+    table = "\n".join(lines)
+    (RESULTS / "table.md").write_text(table + "\n")
+    print(table)
+    ced = {f"{n} [{p}]": r for (n, p), r in results.items() if p in ("default", "occlusion")}
+    (ROOT / "docs").mkdir(exist_ok=True)
+    write_ced(ced, ROOT / "docs" / "ced.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
