@@ -87,7 +87,10 @@ def load_model(path=None, device: str | torch.device = "cpu") -> tuple[LandmarkM
     model_tensors = {k: v for k, v in tensors.items() if not k.startswith("train.")}
     if "neighbours" not in model_tensors or "mean_shape" not in model_tensors:
         raise CheckpointError(f"{path}: not a landmark-model checkpoint (no neighbours/mean_shape)")
-    model = build_model(cfg, model_tensors["neighbours"], model_tensors["mean_shape"])
+    try:
+        model = build_model(cfg, model_tensors["neighbours"], model_tensors["mean_shape"])
+    except ValueError as e:  # e.g. a landmark count in the JSON that the tensors do not have
+        raise CheckpointError(f"{path}: checkpoint of another shape ({e})") from e
     load_state_strict(model, model_tensors, str(path))
     return model.to(device).eval(), meta
 

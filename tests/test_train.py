@@ -1,0 +1,203 @@
+"""Training on a handful of synthetic faces: the loss goes down, resume is exact, bad runs are refused."""
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+from torch.utils.data import DataLoader
+
+from core.checkpoint import load_model, read_meta
+from core.config import TrainConfig, from_dict
+from core.data import FaceDataset
+from core.train import Trainer, compute_loss, lr_at, main, set_train_mode
+from synth_faces import write_split
+
+from conftest import TINY_CONFIG
+
+# Light augmentation of every kind, so resume also checks that augmentation is reproducible.
+AUG = dict(rotation=20.0, rotation_prob=0.5, scale=0.1, translation=0.05, flip=0.5, occlusion=0.3, color=0.3,
+           blur=0.3)
+NO_AUG = dict(rotation=0.0, rotation_prob=0.0, scale=0.0, translation=0.0, flip=0.0, occlusion=0.0, color=0.0,
+              blur=0.0)
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("faces68")
+    write_split(root, n=12, max_angle=25, seed=0)  # 12 photos: 9 train + 3 validation
+    return root
+
+
+def _cfg_dict(root: Path, **over) -> dict:
+    d = {"model": dict(TINY_CONFIG), "data": {"root": str(root), "val_fraction": 0.25, "cache": True},
+         "augment": dict(AUG), "epochs": 3, "batch_size": 4, "lr": 3e-3, "warmup_epochs": 1, "workers": 0,
+         "threads": 1, "seed": 0}
+    for k, v in over.items():
+        if isinstance(v, dict):
+            d[k] = {**d.get(k, {}), **v}
+        else:
+            d[k] = v
+    return d
+
+
+def _write_cfg(path: Path, d: dict) -> str:
+    path.write_text(yaml.safe_dump(d))
+    return str(path)
+
+
+def _all_tensors(out: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(out / "last.safetensors"))
+
+
+def _max_diff(a: dict, b: dict) -> float:
+    assert set(a) == set(b)
+    return max(float((a[k].double() - b[k].double()).abs().max()) if a[k].numel() else 0.0 for k in a)
+
+
+# ---------------------------------------------------------------- the loss goes down
+def test_training_lowers_the_loss(tmp_path, data_root):
+    cfg = from_dict(TrainConfig, _cfg_dict(data_root, model={"backbone": "resnet18"}, augment=NO_AUG, epochs=10))
+    tr = Trainer(cfg, tmp_path / "run")
+    assert len(tr.train_records) == 9 and len(tr.val_records) == 3
+    assert not {r.photo for r in tr.train_records} & {r.photo for r in tr.val_records}
+    x, y, _ = next(iter(DataLoader(FaceDataset(tr.train_records, 64, None, cache=True), batch_size=9)))
+
+    def train_set_loss() -> dict:
+        m = copy.deepcopy(tr.model)  # batch statistics, as in training, without touching the run
+        set_train_mode(m)
+        with torch.no_grad():
+            return compute_loss(cfg, m, m(x), y)[1]
+
+    before = train_set_loss()
+    best = tr.fit()
+    after = train_set_loss()
+    assert after["coord"] < 0.75 * before["coord"], (before, after)
+    assert after["nll"] < before["nll"]
+    hist = tr.history
+    assert [h["epoch"] for h in hist] == list(range(1, 11))
+    assert hist[-1]["loss"] < 0.7 * hist[0]["loss"], hist
+    assert best == min(h["val_nme"] for h in hist) and np.isfinite(best)
+    assert (tmp_path / "run" / "last.safetensors").is_file() and (tmp_path / "run" / "best.safetensors").is_file()
+    model, meta = load_model(tmp_path / "run" / "best.safetensors")
+    assert meta["epoch"] == [h["epoch"] for h in hist if h["val_nme"] == best][0]
+    assert meta["n_train"] == 9 and meta["n_val"] == 3 and "validation split by photo" in meta["train_data"]
+    assert model.cfg.backbone == "resnet18"
+
+
+def test_lr_schedule():
+    cfg = TrainConfig(lr=1.0, epochs=10, warmup_epochs=2)
+    assert lr_at(cfg, 0, 5) == pytest.approx(0.1)
+    assert lr_at(cfg, 9, 5) == pytest.approx(1.0)
+    assert lr_at(cfg, 10, 5) == pytest.approx(1.0)
+    assert lr_at(cfg, 49, 5) == pytest.approx(0.01, abs=0.01)
+    assert all(lr_at(cfg, s, 5) >= lr_at(cfg, s + 1, 5) for s in range(10, 49))
+
+
+# ---------------------------------------------------------------- resume
+@pytest.fixture(scope="module")
+def straight_run(tmp_path_factory, data_root) -> Path:
+    """3 epochs in one go (tiny MobileNetV2 graph model, all augmentations on)."""
+    tmp = tmp_path_factory.mktemp("straight")
+    cfg = _write_cfg(tmp / "cfg.yaml", _cfg_dict(data_root))
+    assert main(["--config", cfg, "--out", str(tmp / "run")]) == 0
+    return tmp / "run"
+
+
+class _Killed(Exception):
+    pass
+
+
+def test_resume_restores_the_same_state(tmp_path, data_root, straight_run, monkeypatch, capsys):
+    """Kill after the epoch-2 checkpoint of a 3-epoch run, resume: same final weights and
+    optimizer state as the straight run."""
+    cfg = _write_cfg(tmp_path / "cfg.yaml", _cfg_dict(data_root))
+    out = tmp_path / "run"
+    save = Trainer.save
+
+    def save_then_die(self, best):
+        save(self, best)
+        if self.epoch == 2:
+            raise _Killed
+
+    monkeypatch.setattr(Trainer, "save", save_then_die)
+    with pytest.raises(_Killed):
+        main(["--config", cfg, "--out", str(out)])
+    monkeypatch.undo()
+    assert read_meta(out / "last")["epoch"] == 2
+    capsys.readouterr()
+    assert main(["--config", cfg, "--out", str(out), "--resume"]) == 0
+    assert "resumed from" in capsys.readouterr().err
+
+    a, b = _all_tensors(straight_run), _all_tensors(out)
+    assert any(k.startswith("train.opt.") for k in a)  # the optimizer state is compared too
+    assert _max_diff(a, b) <= 1e-5
+    ma, mb = read_meta(straight_run / "last"), read_meta(out / "last")
+    assert ma["epoch"] == mb["epoch"] == 3
+    assert [h["val_nme"] for h in ma["history"]] == pytest.approx([h["val_nme"] for h in mb["history"]], abs=1e-6)
+    assert [h["loss"] for h in ma["history"]] == pytest.approx([h["loss"] for h in mb["history"]], rel=1e-5)
+
+
+def test_resume_of_a_finished_run_trains_no_more(tmp_path, data_root, straight_run):
+    cfg = _write_cfg(tmp_path / "cfg.yaml", _cfg_dict(data_root))
+    before = (straight_run / "last.safetensors").read_bytes()
+    run = tmp_path / "copy"
+    run.mkdir()
+    for f in straight_run.iterdir():
+        (run / f.name).write_bytes(f.read_bytes())
+    assert main(["--config", cfg, "--out", str(run), "--resume"]) == 0
+    assert (run / "last.safetensors").read_bytes() == before
+
+
+def test_resume_with_another_model_is_refused(tmp_path, data_root, straight_run, capsys):
+    cfg = _write_cfg(tmp_path / "cfg.yaml", _cfg_dict(data_root, model={"head": "fc"}))
+    run = tmp_path / "copy"
+    run.mkdir()
+    for f in straight_run.iterdir():
+        (run / f.name).write_bytes(f.read_bytes())
+    assert main(["--config", cfg, "--out", str(run), "--resume"]) == 2
+    assert "model config differs" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- refusals
+def test_second_run_into_existing_out_is_refused(tmp_path, data_root, straight_run, capsys):
+    cfg = _write_cfg(tmp_path / "cfg.yaml", _cfg_dict(data_root))
+    before = (straight_run / "last.safetensors").read_bytes()
+    assert main(["--config", cfg, "--out", str(straight_run)]) == 2
+    err = capsys.readouterr().err
+    assert "already holds a run" in err and "--resume" in err
+    assert (straight_run / "last.safetensors").read_bytes() == before
+
+
+def test_unknown_config_key_exits_2(tmp_path, data_root, capsys):
+    d = _cfg_dict(data_root)
+    d["model"]["grpah_blocks"] = 2
+    cfg = _write_cfg(tmp_path / "cfg.yaml", d)
+    assert main(["--config", cfg, "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "unknown key" in err and "grpah_blocks" in err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("override, msg", [("model.bakbone=resnet18", "bakbone"), ("epochs=many", "epochs"),
+                                           ("epochs.x=1", "epochs"), ("lr", "key.sub=value")])
+def test_bad_set_override_exits_2(tmp_path, data_root, capsys, override, msg):
+    cfg = _write_cfg(tmp_path / "cfg.yaml", _cfg_dict(data_root))
+    assert main(["--config", cfg, "--out", str(tmp_path / "run"), "--set", override]) == 2
+    assert msg in capsys.readouterr().err
+
+
+def test_missing_data_exits_2(tmp_path, capsys):
+    cfg = _write_cfg(tmp_path / "cfg.yaml", _cfg_dict(tmp_path / "nowhere"))
+    assert main(["--config", cfg, "--out", str(tmp_path / "run")]) == 2
+    assert "data file not found" in capsys.readouterr().err
+
+
+def test_config_json_written(straight_run):
+    cfg = json.loads((straight_run / "config.json").read_text())
+    assert cfg["model"]["input_size"] == 64 and cfg["epochs"] == 3
