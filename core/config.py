@@ -8,6 +8,8 @@ from pathlib import Path
 
 import yaml
 
+from .landmarks import NUM_LANDMARKS
+
 
 class ConfigError(ValueError):
     """A config with an unknown key, a wrong type or an invalid value."""
@@ -76,7 +78,7 @@ def to_dict(obj) -> dict:
 @dataclass
 class ModelConfig:
     backbone: typing.Literal["mobilenet_v2", "resnet18", "resnet34"] = "mobilenet_v2"
-    head: typing.Literal["graph", "fc"] = "graph"
+    head: typing.Literal["graph", "fc", "heatmap", "hybrid"] = "graph"
     num_landmarks: int = 68
     input_size: int = 192
     freeze_stem: bool = True  # keep the stride<=4 layers (ImageNet low-level filters, BN) frozen
@@ -90,6 +92,9 @@ class ModelConfig:
     fc_hidden: int = 256
     uncertainty: bool = True
     pretrained: bool = True  # ImageNet init of MobileNetV2 when the file is installed
+    # heatmap / hybrid heads (core.models.heatmap); ignored by the graph and fc heads
+    heatmap_stride: int = 4  # heatmaps at 1/4 (or 1/8) of the input
+    readout: typing.Literal["soft_argmax", "get_max", "get_bc"] = "soft_argmax"  # heatmap -> coordinates
 
     def validate(self):
         if self.num_landmarks < 2:
@@ -98,6 +103,14 @@ class ModelConfig:
             raise ConfigError(f"model.k must be in [1, {self.num_landmarks - 1}], got {self.k}")
         if self.input_size % 32:
             raise ConfigError(f"model.input_size must be a multiple of 32, got {self.input_size}")
+        if self.heatmap_stride not in (4, 8):
+            raise ConfigError(f"model.heatmap_stride must be 4 or 8, got {self.heatmap_stride}")
+        if self.head in ("heatmap", "hybrid") and self.num_landmarks != NUM_LANDMARKS:
+            raise ConfigError(f"model.head {self.head!r} draws edge heatmaps on the 68-point curves; "
+                              f"num_landmarks must be {NUM_LANDMARKS}, got {self.num_landmarks}")
+
+
+HEATMAP_SIGMAS = (1.0, 1.5, 3.0)  # allowed loss.heatmap_sigma values (heatmap pixels)
 
 
 @dataclass
@@ -106,6 +119,17 @@ class LossConfig:
     laplacian: float = 1.0  # weight of the Laplacian relative-location loss (0 = off)
     adl_lambda: float = 2.0
     nll: float = 0.05  # weight of the Gaussian NLL of the uncertainty head
+    # heatmap / hybrid heads only (core.heatmap_losses); unused when the model outputs no heatmaps
+    heatmap: typing.Literal["awing", "l2", "wasserstein"] = "awing"  # loss on the landmark heatmaps
+    heatmap_weight: float = 1.0  # weight of the heatmap terms (landmark maps; point + edge maps, AWing)
+    heatmap_sigma: float = 1.5  # target Gaussian sigma in heatmap pixels: 1, 1.5 or 3
+
+    def validate(self):
+        if self.heatmap_sigma not in HEATMAP_SIGMAS:
+            raise ConfigError(f"loss.heatmap_sigma must be one of {HEATMAP_SIGMAS}, got {self.heatmap_sigma}")
+        if self.heatmap_weight < 0:
+            raise ConfigError(f"loss.heatmap_weight must be >= 0, got {self.heatmap_weight}")
+
 
 
 @dataclass
@@ -172,6 +196,10 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> TrainCo
         node = data
         parts = key.split(".")
         for p in parts[:-1]:
+            if not isinstance(node, dict):
+                break
             node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {ov!r}: {'.'.join(parts[:-1]) or path} is not a mapping")
         node[parts[-1]] = yaml.safe_load(val)
     return from_dict(TrainConfig, data, str(path))

@@ -19,9 +19,10 @@ from torch.utils.data import DataLoader, WeightedRandomSampler
 from tqdm import tqdm
 
 from .checkpoint import CheckpointError, load_state_strict, load_tensors, read_meta, save_weights
-from .config import ConfigError, TrainConfig, from_dict, load_config, to_dict
+from .config import ConfigError, ModelConfig, TrainConfig, from_dict, load_config, to_dict
 from .data import DataError, FaceDataset, load_jsonl, normalized_shapes, pose_balance_weights, split_by_photo
 from .graph import neighbourhood
+from .heatmap_losses import heatmap_loss_parts
 from .losses import COORD_LOSSES, adl_loss, gaussian_nll, laplacian_loss, smooth_adl1_loss
 from .metrics import nme
 from .models import LandmarkModel, build_model
@@ -70,8 +71,10 @@ def compute_loss(cfg: TrainConfig, model: LandmarkModel, out: dict, target: torc
         parts["lap"] = lc.laplacian * laplacian_loss(pred, gt, model.neighbours)
     if lc.nll > 0 and "cov" in out:
         parts["nll"] = lc.nll * gaussian_nll(pred, gt, out["cov"] * s * s)
+    if "heatmaps" in out:  # heatmap / hybrid heads: targets rendered from the ground truth
+        parts.update(heatmap_loss_parts(lc, model.cfg, out, target))
     total = sum(parts.values())
-    return total, {k: float(v) for k, v in parts.items()}
+    return total, {k: float(v.detach()) for k, v in parts.items()}
 
 
 def lr_at(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
@@ -166,7 +169,11 @@ class Trainer:
             print(f"no checkpoint at {path}: starting from scratch", file=sys.stderr)
             return
         meta = read_meta(path)
-        if meta.get("model") != to_dict(self.model.cfg):
+        try:  # fill fields added since the checkpoint was written with their defaults
+            saved = to_dict(from_dict(ModelConfig, meta.get("model"), f"{path} model"))
+        except ConfigError:
+            saved = meta.get("model")
+        if saved != to_dict(self.model.cfg):
             raise CheckpointError(f"{path}: model config differs from --config; use another --out")
         tensors = load_tensors(path)
         load_state_strict(self.model, {k: v for k, v in tensors.items() if not k.startswith("train.")}, str(path))

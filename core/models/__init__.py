@@ -91,4 +91,8 @@ def cholesky_to_cov(params: torch.Tensor) -> torch.Tensor:
 
 
 def build_model(cfg: ModelConfig, neighbours, mean_shape) -> LandmarkModel:
+    if cfg.head in ("heatmap", "hybrid"):
+        from .heatmap import HeatmapLandmarkModel  # imported here: it imports this module's constants
+
+        return HeatmapLandmarkModel(cfg, torch.as_tensor(neighbours), torch.as_tensor(mean_shape))
     return LandmarkModel(cfg, torch.as_tensor(neighbours), torch.as_tensor(mean_shape))
