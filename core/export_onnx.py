@@ -1,0 +1,143 @@
+"""Export a landmark model to ONNX (dynamic batch axis; input `image` (B, 3, S, S) RGB in [0, 1];
+outputs `coords`, `adjacency` and, with an uncertainty head, `cov`), then check it against torch
+with ONNX Runtime.
+
+    python -m core.export_onnx --weights weights/sdfl_graph.safetensors --out weights/sdfl_graph.onnx
+
+FaceAligner(backend="auto") uses `<stem>.onnx` next to `<stem>.safetensors` when it exists.
+Uses torch's TorchScript-based exporter (dynamo=False; needs no onnxscript and no network)."""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+import tempfile
+import types
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+OPSET = 17
+CHECK_TOLERANCE = 1e-3  # crop units: torch vs ONNX Runtime coords must agree this well
+CHECK_BATCHES = (1, 3)
+
+
+class _Outputs(torch.nn.Module):
+    """dict output -> tuple (coords, adjacency[, cov]) for the exporter."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, image):
+        out = self.model(image)
+        return tuple(out[k] for k in ("coords", "adjacency", "cov") if k in out)
+
+
+@contextlib.contextmanager
+def static_shapes_for_export():
+    """The legacy exporter cannot export adaptive pooling / interpolation to traced sizes (as
+    core.models.scc computes them from feature shapes). For the fixed input size the sizes are
+    constants: during export, scc sees an F whose adaptive_avg_pool2d becomes avg_pool2d with a
+    constant kernel and whose interpolate gets int sizes. Same numbers; scc itself is unchanged."""
+    from .models import scc
+
+    def pool(x, size):
+        h, w = int(x.shape[-2]), int(x.shape[-1])
+        oh, ow = (int(v) for v in (size if isinstance(size, (tuple, list, torch.Size)) else (size, size)))
+        if h % oh or w % ow:
+            return F.adaptive_avg_pool2d(x, (oh, ow))
+        return F.avg_pool2d(x, (h // oh, w // ow))
+
+    def interpolate(x, size=None, **kw):
+        if size is not None:
+            size = tuple(int(v) for v in size) if isinstance(size, (tuple, list, torch.Size)) else int(size)
+        return F.interpolate(x, size=size, **kw)
+
+    shim = types.SimpleNamespace(**{k: getattr(F, k) for k in dir(F) if not k.startswith("__")})
+    shim.adaptive_avg_pool2d, shim.interpolate = pool, interpolate
+    old = scc.F
+    scc.F = shim
+    try:
+        yield
+    finally:
+        scc.F = old
+
+
+def export(model, out: str | Path, opset: int = OPSET) -> Path:
+    """Write `out` (atomically) from an eval-mode LandmarkModel on the CPU."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    model = model.cpu().eval()
+    wrapper = _Outputs(model).eval()  # eval wrapper: export restores this mode on every submodule
+    names = ["coords", "adjacency"] + (["cov"] if model.cfg.uncertainty else [])
+    s = model.cfg.input_size
+    dummy = torch.rand(2, 3, s, s)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        with static_shapes_for_export(), warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+            warnings.simplefilter("ignore")  # tracer warnings about the int() sizes, legacy-exporter notice
+            torch.onnx.export(wrapper, (dummy,), tmp, dynamo=False, opset_version=opset, input_names=["image"],
+                              output_names=names, dynamic_axes={k: {0: "batch"} for k in ["image", *names]},
+                              do_constant_folding=True)
+        import onnx
+
+        onnx.checker.check_model(onnx.load(tmp))
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return out
+
+
+def compare(model, onnx_file: str | Path, batches=CHECK_BATCHES, seed: int = 0) -> dict[str, float]:
+    """Max |torch - ORT| per output over random inputs of the given batch sizes (CPU provider)."""
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
+    names = [o.name for o in sess.get_outputs()]
+    s = model.cfg.input_size
+    g = torch.Generator().manual_seed(seed)
+    worst = {k: 0.0 for k in names}
+    for b in batches:
+        x = torch.rand(b, 3, s, s, generator=g)
+        with torch.inference_mode():
+            ref = model.eval()(x)
+        for k, v in zip(names, sess.run(names, {"image": x.numpy()})):
+            worst[k] = max(worst[k], float(np.abs(v - ref[k].numpy()).max()))
+    return worst
+
+
+def main(argv=None) -> int:
+    from .checkpoint import CheckpointError, DEFAULT_WEIGHTS, load_model
+
+    ap = argparse.ArgumentParser(description="Export a landmark model to ONNX.")
+    ap.add_argument("--weights", default=str(DEFAULT_WEIGHTS), help="<stem>.safetensors (with <stem>.json)")
+    ap.add_argument("--out", default="", help="output .onnx (default: <stem>.onnx next to the weights)")
+    ap.add_argument("--opset", type=int, default=OPSET)
+    args = ap.parse_args(argv)
+    try:
+        model, _ = load_model(args.weights, "cpu")
+    except CheckpointError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    from .inference import onnx_path_for
+
+    out = Path(args.out) if args.out else onnx_path_for(args.weights)
+    export(model, out, args.opset)
+    diff = compare(model, out)
+    print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB); max |torch - onnxruntime|: "
+          + ", ".join(f"{k} {v:.2e}" for k, v in diff.items()))
+    if diff["coords"] > CHECK_TOLERANCE:
+        print(f"error: coords differ by more than {CHECK_TOLERANCE} crop units", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

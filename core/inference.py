@@ -1,0 +1,458 @@
+"""Inference API: detect faces, crop them the way the model was trained, run the landmark model
+(ONNX Runtime or torch), map the results back to original-image pixels; optional video tracking
+and One-Euro smoothing.
+
+    from core import FaceAligner
+    fa = FaceAligner()                       # weights/sdfl_graph.safetensors, ONNX when exported
+    for face in fa.predict("photo.jpg"):     # path or uint8 array (RGB; color="bgr" for OpenCV)
+        face.landmarks                       # (68, 2) original-image pixels
+
+Crops: the detector gives an estimate of the landmark box (core.detectors); pass 1 crops around
+it, pass 2 re-crops around the landmark box predicted by pass 1 (exactly the training convention:
+square, side CROP_SCALE x the larger side, centred on the box) and predicts again. All faces of an
+image go through the model in one batch per pass. In video mode a face tracked from the previous
+frame is cropped around its previous landmarks and needs only one pass."""
+from __future__ import annotations
+
+import platform
+import shutil
+import subprocess
+import threading
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .detectors import Detection, HaarDetector, LandmarkTracker, MediaPipeDetector
+from .images import decode_image
+from .landmarks import apply_affine, crop_from_box, crop_matrix
+from .smoothing import DEFAULT_FPS, OneEuroFilter
+
+REFINE_PASSES = 2  # image mode: detector crop, then a re-crop around the predicted landmarks
+REDETECT_EVERY = 10  # video mode: run the detector every N frames (and whenever no face is tracked)
+MIN_FACE_SIDE = 8.0  # px: a tracked landmark box smaller than this is a lost track
+TRACK_MIN_INSIDE = 0.3  # share of a tracked landmark box that must lie inside the frame
+TRACK_MAX_SIGMA = 0.08  # crop units: median predicted landmark std above this = lost track
+ANTIALIAS_BELOW = 0.5  # crops that shrink the image more than 2x are pre-resized with INTER_AREA
+USER_BOX_SCORE = 1.0  # score reported for faces whose boxes the caller gave
+BACKENDS = ("auto", "onnx", "torch")
+
+
+@dataclass
+class Face:
+    box: np.ndarray  # (4,) x0, y0, x1, y1 original-image pixels (detector's landmark-box estimate, or tracked box)
+    score: float  # detector score (tracked faces: the score carried from the last detection)
+    landmarks: np.ndarray  # (68, 2) float32, original-image pixels, pixel centres at integers
+    covariance: np.ndarray | None  # (68, 2, 2) float32 pixels^2; None without an uncertainty head
+    adjacency: np.ndarray  # (68, 68) float32 per-image edge weights (rows sum to 1 over the neighbourhood)
+
+    def to_dict(self, adjacency: bool = False) -> dict:
+        """JSON-ready dict: box, score, landmarks, covariance (lists); adjacency only if asked."""
+        d = {"box": [float(v) for v in self.box], "score": float(self.score),
+             "landmarks": np.asarray(self.landmarks, dtype=np.float64).round(3).tolist(),
+             "covariance": None if self.covariance is None
+             else np.asarray(self.covariance, dtype=np.float64).round(4).tolist()}
+        if adjacency:
+            d["adjacency"] = np.asarray(self.adjacency, dtype=np.float64).round(5).tolist()
+        return d
+
+
+def cpu_name() -> str:
+    """CPU model from /proc/cpuinfo (Linux), else platform.processor()."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "CPU"
+
+
+def _gpu_name(index: int) -> str:
+    exe = shutil.which("nvidia-smi")
+    if exe:
+        try:
+            out = subprocess.run([exe, "--query-gpu=name", "--format=csv,noheader", "-i", str(index)],
+                                 capture_output=True, text=True, timeout=10)
+            if out.returncode == 0 and out.stdout.strip():
+                return out.stdout.strip().splitlines()[0]
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return f"CUDA GPU {index}"
+
+
+def graph_edges(neighbours: np.ndarray) -> list[tuple[int, int]]:
+    """Undirected edges (i < j) of a binary neighbourhood matrix (for drawing)."""
+    m = np.asarray(neighbours) > 0
+    m = m | m.T
+    i, j = np.nonzero(np.triu(m, 1))
+    return list(zip(i.tolist(), j.tolist()))
+
+
+def onnx_path_for(weights: str | Path) -> Path:
+    """weights/<stem>.safetensors -> weights/<stem>.onnx"""
+    from .checkpoint import stem_paths
+
+    return stem_paths(weights)[0].with_suffix(".onnx")
+
+
+def warp_crop(img: np.ndarray, m: np.ndarray, size: int) -> np.ndarray:
+    """cv2.warpAffine of the image->crop matrix m to (size, size), zero border; when the crop shrinks
+    the image more than 1/ANTIALIAS_BELOW times, the region is first reduced with INTER_AREA
+    (no aliasing for large faces); the matrix still maps original pixels to crop pixels."""
+    s = float(np.hypot(m[0, 0], m[1, 0]))
+    if s >= ANTIALIAS_BELOW:
+        return cv2.warpAffine(img, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    h, w = img.shape[:2]
+    corners = apply_affine(inverse_affine(m), np.array([[-1, -1], [size, -1], [-1, size], [size, size]], float))
+    x0, y0 = (max(int(np.floor(v)) - 1, 0) for v in corners.min(0))
+    x1, y1 = min(int(np.ceil(corners[:, 0].max())) + 2, w), min(int(np.ceil(corners[:, 1].max())) + 2, h)
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        return np.zeros((size, size, img.shape[2]), img.dtype)
+    rw, rh = max(1, round((x1 - x0) * s)), max(1, round((y1 - y0) * s))
+    small = cv2.resize(img[y0:y1, x0:x1], (rw, rh), interpolation=cv2.INTER_AREA)
+    fx, fy = rw / (x1 - x0), rh / (y1 - y0)
+    # small pixel u -> image x = (u + 0.5) / fx - 0.5 + x0 (cv2.resize's pixel-centre convention)
+    t = np.array([[1 / fx, 0, 0.5 / fx - 0.5 + x0], [0, 1 / fy, 0.5 / fy - 0.5 + y0]])
+    m2 = np.hstack([m[:, :2] @ t[:, :2], (m[:, :2] @ t[:, 2] + m[:, 2])[:, None]])
+    return cv2.warpAffine(small, m2, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+
+
+def inverse_affine(m: np.ndarray) -> np.ndarray:
+    """Closed-form inverse of a 2x3 affine map; same result as core.landmarks.invert_affine without
+    a LAPACK call (which costs ~1 ms per call on a busy machine)."""
+    a, b, c, d = m[0, 0], m[0, 1], m[1, 0], m[1, 1]
+    det = a * d - b * c
+    r = np.array([[d, -b], [-c, a]]) / det
+    return np.hstack([r, (-r @ m[:, 2])[:, None]])
+
+
+def _box_array(boxes) -> np.ndarray:
+    try:
+        b = np.asarray(boxes, dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"boxes must be numbers, shape (K, 4): {e}") from e
+    if b.size == 0:
+        return np.zeros((0, 4))
+    if b.ndim == 1 and b.size == 4:
+        b = b[None]
+    if b.ndim != 2 or b.shape[1] != 4:
+        raise ValueError(f"boxes must have shape (K, 4) as x0, y0, x1, y1; got {b.shape}")
+    if not np.isfinite(b).all() or (b[:, 2] <= b[:, 0]).any() or (b[:, 3] <= b[:, 1]).any():
+        raise ValueError("boxes must be finite with x1 > x0 and y1 > y0")
+    return b
+
+
+# --- model runners ------------------------------------------------------------------------------
+class _TorchRunner:
+    def __init__(self, weights: Path, device: str, threads: int):
+        import torch
+
+        from .checkpoint import load_model
+
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        dev = torch.device(device)
+        if threads > 0:
+            torch.set_num_threads(threads)  # process-wide
+        self.model, self.meta = load_model(weights, dev)
+        self.device, self._torch = dev, torch
+        self.provider = f"torch-{dev.type}"
+        self.device_name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else cpu_name()
+        self.outputs = ["coords", "adjacency"] + (["cov"] if self.model.cfg.uncertainty else [])
+
+    def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        with self._torch.inference_mode():
+            out = self.model(self._torch.from_numpy(x).to(self.device))
+        return {k: out[k].float().cpu().numpy() for k in self.outputs}
+
+
+class _OnnxRunner:
+    def __init__(self, path: Path, device: str, threads: int):
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = max(0, int(threads))  # 0: ORT default (one per physical core)
+        so.inter_op_num_threads = 1
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        want_cuda = device.startswith("cuda") or (device == "auto" and
+                                                  "CUDAExecutionProvider" in ort.get_available_providers())
+        gpu = int(device.split(":")[1]) if device.startswith("cuda:") else 0
+        providers: list = ["CPUExecutionProvider"]
+        if want_cuda:
+            providers.insert(0, ("CUDAExecutionProvider", {"device_id": gpu}))
+            ort.set_default_logger_severity(4)  # a missing CUDA runtime is reported below, not as log spam
+        try:
+            self.session = ort.InferenceSession(str(path), so, providers=providers)
+        except Exception as e:  # onnxruntime raises its own error types
+            raise ValueError(f"{path}: ONNX Runtime cannot load it ({e})") from e
+        finally:
+            if want_cuda:
+                ort.set_default_logger_severity(2)
+        self.provider = self.session.get_providers()[0]
+        if want_cuda and self.provider != "CUDAExecutionProvider" and device != "auto":
+            warnings.warn(f"CUDA requested but ONNX Runtime runs on {self.provider} (CUDA/cuDNN libraries missing?)")
+        self.device_name = _gpu_name(gpu) if self.provider == "CUDAExecutionProvider" else cpu_name()
+        self.input_name = self.session.get_inputs()[0].name
+        self.outputs = [o.name for o in self.session.get_outputs()]
+        if "coords" not in self.outputs or "adjacency" not in self.outputs:
+            raise ValueError(f"{path}: outputs {self.outputs}; expected coords, adjacency[, cov] "
+                             "(export with python -m core.export_onnx)")
+        self.input_shape = self.session.get_inputs()[0].shape
+
+    def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        res = self.session.run(self.outputs, {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})
+        return dict(zip(self.outputs, res))
+
+
+# --- the aligner --------------------------------------------------------------------------------
+class FaceAligner:
+    """68-point face alignment on images or video frames. See the module docstring.
+
+    weights: `<stem>.safetensors` (+ `<stem>.json`); None = core.checkpoint.DEFAULT_WEIGHTS.
+    backend: "auto" (ONNX Runtime when `<stem>.onnx` exists and is not older than the weights,
+    else torch), "onnx" or "torch". device: "cpu", "cuda", "cuda:N" or "auto" (CUDA if available).
+    detector: "mediapipe", "haar", "none" (boxes must be given) or any object with
+    `detect(rgb) -> list[Detection]`. video: track faces from frame to frame and smooth landmarks.
+    threads: intra-op threads (ORT session; torch: process-wide set_num_threads); 0 = default.
+    max_faces: at most this many faces per image (highest detector scores)."""
+
+    def __init__(self, weights: str | Path | None = None, backend: str = "auto", device: str = "cpu",
+                 detector="mediapipe", video: bool = False, threads: int = 0, max_faces: int = 8):
+        from .checkpoint import DEFAULT_WEIGHTS, read_meta, stem_paths
+
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        if not (device in ("cpu", "cuda", "auto") or device.startswith("cuda:")):
+            raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:N' or 'auto', got {device!r}")
+        if max_faces < 1:
+            raise ValueError("max_faces must be >= 1")
+        st_path, js_path = stem_paths(weights if weights else DEFAULT_WEIGHTS)
+        if not st_path.is_file():
+            raise FileNotFoundError(f"model weights not found: {st_path} (train a model, or pass weights=...)")
+        if not js_path.is_file():
+            raise FileNotFoundError(f"model metadata not found: {js_path} (it belongs next to {st_path.name})")
+        self.weights = st_path
+        self.meta = read_meta(st_path)
+        self.input_size = int(self.meta["input_size"])
+        self.neighbours = np.asarray(self.meta["neighbours"], dtype=np.float32)
+        self.num_landmarks = int(self.meta.get("num_landmarks", self.neighbours.shape[0]))
+        onnx_file = onnx_path_for(st_path)
+        use_onnx = backend == "onnx"
+        if backend == "onnx" and not onnx_file.is_file():
+            raise FileNotFoundError(f"ONNX model not found: {onnx_file} (python -m core.export_onnx --weights "
+                                    f"{st_path} --out {onnx_file})")
+        if backend == "auto" and onnx_file.is_file():
+            if onnx_file.stat().st_mtime + 1 < st_path.stat().st_mtime:
+                warnings.warn(f"{onnx_file} is older than {st_path.name}: using torch (re-export to use ONNX)")
+            else:
+                use_onnx = True
+        self.runner = None
+        if use_onnx:
+            try:
+                self.runner = _OnnxRunner(onnx_file, device, threads)
+            except (ValueError, ImportError) as e:
+                if backend == "onnx":
+                    raise
+                warnings.warn(f"ONNX backend unavailable ({e}); using torch")
+        if self.runner is None:
+            self.runner = _TorchRunner(st_path, device, threads)
+            self.backend = "torch"
+        else:
+            self.backend = "onnx"
+            shape = self.runner.input_shape
+            if isinstance(shape[-1], int) and shape[-1] != self.input_size:
+                raise ValueError(f"{onnx_file}: input size {shape[-1]} but {js_path.name} says {self.input_size}")
+        self.provider: str = self.runner.provider
+        self.device_name: str = self.runner.device_name
+        self.has_uncertainty = "cov" in self.runner.outputs
+        self.max_faces, self.video = max_faces, video
+        self.fps = DEFAULT_FPS  # video mode: frame rate assumed when predict() gets no timestamp
+        self.redetect_every = REDETECT_EVERY
+        self.refine_passes = REFINE_PASSES  # model passes for a detector box (1 = no re-crop)
+        self._detector_spec = detector
+        self._detector = None
+        self._lock = threading.RLock()
+        self.reset()
+
+    # -- detection -----------------------------------------------------------------------------
+    @property
+    def detector(self):
+        """The face detector, built on first use (so box-only use never imports mediapipe)."""
+        if self._detector is None:
+            spec = self._detector_spec
+            if spec == "mediapipe":
+                self._detector = MediaPipeDetector()
+            elif spec == "haar":
+                self._detector = HaarDetector()
+            elif spec in (None, "none"):
+                raise ValueError("this FaceAligner has no detector (detector='none'): pass boxes=")
+            elif hasattr(spec, "detect"):
+                self._detector = spec
+            else:
+                raise ValueError("detector must be 'mediapipe', 'haar', 'none' or an object with detect(); "
+                                 f"got {spec!r}")
+        return self._detector
+
+    def _detect(self, rgb: np.ndarray) -> list[Detection]:
+        dets = sorted(self.detector.detect(rgb), key=lambda d: -d.score)
+        return dets[: self.max_faces]
+
+    # -- model ---------------------------------------------------------------------------------
+    def _run(self, img: np.ndarray, boxes: list[np.ndarray]) -> dict[str, np.ndarray]:
+        """One batched model call on crops around landmark-box estimates; results in image pixels:
+        pts (K,68,2), cov (K,68,2,2) or None, adj (K,68,68), sigma (K,) median std in crop units."""
+        size = self.input_size
+        mats = [crop_matrix(*crop_from_box(b), out_size=size) for b in boxes]
+        crops = np.stack([warp_crop(img, m, size) for m in mats])
+        x = crops.transpose(0, 3, 1, 2).astype(np.float32) * np.float32(1.0 / 255.0)
+        out = self.runner(x)
+        invs = np.stack([inverse_affine(m) for m in mats])  # (K, 2, 3)
+        a = invs[:, :, :2]
+        pts = np.einsum("kij,knj->kni", a, out["coords"].astype(np.float64) * size) + invs[:, None, :, 2]
+        res = {"pts": pts, "adj": out["adjacency"].astype(np.float32), "cov": None, "sigma": None}
+        if "cov" in out:
+            c = out["cov"].astype(np.float64)
+            res["cov"] = np.einsum("kij,knjl,kml->knim", a, c * size * size, a)
+            res["sigma"] = np.median(np.sqrt(np.clip(np.trace(c, axis1=2, axis2=3) / 2, 0, None)), axis=1)
+        return res
+
+    def _refine(self, img: np.ndarray, boxes: list[np.ndarray], two_pass: list[bool]) -> dict[str, np.ndarray]:
+        """Pass 1 on every box; pass 2 (re-crop around pass-1 landmarks) for faces flagged two_pass."""
+        res = self._run(img, boxes)
+        for _ in range(self.refine_passes - 1):
+            idx = [i for i, t in enumerate(two_pass) if t]
+            if not idx:
+                break
+            res2 = self._run(img, [np.r_[res["pts"][i].min(0), res["pts"][i].max(0)] for i in idx])
+            for k in res:
+                if res[k] is not None:
+                    res[k][idx] = res2[k]
+        return res
+
+    # -- public --------------------------------------------------------------------------------
+    def reset(self) -> None:
+        """Forget video tracking and smoothing state (call between videos)."""
+        with self._lock:
+            self._tracker = LandmarkTracker(self.max_faces)
+            self._filters: dict[int, OneEuroFilter] = {}
+            self._frame = 0
+            self._last_detect = -(10 ** 9)
+            self._shape = None
+
+    def predict(self, image, boxes=None, color: str = "rgb", *, timestamp: float | None = None) -> list[Face]:
+        """Faces in `image` (path, bytes, PIL image or uint8/uint16/float array; `color` = channel
+        order of an array). boxes: optional (K, 4) face boxes x0, y0, x1, y1 in image pixels (e.g.
+        the `box` of earlier Faces; any box close to the landmark box works) to skip detection.
+        Returns [] when there is no face. Video mode: `timestamp` in seconds (default 1 / fps steps)."""
+        img, scale = decode_image(image, color)
+        user = None if boxes is None else (_box_array(boxes) + 0.5) / scale - 0.5  # -> decoded pixels
+        if self.video:
+            with self._lock:
+                faces = self._predict_video(img, user, timestamp)
+        else:
+            faces = self._predict_image(img, user)
+        if scale != 1.0:  # reduced decode of a large file: back to the file's pixels
+            for f in faces:
+                f.box = scale * (f.box + 0.5) - 0.5
+                f.landmarks = (scale * (f.landmarks + 0.5) - 0.5).astype(np.float32)
+                if f.covariance is not None:
+                    f.covariance = (f.covariance * scale * scale).astype(np.float32)
+        return faces
+
+    def get_landmarks(self, image, color: str = "rgb") -> list[np.ndarray]:
+        """face-alignment style: a (68, 2) array per face."""
+        return [f.landmarks for f in self.predict(image, color=color)]
+
+    def _faces(self, res, boxes, scores, pts=None) -> list[Face]:
+        out = []
+        for i, (b, s) in enumerate(zip(boxes, scores)):
+            cov = None if res["cov"] is None else res["cov"][i].astype(np.float32)
+            p = res["pts"][i] if pts is None else pts[i]
+            out.append(Face(np.asarray(b, dtype=np.float64), float(s), p.astype(np.float32), cov, res["adj"][i]))
+        return out
+
+    def _predict_image(self, img, user) -> list[Face]:
+        if user is not None:
+            dets = [Detection(b, USER_BOX_SCORE, b.copy(), "user") for b in user[: self.max_faces]]
+        else:
+            dets = self._detect(img)
+        if not dets:
+            return []
+        res = self._refine(img, [d.box for d in dets], [True] * len(dets))
+        return self._faces(res, [d.box for d in dets], [d.score for d in dets])
+
+    def _track_ok(self, pts: np.ndarray, sigma, shape) -> bool:
+        if not np.isfinite(pts).all():
+            return False
+        x0, y0 = pts.min(0)
+        x1, y1 = pts.max(0)
+        if max(x1 - x0, y1 - y0) < MIN_FACE_SIDE:
+            return False
+        h, w = shape[:2]
+        iw = max(0.0, min(x1, w - 1) - max(x0, 0))
+        ih = max(0.0, min(y1, h - 1) - max(y0, 0))
+        if iw * ih < TRACK_MIN_INSIDE * max((x1 - x0) * (y1 - y0), 1e-9):
+            return False
+        return sigma is None or float(sigma) <= TRACK_MAX_SIGMA
+
+    def _predict_video(self, img, user, timestamp) -> list[Face]:
+        if self._shape is not None and img.shape != self._shape:
+            self.reset()  # another video (or resolution): start over
+        self._shape = img.shape
+        tracker = self._tracker
+        due = self._frame - self._last_detect >= self.redetect_every
+        if user is not None or not tracker.tracks or due:
+            dets = ([Detection(b, USER_BOX_SCORE, b.copy(), "user") for b in user[: self.max_faces]]
+                    if user is not None else self._detect(img))
+            tracker.associate(dets)
+            self._last_detect = self._frame
+        self._frame += 1
+        live = {t.id for t in tracker.tracks}
+        for tid in list(self._filters):
+            if tid not in live:
+                del self._filters[tid]
+        tracks = list(tracker.tracks)
+        if not tracks:
+            return []
+        boxes = [t.box.copy() for t in tracks]
+        res = self._refine(img, boxes, [t.from_detection for t in tracks])
+        keep, smoothed = [], []
+        for i, t in enumerate(tracks):
+            pts = res["pts"][i]
+            if not self._track_ok(pts, None if res["sigma"] is None else res["sigma"][i], img.shape):
+                tracker.update(t.id, None)
+                self._filters.pop(t.id, None)
+                self._last_detect = -(10 ** 9)  # lost: detect on the next frame
+                continue
+            tracker.update(t.id, pts)
+            f = self._filters.setdefault(t.id, OneEuroFilter(fps=self.fps))
+            side = float(max(np.ptp(pts[:, 0]), np.ptp(pts[:, 1]), 1.0))
+            keep.append(i)
+            smoothed.append(f(pts, timestamp, scale=side))
+        dropped = set(tracker.drop_duplicates())
+        sel = [(i, s) for i, s in zip(keep, smoothed) if tracks[i].id not in dropped]
+        for tid in dropped:
+            self._filters.pop(tid, None)
+        if not sel:
+            return []
+        idx = [i for i, _ in sel]
+        sub = {k: (None if v is None else v[idx]) for k, v in res.items()}
+        return self._faces(sub, [boxes[i] for i in idx], [tracks[i].score for i in idx], [s for _, s in sel])
+
+
+_ALIGNERS: dict[tuple, FaceAligner] = {}
+
+
+def get_landmarks(image, weights: str | Path | None = None, color: str = "rgb", **kwargs) -> list[np.ndarray]:
+    """face-alignment style convenience: (68, 2) landmarks per face, original-image pixels. The
+    FaceAligner is built once per (weights, options) and cached."""
+    key = (str(weights), tuple(sorted(kwargs.items())))
+    if key not in _ALIGNERS:
+        _ALIGNERS[key] = FaceAligner(weights, **kwargs)
+    return _ALIGNERS[key].get_landmarks(image, color=color)
+
+
+__all__ = ["Face", "FaceAligner", "get_landmarks", "graph_edges", "cpu_name", "warp_crop", "onnx_path_for"]

@@ -1,0 +1,190 @@
+"""Command line: landmarks for an image, a folder of images, or a video.
+
+    python -m core.predict IMAGE_OR_DIR_OR_VIDEO --out DIR [--weights W] [--backend auto|onnx|torch]
+
+Per image: DIR/<stem>.json (faces: box, score, landmarks, covariance in original pixels) and
+DIR/<stem>.annotated.jpg (points, the model's sparse graph edges, boxes). Per video:
+DIR/<stem>.annotated.mp4 and DIR/<stem>.jsonl (one line per frame). Unreadable files are reported
+on stderr and skipped; the exit status is 1 only when nothing could be processed."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .images import decode_image
+
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm", ".jp2"}
+VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
+POINT_COLOR = (255, 60, 60)  # RGB
+EDGE_COLOR = (0, 220, 255)
+BOX_COLOR = (255, 220, 0)
+JPEG_QUALITY = 92
+VIDEO_FOURCC = "mp4v"
+
+
+def draw_faces(rgb: np.ndarray, faces, neighbours: np.ndarray, boxes: bool = True) -> np.ndarray:
+    """Copy of `rgb` with each face's sparse-graph edges (brighter = larger learned weight),
+    landmarks and box. Sizes follow the face size."""
+    from .inference import graph_edges
+
+    out = np.ascontiguousarray(rgb.copy())
+    edges = graph_edges(neighbours)
+    for f in faces:
+        p = np.asarray(f.landmarks, dtype=np.float64)
+        side = float(max(np.ptp(p[:, 0]), np.ptp(p[:, 1]), 1.0))
+        r, t = max(1, round(side / 90)), max(1, round(side / 250))
+        a = np.asarray(f.adjacency, dtype=np.float64)
+        wmax = max(float((a + a.T).max()), 1e-9)
+        for i, j in edges:
+            k = 0.35 + 0.65 * float(a[i, j] + a[j, i]) / wmax
+            col = tuple(int(c * k) for c in EDGE_COLOR)
+            cv2.line(out, tuple(np.round(p[i]).astype(int)), tuple(np.round(p[j]).astype(int)), col, t, cv2.LINE_AA)
+        for x, y in np.round(p).astype(int):
+            cv2.circle(out, (int(x), int(y)), r, POINT_COLOR, -1, cv2.LINE_AA)
+        if boxes:
+            x0, y0, x1, y1 = (int(round(v)) for v in f.box)
+            cv2.rectangle(out, (x0, y0), (x1, y1), BOX_COLOR, t, cv2.LINE_AA)
+            cv2.putText(out, f"{f.score:.2f}", (x0, max(0, y0 - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.4 * t, BOX_COLOR, t,
+                        cv2.LINE_AA)
+    return out
+
+
+def _to_file_pixels(face, scale: float) -> dict:
+    d = face.to_dict()
+    if scale != 1.0:
+        d["box"] = [scale * (v + 0.5) - 0.5 for v in d["box"]]
+        d["landmarks"] = [[round(scale * (v + 0.5) - 0.5, 3) for v in pt] for pt in d["landmarks"]]
+        if d["covariance"] is not None:
+            d["covariance"] = (np.asarray(d["covariance"]) * scale * scale).round(4).tolist()
+    return d
+
+
+def collect_inputs(src: Path) -> list[Path]:
+    if src.is_dir():
+        known = IMAGE_EXTENSIONS | VIDEO_EXTENSIONS
+        return sorted(p for p in src.iterdir() if p.is_file() and p.suffix.lower() in known)
+    return [src]
+
+
+def _out_stem(p: Path, used: set[str]) -> str:
+    stem = p.stem
+    if stem in used:
+        stem = f"{p.stem}_{p.suffix.lstrip('.').lower()}"
+    used.add(stem)
+    return stem
+
+
+def process_image(aligner, path: Path, out_dir: Path, stem: str, annotate: bool = True) -> int:
+    rgb, scale = decode_image(path)
+    faces = aligner.predict(rgb)
+    h, w = rgb.shape[:2]
+    info = {"image": str(path), "width": round(w * scale), "height": round(h * scale), "weights": str(aligner.weights),
+            "backend": aligner.backend, "provider": aligner.provider,
+            "faces": [_to_file_pixels(f, scale) for f in faces]}
+    (out_dir / f"{stem}.json").write_text(json.dumps(info))
+    if annotate:
+        img = draw_faces(rgb, faces, aligner.neighbours)
+        cv2.imwrite(str(out_dir / f"{stem}.annotated.jpg"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR),
+                    [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+    return len(faces)
+
+
+def process_video(aligner, path: Path, out_dir: Path, stem: str, max_frames: int = 0, annotate: bool = True) -> int:
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise ValueError(f"{path}: not a readable video")
+    fps = cap.get(cv2.CAP_PROP_FPS)
+    fps = fps if fps and 1 <= fps <= 240 else 30.0
+    aligner.reset()
+    aligner.fps = fps
+    writer = None
+    n = 0
+    try:
+        with (out_dir / f"{stem}.jsonl").open("w") as jf:
+            while not max_frames or n < max_frames:
+                ok, bgr = cap.read()
+                if not ok:
+                    break
+                t = n / fps
+                faces = aligner.predict(bgr, color="bgr", timestamp=t)
+                jf.write(json.dumps({"frame": n, "time": round(t, 4), "faces": [f.to_dict() for f in faces]}) + "\n")
+                if annotate:
+                    if writer is None:
+                        h, w = bgr.shape[:2]
+                        writer = cv2.VideoWriter(str(out_dir / f"{stem}.annotated.mp4"),
+                                                 cv2.VideoWriter_fourcc(*VIDEO_FOURCC), fps, (w, h))
+                    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+                    writer.write(cv2.cvtColor(draw_faces(rgb, faces, aligner.neighbours), cv2.COLOR_RGB2BGR))
+                n += 1
+    finally:
+        cap.release()
+        if writer is not None:
+            writer.release()
+    if n == 0:
+        raise ValueError(f"{path}: no frames could be decoded")
+    return n
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description="68-point landmarks for images, folders or videos.")
+    ap.add_argument("input", help="image file, folder of images/videos, or video file")
+    ap.add_argument("--out", required=True, help="output folder")
+    ap.add_argument("--weights", default=None, help="<stem>.safetensors (default: weights/sdfl_graph.safetensors)")
+    ap.add_argument("--backend", default="auto", choices=["auto", "onnx", "torch"])
+    ap.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    ap.add_argument("--detector", default="mediapipe", choices=["mediapipe", "haar"])
+    ap.add_argument("--threads", type=int, default=0, help="inference threads (0 = default)")
+    ap.add_argument("--max-faces", type=int, default=8)
+    ap.add_argument("--max-frames", type=int, default=0, help="video: stop after N frames (0 = all)")
+    ap.add_argument("--no-annotate", action="store_true", help="write JSON only")
+    args = ap.parse_args(argv)
+
+    from .inference import FaceAligner
+
+    src = Path(args.input)
+    if not src.exists():
+        print(f"error: {src} does not exist", file=sys.stderr)
+        return 2
+    inputs = collect_inputs(src)
+    if not inputs:
+        print(f"error: no image or video files in {src}", file=sys.stderr)
+        return 2
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    kw = dict(weights=args.weights, backend=args.backend, device=args.device, detector=args.detector,
+              threads=args.threads, max_faces=args.max_faces)
+    try:
+        image_aligner = FaceAligner(**kw)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"model {image_aligner.weights.name}: {image_aligner.backend} on {image_aligner.provider} "
+          f"({image_aligner.device_name})", file=sys.stderr)
+    video_aligner = None
+    ok = bad = 0
+    used: set[str] = set()
+    for p in inputs:
+        stem = _out_stem(p, used)
+        try:
+            if p.suffix.lower() in VIDEO_EXTENSIONS:
+                video_aligner = video_aligner or FaceAligner(**kw, video=True)
+                n = process_video(video_aligner, p, out_dir, stem, args.max_frames, not args.no_annotate)
+                print(f"{p}: {n} frames", file=sys.stderr)
+            else:
+                n = process_image(image_aligner, p, out_dir, stem, not args.no_annotate)
+                print(f"{p}: {n} face(s)", file=sys.stderr)
+            ok += 1
+        except (ValueError, OSError) as e:
+            bad += 1
+            print(f"skipped {p}: {e}", file=sys.stderr)
+    print(f"done: {ok} processed, {bad} skipped -> {out_dir}", file=sys.stderr)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
