@@ -1,0 +1,1 @@
+"""Gradio application: `app.ui.build_demo()` builds it, `launch_app.py` starts it."""

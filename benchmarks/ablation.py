@@ -1,0 +1,107 @@
+"""Short-budget ablation of the structure-coherent design; choices are read on the validation split
+held out from train (by photo), and test is reported beside it for reference only.
+
+    python benchmarks/ablation.py --data ../shared/data/faces68 [--epochs 6] [--input-size 128] [--parallel 2]
+
+Every variant trains with the same budget from configs/sdfl_graph.yaml plus one override, into
+runs/ablation/<name>; results go to benchmarks/results/ablation.json and ablation.md."""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from core.config import load_config  # noqa: E402
+from core.data import load_jsonl, split_by_photo  # noqa: E402
+from core.evaluate import evaluate  # noqa: E402
+
+VARIANTS = {
+    "graph, soft wing, laplacian, dynamic, k=3 (reference)": [],
+    "FC head": ["model.head=fc"],
+    "L1 instead of Soft Wing": ["loss.coord=l1"],
+    "no Laplacian loss": ["loss.laplacian=0"],
+    "binary adjacency": ["model.adjacency=binary"],
+    "k=1": ["model.k=1"],
+    "k=6": ["model.k=6"],
+}
+
+
+def slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in name.split(" (")[0]).strip("_").lower()
+
+
+def write_val_split(data: Path, out: Path) -> Path:
+    """The validation split used by training, as a faces68 jsonl with absolute image paths."""
+    cfg = load_config(ROOT / "configs" / "sdfl_graph.yaml")
+    _, val = split_by_photo(load_jsonl(data / f"{cfg.data.train_split}.jsonl"), cfg.data.val_fraction, cfg.data.split_seed)
+    out.mkdir(parents=True, exist_ok=True)
+    with (out / "val.jsonl").open("w") as f:
+        for r in val:
+            f.write(json.dumps({"image": str(r.image.resolve()), "photo": r.photo, "source": r.source,
+                                "landmarks": r.landmarks.tolist()}) + "\n")
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "faces68"))
+    ap.add_argument("--epochs", type=int, default=6)
+    ap.add_argument("--input-size", type=int, default=128)
+    ap.add_argument("--parallel", type=int, default=2, help="runs at once (1 thread each)")
+    ap.add_argument("--runs", default=str(ROOT / "runs" / "ablation"))
+    args = ap.parse_args(argv)
+    data, runs = Path(args.data), Path(args.runs)
+    val_dir = write_val_split(data, runs)
+    base = ["--set", f"epochs={args.epochs}", "--set", f"model.input_size={args.input_size}", "--set", "threads=1",
+            "--set", f"data.root={data}", "--set", "warmup_epochs=1"]
+    pending = list(VARIANTS.items())
+    running: list[tuple[str, subprocess.Popen, float]] = []
+    started = time.time()
+    while pending or running:
+        while pending and len(running) < args.parallel:
+            name, sets = pending.pop(0)
+            out = runs / slug(name)
+            cmd = [sys.executable, "-m", "core.train", "--config", str(ROOT / "configs" / "sdfl_graph.yaml"),
+                   "--out", str(out)] + base + [a for s in sets for a in ("--set", s)]
+            if (out / "last.safetensors").exists():
+                cmd.append("--resume")
+            log = open(runs / f"{slug(name)}.log", "w")
+            running.append((name, subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT), time.time()))
+        time.sleep(5)
+        for item in list(running):
+            name, proc, t0 = item
+            if proc.poll() is not None:
+                running.remove(item)
+                print(f"{name}: exit {proc.returncode} after {time.time() - t0:.0f} s", flush=True)
+    rows = {}
+    for name in VARIANTS:
+        best = runs / slug(name) / "best.safetensors"
+        if not best.exists():
+            continue
+        val = evaluate(best, val_dir, "val")
+        test = evaluate(best, data, "test")
+        rows[name] = {"val_nme": val["nme"], "val_fr10": val["fr10"], "test_nme": test["nme"], "test_fr10": test["fr10"],
+                      "test_auc10": test["auc10"]}
+        print(f"{name:55s} val NME {val['nme']:.3%}  test NME {test['nme']:.3%}", flush=True)
+    out = ROOT / "benchmarks" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    meta = {"epochs": args.epochs, "input_size": args.input_size, "wall_s": round(time.time() - started), "rows": rows}
+    (out / "ablation.json").write_text(json.dumps(meta, indent=1))
+    lines = [f"Same budget for every row: {args.epochs} epochs at {args.input_size} px from configs/sdfl_graph.yaml "
+             f"with one change each; choose on **val** (held out from train by photo); test for reference only.", "",
+             "| variant | val NME | val FR@10 | test NME | test FR@10 | test AUC@10 |", "|---|---|---|---|---|---|"]
+    for name, r in rows.items():
+        lines.append(f"| {name} | {r['val_nme']:.2%} | {r['val_fr10']:.2%} | {r['test_nme']:.2%} | {r['test_fr10']:.2%} | {r['test_auc10']:.4f} |")
+    (out / "ablation.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

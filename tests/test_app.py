@@ -1,0 +1,332 @@
+"""The Gradio app: overlay drawing on synthetic data, plots, handlers, and the served app called
+through gradio_client (tiny random weights from conftest: junk coordinates, but 68 points)."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+from app import overlays as ov  # noqa: E402
+from app import plots  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+ASTRONAUT = ROOT / "app" / "examples" / "astronaut.jpg"
+
+
+def rot(deg: float) -> np.ndarray:
+    a = np.deg2rad(deg)
+    return np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ----------------------------------------------------------------------------- overlays
+
+
+def test_ellipse_axes_of_known_covariance():
+    r = rot(30.0)
+    cov = r @ np.diag([9.0, 1.0]) @ r.T  # std 3 along 30 deg, 1 across
+    axes, angle = ov.ellipse_axes(cov, 1.0)
+    np.testing.assert_allclose(axes, [3.0, 1.0], atol=1e-9)
+    assert angle == pytest.approx(30.0)
+    axes2, _ = ov.ellipse_axes(np.stack([cov, np.diag([4.0, 16.0])]), 2.0)  # k-sigma = k sqrt(eig)
+    np.testing.assert_allclose(axes2, [[6.0, 2.0], [8.0, 4.0]], atol=1e-9)
+    _, ang = ov.ellipse_axes(np.diag([4.0, 16.0]))
+    assert abs(ang) == pytest.approx(90.0)
+    axes3, _ = ov.ellipse_axes(np.array([[1.0, 1.0], [1.0, 1.0 - 1e-12]]))  # rounding: no NaN
+    assert np.isfinite(axes3).all()
+    with pytest.raises(ValueError):
+        ov.ellipse_axes(np.zeros((3, 3)))
+
+
+def test_ellipses_drawn_with_k_sigma_axes():
+    img = np.zeros((200, 200, 3), np.uint8)
+    pts = np.array([[100.0, 100.0]])
+    r = rot(90.0)
+    cov = (r @ np.diag([400.0, 100.0]) @ r.T)[None]  # major axis (std 20) vertical, minor (10) horizontal
+    out = ov.draw_ellipses(img, pts, cov, sigmas=(1.0, 2.0), colors=((255, 0, 0), (0, 0, 255)))
+    assert img.sum() == 0  # input untouched
+    for channel, (ax_major, ax_minor) in ((0, (20, 10)), (2, (40, 20))):
+        ys, xs = np.nonzero(out[:, :, channel] > 128)
+        assert abs((ys.max() - ys.min()) / 2 - ax_major) <= 1.5
+        assert abs((xs.max() - xs.min()) / 2 - ax_minor) <= 1.5
+        assert abs(ys.mean() - 100) < 1.5 and abs(xs.mean() - 100) < 1.5
+    with pytest.raises(ValueError):
+        ov.draw_ellipses(img, pts, np.zeros((2, 2, 2)))
+
+
+def test_graph_edges_are_undirected_and_drawn_by_weight():
+    nb = np.eye(4)
+    nb[0, 1] = nb[1, 0] = nb[2, 3] = 1  # 0-1 both ways, 2->3 one way only
+    edges = ov.graph_edges(nb)
+    assert edges.tolist() == [[0, 1], [2, 3]]
+    adj = np.zeros((4, 4))
+    adj[0, 1], adj[1, 0], adj[2, 3] = 0.9, 0.5, 0.1
+    np.testing.assert_allclose(ov.edge_weights(edges, adj), [0.9, 0.1])
+    pts = np.array([[20.0, 50.0], [180.0, 50.0], [20.0, 150.0], [180.0, 150.0]])
+    img = np.zeros((200, 200, 3), np.uint8)
+    out = ov.draw_graph(img, pts, nb, adj, max_thickness=7)
+    strong = (out[40:61, 40:160].max(-1) > 0).sum(0)  # column-wise line thickness of edge 0-1
+    weak = (out[140:161, 40:160].max(-1) > 0).sum(0)
+    assert strong.min() > 0 and weak.min() > 0  # both edges drawn end to end
+    assert strong.mean() > weak.mean() + 2  # thicker for the stronger edge
+    assert not np.array_equal(out[50, 100], out[150, 100])  # and another colour
+    assert out[100, 100].sum() == 0  # nothing between the two edges
+    plain = ov.draw_graph(img, pts, nb, None)  # no adjacency: all edges alike
+    assert (plain[50, 40:160].max(-1) > 0).all() and (plain[150, 40:160].max(-1) > 0).all()
+
+
+def test_points_numbers_box_and_text():
+    img = np.full((120, 160, 3), 50, np.uint8)
+    pts = np.array([[30.0, 40.0], [100.0, 80.0], [np.nan, np.nan]])
+    out = ov.draw_points(img, pts, color=(0, 255, 0), radius=3)
+    assert tuple(out[40, 30]) == (0, 255, 0) and tuple(out[80, 100]) == (0, 255, 0)
+    numbered = ov.draw_points(img, pts, numbers=True)
+    assert (numbered != out).any()
+    boxed = ov.draw_box(img, (10, 10, 60, 70), color=(255, 0, 0), label="#0")
+    assert boxed[40, 10, 0] > 200 and boxed[40, 10, 1] < 30  # anti-aliased edge
+    text = ov.draw_text_box(img, ["12.5 FPS  8.0 ms", "CPU · x"], corner="top-left")
+    assert (text[:30, :100] == 20).all(-1).sum() > 200  # 60 % black box behind the text
+    assert (text[2:30, 2:100] > 200).any()  # white text
+    assert np.array_equal(ov.draw_text_box(img, []), img)
+    with pytest.raises(ValueError):
+        ov.draw_points(np.zeros((10, 10), np.uint8), pts)
+
+
+def test_draw_face_options_and_scaling():
+    rng = np.random.default_rng(0)
+    pts = rng.uniform(40, 160, (68, 2))
+    face = {"box": np.array([30.0, 30.0, 170.0, 170.0]), "score": 0.9, "landmarks": pts,
+            "covariance": np.tile(np.eye(2) * 4.0, (68, 1, 1)), "adjacency": np.eye(68)}
+    img = np.zeros((200, 200, 3), np.uint8)
+    nb = np.eye(68)
+    nb[np.arange(67), np.arange(1, 68)] = 1
+    none = ov.draw_face(img, face, nb, ov.OverlayOptions(points=False, box=False))
+    assert none.sum() == 0
+    everything = ov.OverlayOptions.from_names(["points", "graph", "ellipses", "box", "numbers", "curves"])
+    full = ov.draw_face(img, face, nb, everything)
+    assert full.sum() > ov.draw_face(img, face, nb, ov.OverlayOptions()).sum()
+    half = ov.scale_face(face, 0.5)
+    np.testing.assert_allclose(half["landmarks"], pts * 0.5)
+    np.testing.assert_allclose(half["covariance"], face["covariance"] * 0.25)
+    small, s = ov.fit_within(np.zeros((400, 1000, 3), np.uint8), 500)
+    assert small.shape == (200, 500, 3) and s == 0.5
+    with pytest.raises(ValueError):
+        ov.OverlayOptions.from_names(["points", "sparkles"])
+
+
+def test_occluders():
+    box = (100, 100, 200, 300)  # 100 x 200
+    m = ov.occluder_mask((400, 400), box, "box", (0.5, 0.5, 0.5, 0.25))
+    assert abs(int(m.sum()) - 50 * 50) < 200 and m[200, 150] and not m[120, 150]
+    e = ov.occluder_mask((400, 400), box, "ellipse", (0.5, 0.5, 0.5, 0.25))
+    assert abs(int(e.sum()) - np.pi * 25 * 25) < 150
+    r1 = ov.random_occluders((400, 400), box, seed=3, count=3)
+    assert np.array_equal(r1, ov.random_occluders((400, 400), box, seed=3, count=3))
+    assert not np.array_equal(r1, ov.random_occluders((400, 400), box, seed=4, count=3))
+    img = np.full((400, 400, 3), 200, np.uint8)
+    assert (ov.apply_occlusion(img, m, "black")[m] == 0).all()
+    assert (ov.apply_occlusion(img, m, "gray")[~m] == 200).all()
+    with pytest.raises(ValueError):
+        ov.occluder_mask((10, 10), box, "star")
+
+
+# ----------------------------------------------------------------------------- plots
+
+
+def test_plots():
+    adj = np.eye(68) * 0.5
+    adj[0, 1] = 0.5
+    fig = plots.adjacency_heatmap(adj, np.eye(68) + np.eye(68, k=1))
+    z = np.asarray(fig.data[0].z, dtype=float)
+    assert z.shape == (68, 68) and np.isnan(z[5, 40]) and z[0, 1] == 0.5
+    unc = plots.uncertainty_bars(np.tile(np.diag([9.0, 4.0]), (68, 1, 1)), iod=60.0)
+    np.testing.assert_allclose(unc.data[0].y, 3.0)
+    np.testing.assert_allclose(unc.data[1].y, 2.0)
+    assert "no uncertainty" in plots.uncertainty_bars(None).layout.annotations[0].text
+    ced = plots.ced_figure([{"name": "a", "nme_per_face": [0.02, 0.04, 0.2]}, {"name": "b", "nme": 0.05}])
+    assert len(ced.data) == 1 and ced.data[0].y[-1] == pytest.approx(2 / 3)
+    row = plots.result_summary({"name": "a", "nme_per_face": [0.02, 0.04, 0.2]})
+    assert row["NME (%)"] == pytest.approx(8.667, abs=1e-3) and row["FR@0.10 (%)"] == pytest.approx(33.33, abs=0.01)
+    assert row["faces"] == 3
+
+
+# ----------------------------------------------------------------------------- handlers
+
+
+@pytest.fixture(scope="module")
+def demo(tiny_weights, tiny_fc_weights, tmp_path_factory):
+    from app.ui import build_demo
+
+    results = tmp_path_factory.mktemp("results")
+    d = build_demo(tiny_weights, tiny_fc_weights, results_dir=results, webcam_slots=1)
+    d.results_dir = results
+    yield d
+    d.close()
+
+
+@pytest.fixture(scope="module")
+def bad_files(tmp_path_factory):
+    from PIL import Image
+
+    d = tmp_path_factory.mktemp("bad")
+    text = d / "notes.jpg"
+    text.write_text("this is a text file, not a photo\n" * 20)
+    empty = d / "empty.jpg"
+    empty.write_bytes(b"")
+    noface = d / "gray.png"
+    Image.new("RGB", (320, 240), (128, 128, 128)).save(noface)
+    huge = d / "huge.png"
+    Image.new("1", (12000, 12000)).save(huge)  # 144 MP, a few hundred kB on disk
+    return {"text": text, "empty": empty, "noface": noface, "huge": huge}
+
+
+def test_handlers_upload_occlusion_webcam(demo, bad_files):
+    app = demo.landmark_app
+    out = app.run_upload(str(ASTRONAUT), ["points", "graph", "ellipses", "box"])
+    img, jpath, _, adj_fig, unc_fig, status, state = out
+    assert img.shape == (512, 512, 3) and "face" in status
+    data = json.loads(Path(jpath).read_text())
+    assert len(data["faces"]) >= 1 and np.asarray(data["faces"][0]["landmarks"]).shape == (68, 2)
+    assert np.asarray(data["faces"][0]["adjacency"]).shape == (68, 68)
+    assert np.asarray(adj_fig.data[0].z, dtype=float).shape == (68, 68)
+    assert len(unc_fig.data) == 2
+    assert app.render_upload(state, []).shape == img.shape
+    with pytest.warns(UserWarning):
+        bad = app.run_upload(str(bad_files["text"]), ["points"])
+    assert bad[0] is None and "not an image" in bad[5]
+    with pytest.warns(UserWarning):
+        huge = app.run_upload(str(bad_files["huge"]), ["points"])
+    assert huge[0] is None and "megapixels" in huge[5]
+    with pytest.warns(UserWarning):
+        noface = app.run_upload(str(bad_files["noface"]), ["points"])
+    assert noface[0].shape == (240, 320, 3) and "No face found" in noface[5] and noface[1] is None
+    with pytest.warns(UserWarning):
+        assert "No face" in app.run_occlusion(str(bad_files["noface"]), "box", .5, .5, .5, .5, 0, 1, "gray", None)[5]
+
+    g_img, g_txt, f_img, f_txt, fig, status, st = app.run_occlusion(str(ASTRONAUT), "box", 0.5, 0.7, 0.6, 0.3, 0, 3,
+                                                                    "gray", None)
+    assert g_img.shape == f_img.shape and g_img.ndim == 3 and min(g_img.shape[:2]) >= 200  # zoomed on the face
+    assert "px" in g_txt and "inter-ocular" in g_txt and "px" in f_txt
+    assert len(fig.data) == 2 and len(fig.data[0].y) == 68
+    again = app.run_occlusion(str(ASTRONAUT), "random", 0.5, 0.7, 0.6, 0.3, 7, 4, "noise", st)
+    assert again[-1] is st  # clean predictions reused
+
+    frame = np.asarray(__import__("PIL.Image", fromlist=["Image"]).open(ASTRONAUT).convert("RGB"))
+    for _ in range(3):
+        shown, status = app.webcam_frame(frame, ["points", "graph", "ellipses"], "session-a")
+    assert shown.shape == frame.shape and not np.array_equal(shown, frame)
+    assert "FPS" in status and "ms" in status and app.models.video[0].device_name in status
+    assert app.webcam_frame(None, [], "session-a")[0] is None
+
+
+def test_video_pool_resets_on_session_change():
+    from app.ui import VideoPool
+
+    class Fake:
+        resets = 0
+
+        def reset(self):
+            self.resets += 1
+
+    a, b = Fake(), Fake()
+    pool = VideoPool([a, b])
+    with pool.acquire("s1") as x1:
+        pass
+    with pool.acquire("s1") as again:
+        assert again is x1
+    with pool.acquire("s2") as x2:
+        assert x2 is not x1  # the free, least recently used one
+    assert a.resets + b.resets == 2  # once per takeover, not per frame
+
+
+def test_benchmark_tab(demo):
+    app = demo.landmark_app
+    table, fig, note = app.benchmark_view()
+    assert not table.visible and "No benchmark results" in note
+    (demo.results_dir / "graph.json").write_text(json.dumps(
+        {"name": "graph", "nme": 0.04, "fr10": 0.01, "auc10": 0.6, "nme_per_face": [0.03, 0.05, 0.12]}))
+    (demo.results_dir / "eval.json").write_text(json.dumps(
+        {"weights": "weights/sdfl_fc.safetensors", "protocol": "default", "n": 2, "nme": 0.05,
+         "nme_per_face": [0.04, 0.06]}))
+    (demo.results_dir / "broken.json").write_text("{not json")
+    table, fig, note = app.benchmark_view()
+    assert table.visible and sorted(table.value["data"][i][0] for i in range(2)) == ["graph", "sdfl_fc (default)"]
+    assert len(fig.data) == 2 and "broken.json" in note
+
+
+def test_launch_without_weights_exits_nonzero(tmp_path):
+    r = subprocess.run([sys.executable, str(ROOT / "launch_app.py"), "--weights", str(tmp_path / "nope.safetensors")],
+                       capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert r.returncode == 2
+    assert "weights not found" in r.stderr and "nope.safetensors" in r.stderr
+
+
+# ----------------------------------------------------------------------------- served app + API
+
+
+@pytest.fixture(scope="module")
+def server(demo):
+    from app.ui import launch
+
+    port = free_port()
+    launch(demo, "127.0.0.1", port, max_file_size="5mb", prevent_thread_lock=True, quiet=True)
+    yield f"http://127.0.0.1:{port}/"
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    from gradio_client import Client
+
+    return Client(server, verbose=False)
+
+
+def _landmarks(client, path):
+    from gradio_client import handle_file
+
+    return client.predict(handle_file(str(path)), api_name="/landmarks")
+
+
+def test_api_landmarks(client):
+    res = _landmarks(client, ASTRONAUT)
+    assert set(res) >= {"faces", "device", "latency_ms"}
+    assert len(res["faces"]) >= 1
+    for face in res["faces"]:
+        assert np.asarray(face["landmarks"]).shape == (68, 2)
+        assert np.asarray(face["covariance"]).shape == (68, 2, 2)
+        assert len(face["box"]) == 4
+    assert res["latency_ms"] > 0 and res["device"]
+    assert res["image_size"] == [512, 512]
+
+
+@pytest.mark.parametrize("kind, message", [("text", "not an image"), ("empty", "empty"), ("noface", "no face"),
+                                           ("huge", "megapixels")])
+def test_api_bad_input_is_readable_and_server_survives(client, bad_files, kind, message):
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError) as err:
+        _landmarks(client, bad_files[kind])
+    assert message in str(err.value).lower()
+    assert len(_landmarks(client, ASTRONAUT)["faces"]) >= 1  # the next good request still works
+
+
+def test_upload_over_size_limit_is_refused(client, tmp_path):
+    big = tmp_path / "big.jpg"
+    big.write_bytes(os.urandom(6 * 1024 * 1024))  # the test server allows 5 MB
+    with pytest.raises(Exception) as err:
+        _landmarks(client, big)
+    assert "size" in str(err.value).lower() or "large" in str(err.value).lower() or "413" in str(err.value)
+    assert len(_landmarks(client, ASTRONAUT)["faces"]) >= 1
