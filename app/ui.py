@@ -379,15 +379,15 @@ class LandmarkApp:
 
     def api_landmarks(self, image: str | None) -> dict:
         """Landmarks of every face in an image: {"faces": [Face.to_dict()...], "device", "latency_ms",
-        "image_size": [w, h]}. Errors (unreadable, empty, too large, no face) come back as a
-        readable gr.Error."""
+        "image_size": [w, h], "message"}. A photo without a face is an honest empty answer
+        (faces [] and a message); unreadable, empty or too large files come back as a readable gr.Error."""
         img, scale = read_image_file(image, self.max_pixels)
         t0 = time.perf_counter()
         faces = self.predict(self.models.graph, img)
         latency = (time.perf_counter() - t0) * 1000.0
-        if not faces:
-            raise UserInputError("No face found in the image.")
-        return {"faces": [face_dict(f, scale) for f in faces], "device": self.models.device,
+        return {"faces": [face_dict(f, scale) for f in faces],
+                "message": f"{len(faces)} face(s) found." if faces else "No face found in the image.",
+                "device": self.models.device,
                 "provider": getattr(self.models.graph, "provider", None), "latency_ms": round(latency, 2),
                 "image_size": [int(round(img.shape[1] * scale)), int(round(img.shape[0] * scale))]}
 

@@ -312,8 +312,13 @@ def test_api_landmarks(client):
     assert res["image_size"] == [512, 512]
 
 
-@pytest.mark.parametrize("kind, message", [("text", "not an image"), ("empty", "empty"), ("noface", "no face"),
-                                           ("huge", "megapixels")])
+def test_api_no_face_is_an_empty_answer(client, bad_files):
+    res = _landmarks(client, bad_files["noface"])
+    assert res["faces"] == [] and "no face" in res["message"].lower()
+    assert len(_landmarks(client, ASTRONAUT)["faces"]) >= 1
+
+
+@pytest.mark.parametrize("kind, message", [("text", "not an image"), ("empty", "empty"), ("huge", "megapixels")])
 def test_api_bad_input_is_readable_and_server_survives(client, bad_files, kind, message):
     from gradio_client.exceptions import AppError
 
