@@ -15,6 +15,21 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 LOG_SIGMA_INIT = math.log(0.02)  # initial std of the uncertainty head, in crop units (~5 px at 256)
 
 
+def init_landmark_model(model: nn.Module, cfg: ModelConfig, neighbours: torch.Tensor, mean_shape: torch.Tensor):
+    """What every landmark model shares: config, the sparse neighbourhood and mean shape (saved with
+    the weights), ImageNet input normalisation and the backbone."""
+    n = cfg.num_landmarks
+    if tuple(neighbours.shape) != (n, n) or tuple(mean_shape.shape) != (n, 2):
+        raise ValueError(f"neighbours must be ({n},{n}) and mean_shape ({n},2), got "
+                         f"{tuple(neighbours.shape)} and {tuple(mean_shape.shape)}")
+    model.cfg = cfg
+    model.register_buffer("neighbours", neighbours.float())
+    model.register_buffer("mean_shape", mean_shape.float())
+    model.register_buffer("pixel_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
+    model.register_buffer("pixel_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
+    model.backbone = build_backbone(cfg.backbone, pretrained=cfg.pretrained)
+
+
 class LandmarkModel(nn.Module):
     """Input: (B, 3, S, S) RGB in [0, 1]. Output dict:
     coords (B, N, 2) in crop units [0, 1]; adjacency (B, N, N) edge weights (rows sum to 1 over the
@@ -23,15 +38,7 @@ class LandmarkModel(nn.Module):
     def __init__(self, cfg: ModelConfig, neighbours: torch.Tensor, mean_shape: torch.Tensor):
         super().__init__()
         n = cfg.num_landmarks
-        if tuple(neighbours.shape) != (n, n) or tuple(mean_shape.shape) != (n, 2):
-            raise ValueError(f"neighbours must be ({n},{n}) and mean_shape ({n},2), got "
-                             f"{tuple(neighbours.shape)} and {tuple(mean_shape.shape)}")
-        self.cfg = cfg
-        self.register_buffer("neighbours", neighbours.float())
-        self.register_buffer("mean_shape", mean_shape.float())
-        self.register_buffer("pixel_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
-        self.register_buffer("pixel_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
-        self.backbone = build_backbone(cfg.backbone, pretrained=cfg.pretrained)
+        init_landmark_model(self, cfg, neighbours, mean_shape)
         c = cfg.channels
         if cfg.fusion:
             self.fusion = AttentionFusion(self.backbone.out_channels, c)

@@ -26,8 +26,7 @@ from torch import nn
 from ..config import ModelConfig
 from ..heatmaps import heatmap_to_crop, landmark_curve_index, readout, softmax_moments
 from ..landmarks import CURVES
-from . import IMAGENET_MEAN, IMAGENET_STD, LOG_SIGMA_INIT, cholesky_to_cov
-from .backbones import build_backbone
+from . import LOG_SIGMA_INIT, cholesky_to_cov, init_landmark_model
 from .scc import DynamicAdjacency, GraphHead, binary_adjacency, conv_bn_relu
 
 ATTENTION_FLOOR = 1e-6  # log-attention floor: a cell with A below it is suppressed by ~ log(1e-6)
@@ -98,15 +97,7 @@ class HeatmapLandmarkModel(nn.Module):
         n = cfg.num_landmarks
         if cfg.head not in ("heatmap", "hybrid"):
             raise ValueError(f"HeatmapLandmarkModel builds the heatmap and hybrid heads, not {cfg.head!r}")
-        if tuple(neighbours.shape) != (n, n) or tuple(mean_shape.shape) != (n, 2):
-            raise ValueError(f"neighbours must be ({n},{n}) and mean_shape ({n},2), got "
-                             f"{tuple(neighbours.shape)} and {tuple(mean_shape.shape)}")
-        self.cfg = cfg
-        self.register_buffer("neighbours", neighbours.float())
-        self.register_buffer("mean_shape", mean_shape.float())
-        self.register_buffer("pixel_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
-        self.register_buffer("pixel_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
-        self.backbone = build_backbone(cfg.backbone, pretrained=cfg.pretrained)
+        init_landmark_model(self, cfg, neighbours, mean_shape)
         c = cfg.channels
         self.decoder = FPNDecoder(self.backbone.out_channels, c, cfg.heatmap_stride)
         self.attention = AnisotropicAttention(c, n, torch.as_tensor(landmark_curve_index(n)), len(CURVES))
