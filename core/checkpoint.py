@@ -85,6 +85,7 @@ def load_model(path=None, device: str | torch.device = "cpu") -> tuple[LandmarkM
         raise CheckpointError(f"{path}: incompatible model config ({e})") from e
     tensors = load_tensors(path)
     model_tensors = {k: v for k, v in tensors.items() if not k.startswith("train.")}
+    model_tensors.setdefault("cov_scale", torch.ones(()))  # written before variance calibration existed
     if "neighbours" not in model_tensors or "mean_shape" not in model_tensors:
         raise CheckpointError(f"{path}: not a landmark-model checkpoint (no neighbours/mean_shape)")
     try:

@@ -34,11 +34,11 @@ def calibration(pred: np.ndarray, gt: np.ndarray, cov: np.ndarray) -> dict:
 
 
 @torch.inference_mode()
-def evaluate(weights=None, data: str | Path = "", split: str = "test", occlusion: int | None = None,
-             blur: int | None = None, device: str = "cpu", batch_size: int = 32) -> dict:
-    model, meta = load_model(weights, device)
+def predict_records(model, records, occlusion: int | None = None, blur: int | None = None, device: str = "cpu",
+                    batch_size: int = 32) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(pred, gt, cov) in the stored images' pixels under the default protocol (optionally occluded
+    or blurred); cov is None without an uncertainty head."""
     size = model.cfg.input_size
-    records = load_jsonl(Path(data) / f"{split}.jsonl")
     preds, covs, gts = [], [], []
     for start in range(0, len(records), batch_size):
         batch, mats = [], []
@@ -61,10 +61,18 @@ def evaluate(weights=None, data: str | Path = "", split: str = "test", occlusion
             if "cov" in out:
                 a = inv[:, :2]
                 covs.append(a @ (out["cov"][j].float().cpu().numpy() * size * size) @ a.T)
-    pred, gt = np.stack(preds), np.stack(gts)
+    return np.stack(preds), np.stack(gts), (np.stack(covs) if covs else None)
+
+
+def evaluate(weights=None, data: str | Path = "", split: str = "test", occlusion: int | None = None,
+             blur: int | None = None, device: str = "cpu", batch_size: int = 32) -> dict:
+    model, meta = load_model(weights, device)
+    size = model.cfg.input_size
+    records = load_jsonl(Path(data) / f"{split}.jsonl")
+    pred, gt, cov = predict_records(model, records, occlusion, blur, device, batch_size)
     res = summarize(pred, gt)
-    if covs:
-        res["calibration"] = calibration(pred, gt, np.stack(covs))
+    if cov is not None:
+        res["calibration"] = calibration(pred, gt, cov)
     protocol = "occlusion" if occlusion is not None else "blur" if blur is not None else "default"
     res.update({"split": split, "data": str(data), "protocol": protocol,
                 "seed": occlusion if occlusion is not None else blur,

@@ -27,6 +27,8 @@ def init_landmark_model(model: nn.Module, cfg: ModelConfig, neighbours: torch.Te
     model.register_buffer("mean_shape", mean_shape.float())
     model.register_buffer("pixel_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
     model.register_buffer("pixel_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
+    # Post-hoc variance calibration fitted on validation (core.calibrate); 1 while training.
+    model.register_buffer("cov_scale", torch.ones(()))
     model.backbone = build_backbone(cfg.backbone, pretrained=cfg.pretrained)
 
 
@@ -82,7 +84,7 @@ class LandmarkModel(nn.Module):
         out = self.head(nodes, adj)
         result = {"coords": self.mean_shape + out[..., :2], "adjacency": adj}
         if self.cfg.uncertainty:
-            result["cov"] = cholesky_to_cov(out[..., 2:5])
+            result["cov"] = cholesky_to_cov(out[..., 2:5]) * self.cov_scale
         return result
 
 

@@ -149,6 +149,6 @@ class HeatmapLandmarkModel(nn.Module):
             params = self.uncertainty(self.nodes(z, f, coords)) if cfg.uncertainty else None
         result["coords"], result["adjacency"] = coords, adj
         if params is not None:
-            result["cov"] = cholesky_to_cov(params)
+            result["cov"] = cholesky_to_cov(params) * self.cov_scale
         result.update(heatmaps=z, point_heatmaps=point, edge_heatmaps=edge)
         return result

@@ -1,0 +1,38 @@
+import numpy as np
+import pytest
+
+from core.calibrate import IDEAL, fit_scale, mahalanobis2
+from core.checkpoint import load_model
+
+
+def test_fit_scale_recovers_the_variance_error_of_gaussian_errors():
+    rng = np.random.default_rng(0)
+    r = rng.normal(size=(20000, 2))
+    d2 = (r ** 2).sum(1)  # calibrated unit covariance
+    assert fit_scale(d2) == pytest.approx(1.0, rel=0.05)
+    assert fit_scale(d2 / 4.0) == pytest.approx(0.25, rel=0.05)  # covariances 4x too large
+    s = fit_scale(d2 * 2.0)
+    assert np.mean(d2 * 2.0 / s <= 1) == pytest.approx(IDEAL[0], abs=0.02)
+
+
+def test_mahalanobis_of_known_covariance():
+    pred = np.zeros((1, 2, 2))
+    gt = np.array([[[2.0, 0.0], [0.0, 3.0]]])
+    cov = np.array([[[4.0, 0.0], [0.0, 1.0]], [[1.0, 0.0], [0.0, 9.0]]])[None]
+    np.testing.assert_allclose(mahalanobis2(pred, gt, cov), [[1.0, 1.0]])
+
+
+def test_cov_scale_scales_the_covariance_and_survives_save(tiny_weights, tmp_path):
+    import torch
+    from core.checkpoint import save_weights
+
+    model, meta = load_model(tiny_weights)
+    x = torch.rand(1, 3, model.cfg.input_size, model.cfg.input_size)
+    with torch.inference_mode():
+        c1 = model(x)["cov"]
+    model.cov_scale.fill_(0.5)
+    save_weights(tmp_path / "m", model, meta)
+    again, _ = load_model(tmp_path / "m.safetensors")
+    with torch.inference_mode():
+        c2 = again(x)["cov"]
+    torch.testing.assert_close(c2, c1 * 0.5)
