@@ -215,7 +215,8 @@ class Trainer:
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), 10.0)
                 self.opt.step()
-                running = float(loss) if running is None else 0.9 * running + 0.1 * float(loss)
+                value = float(loss.detach())
+                running = value if running is None else 0.9 * running + 0.1 * value
                 bar.set_postfix(loss=f"{running:.3f}", lr=f"{lr:.2e}")
             self.epoch += 1
             val = self.validate() if self.epoch % cfg.val_every == 0 or self.epoch == cfg.epochs else float("nan")
