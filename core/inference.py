@@ -27,7 +27,7 @@ import numpy as np
 
 from .detectors import Detection, HaarDetector, LandmarkTracker, MediaPipeDetector
 from .images import decode_image
-from .landmarks import apply_affine, crop_from_box, crop_matrix
+from .landmarks import apply_affine, crop_from_box, crop_matrix, invert_affine
 from .smoothing import DEFAULT_FPS, OneEuroFilter
 
 REFINE_PASSES = 2  # image mode: detector crop, then a re-crop around the predicted landmarks
@@ -106,7 +106,7 @@ def warp_crop(img: np.ndarray, m: np.ndarray, size: int) -> np.ndarray:
     if s >= ANTIALIAS_BELOW:
         return cv2.warpAffine(img, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
     h, w = img.shape[:2]
-    corners = apply_affine(inverse_affine(m), np.array([[-1, -1], [size, -1], [-1, size], [size, size]], float))
+    corners = apply_affine(invert_affine(m), np.array([[-1, -1], [size, -1], [-1, size], [size, size]], float))
     x0, y0 = (max(int(np.floor(v)) - 1, 0) for v in corners.min(0))
     x1, y1 = min(int(np.ceil(corners[:, 0].max())) + 2, w), min(int(np.ceil(corners[:, 1].max())) + 2, h)
     if x1 - x0 < 2 or y1 - y0 < 2:
@@ -118,15 +118,6 @@ def warp_crop(img: np.ndarray, m: np.ndarray, size: int) -> np.ndarray:
     t = np.array([[1 / fx, 0, 0.5 / fx - 0.5 + x0], [0, 1 / fy, 0.5 / fy - 0.5 + y0]])
     m2 = np.hstack([m[:, :2] @ t[:, :2], (m[:, :2] @ t[:, 2] + m[:, 2])[:, None]])
     return cv2.warpAffine(small, m2, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-
-
-def inverse_affine(m: np.ndarray) -> np.ndarray:
-    """Closed-form inverse of a 2x3 affine map; same result as core.landmarks.invert_affine without
-    a LAPACK call (which costs ~1 ms per call on a busy machine)."""
-    a, b, c, d = m[0, 0], m[0, 1], m[1, 0], m[1, 1]
-    det = a * d - b * c
-    r = np.array([[d, -b], [-c, a]]) / det
-    return np.hstack([r, (-r @ m[:, 2])[:, None]])
 
 
 def _box_array(boxes) -> np.ndarray:
@@ -309,7 +300,7 @@ class FaceAligner:
         crops = np.stack([warp_crop(img, m, size) for m in mats])
         x = crops.transpose(0, 3, 1, 2).astype(np.float32) * np.float32(1.0 / 255.0)
         out = self.runner(x)
-        invs = np.stack([inverse_affine(m) for m in mats])  # (K, 2, 3)
+        invs = np.stack([invert_affine(m) for m in mats])  # (K, 2, 3)
         a = invs[:, :, :2]
         pts = np.einsum("kij,knj->kni", a, out["coords"].astype(np.float64) * size) + invs[:, None, :, 2]
         res = {"pts": pts, "adj": out["adjacency"].astype(np.float32), "cov": None, "sigma": None}

@@ -117,5 +117,7 @@ def apply_affine(m: np.ndarray, points: np.ndarray) -> np.ndarray:
 
 
 def invert_affine(m: np.ndarray) -> np.ndarray:
-    r_inv = np.linalg.inv(m[:, :2])
+    """Inverse of a 2x3 affine map, in closed form (no LAPACK call: this runs per face per frame)."""
+    a, b, c, d = m[0, 0], m[0, 1], m[1, 0], m[1, 1]
+    r_inv = np.array([[d, -b], [-c, a]]) / (a * d - b * c)
     return np.hstack([r_inv, (-r_inv @ m[:, 2])[:, None]])

@@ -16,7 +16,7 @@ from core import images
 from core.detectors import (HaarDetector, LandmarkTracker, MediaPipeDetector, MP_SHORT_CALIBRATION, Detection,
                             box_iou)
 from core.images import load_image
-from core.inference import Face, FaceAligner, graph_edges, inverse_affine, warp_crop
+from core.inference import Face, FaceAligner, graph_edges, warp_crop
 from core.landmarks import CROP_SCALE, apply_affine, crop_from_box, crop_matrix, invert_affine
 
 torch.set_num_threads(1)
@@ -195,10 +195,12 @@ def test_reduced_decode_maps_to_file_pixels(aligner, tmp_path, monkeypatch):
     assert np.abs(f.box - [x - 40, y - 40, x + 40, y + 40]).max() < 1e-6
 
 
-def test_inverse_affine_matches_landmarks_module():
+def test_closed_form_invert_affine_matches_lapack():
     for angle, flip in ((0.0, False), (23.0, True)):
         m = crop_matrix(123.4, 56.7, 89.1, 192, angle, flip)
-        assert np.allclose(inverse_affine(m), invert_affine(m), rtol=1e-12, atol=1e-12)
+        r_inv = np.linalg.inv(m[:, :2])
+        reference = np.hstack([r_inv, (-r_inv @ m[:, 2])[:, None]])
+        assert np.allclose(invert_affine(m), reference, rtol=1e-12, atol=1e-12)
 
 
 def test_warp_crop_antialias_keeps_geometry():
