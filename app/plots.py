@@ -67,7 +67,7 @@ def uncertainty_bars(covariance: np.ndarray | None, iod: float | None = None,
     pixels (hover shows them relative to the inter-ocular distance too)."""
     if covariance is None:
         return message_figure("This model has no uncertainty head (no covariances).", title)
-    from .overlays import landmark_sigmas
+    from core.overlays import landmark_sigmas
 
     sig = landmark_sigmas(np.asarray(covariance, np.float64))
     idx = np.arange(len(sig))

@@ -42,7 +42,7 @@ import torch  # noqa: E402
 from core.checkpoint import DEFAULT_WEIGHTS, FC_WEIGHTS  # noqa: E402
 from core.landmarks import LEFT_EYE_OUTER, RIGHT_EYE_OUTER  # noqa: E402
 
-from . import overlays as ov  # noqa: E402
+from core import overlays as ov  # noqa: E402
 from . import plots  # noqa: E402
 
 log = logging.getLogger("sdfl.app")

@@ -57,7 +57,7 @@ def webcam_overlay(app, image: Path, out: Path, camera: Path, frames: int = 30):
 
     import cv2
 
-    from app import overlays as ov
+    from core import overlays as ov
 
     frame = np.asarray(Image.open(image).convert("RGB"))
     faces = app.models.graph.predict(frame)

@@ -83,14 +83,6 @@ def _gpu_name(index: int) -> str:
     return f"CUDA GPU {index}"
 
 
-def graph_edges(neighbours: np.ndarray) -> list[tuple[int, int]]:
-    """Undirected edges (i < j) of a binary neighbourhood matrix (for drawing)."""
-    m = np.asarray(neighbours) > 0
-    m = m | m.T
-    i, j = np.nonzero(np.triu(m, 1))
-    return list(zip(i.tolist(), j.tolist()))
-
-
 def onnx_path_for(weights: str | Path) -> Path:
     """weights/<stem>.safetensors -> weights/<stem>.onnx"""
     from .checkpoint import stem_paths
@@ -446,4 +438,4 @@ def get_landmarks(image, weights: str | Path | None = None, color: str = "rgb", 
     return _ALIGNERS[key].get_landmarks(image, color=color)
 
 
-__all__ = ["Face", "FaceAligner", "get_landmarks", "graph_edges", "cpu_name", "warp_crop", "onnx_path_for"]
+__all__ = ["Face", "FaceAligner", "get_landmarks", "cpu_name", "warp_crop", "onnx_path_for"]

@@ -16,42 +16,20 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from . import overlays
 from .images import decode_image
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm", ".jp2"}
 VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
-POINT_COLOR = (255, 60, 60)  # RGB
-EDGE_COLOR = (0, 220, 255)
-BOX_COLOR = (255, 220, 0)
+ANNOTATION = overlays.OverlayOptions(points=True, graph=True, box=True)
 JPEG_QUALITY = 92
 VIDEO_FOURCC = "mp4v"
 
 
-def draw_faces(rgb: np.ndarray, faces, neighbours: np.ndarray, boxes: bool = True) -> np.ndarray:
-    """Copy of `rgb` with each face's sparse-graph edges (brighter = larger learned weight),
-    landmarks and box. Sizes follow the face size."""
-    from .inference import graph_edges
-
-    out = np.ascontiguousarray(rgb.copy())
-    edges = graph_edges(neighbours)
-    for f in faces:
-        p = np.asarray(f.landmarks, dtype=np.float64)
-        side = float(max(np.ptp(p[:, 0]), np.ptp(p[:, 1]), 1.0))
-        r, t = max(1, round(side / 90)), max(1, round(side / 250))
-        a = np.asarray(f.adjacency, dtype=np.float64)
-        wmax = max(float((a + a.T).max()), 1e-9)
-        for i, j in edges:
-            k = 0.35 + 0.65 * float(a[i, j] + a[j, i]) / wmax
-            col = tuple(int(c * k) for c in EDGE_COLOR)
-            cv2.line(out, tuple(np.round(p[i]).astype(int)), tuple(np.round(p[j]).astype(int)), col, t, cv2.LINE_AA)
-        for x, y in np.round(p).astype(int):
-            cv2.circle(out, (int(x), int(y)), r, POINT_COLOR, -1, cv2.LINE_AA)
-        if boxes:
-            x0, y0, x1, y1 = (int(round(v)) for v in f.box)
-            cv2.rectangle(out, (x0, y0), (x1, y1), BOX_COLOR, t, cv2.LINE_AA)
-            cv2.putText(out, f"{f.score:.2f}", (x0, max(0, y0 - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.4 * t, BOX_COLOR, t,
-                        cv2.LINE_AA)
-    return out
+def draw_faces(rgb: np.ndarray, faces, neighbours: np.ndarray) -> np.ndarray:
+    """Copy of `rgb` with each face's landmarks, sparse-graph edges (coloured by the learned
+    per-image weight) and box."""
+    return overlays.draw_faces(rgb, faces, neighbours, ANNOTATION)
 
 
 def _to_file_pixels(face, scale: float) -> dict:

@@ -14,7 +14,7 @@ import pytest
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-from app import overlays as ov  # noqa: E402
+from core import overlays as ov  # noqa: E402
 from app import plots  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent

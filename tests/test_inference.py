@@ -16,7 +16,8 @@ from core import images
 from core.detectors import (HaarDetector, LandmarkTracker, MediaPipeDetector, MP_SHORT_CALIBRATION, Detection,
                             box_iou)
 from core.images import load_image
-from core.inference import Face, FaceAligner, graph_edges, warp_crop
+from core.inference import Face, FaceAligner, warp_crop
+from core.overlays import graph_edges
 from core.landmarks import CROP_SCALE, apply_affine, crop_from_box, crop_matrix, invert_affine
 
 torch.set_num_threads(1)

@@ -1,4 +1,5 @@
-"""Drawing of landmark results on RGB uint8 images: pure numpy/cv2, no Gradio, no model.
+"""Drawing of landmark results on RGB uint8 images: pure numpy/cv2, no Gradio, no model (used by the
+app and by `python -m core.predict`).
 
 Every function takes an (H, W, 3) uint8 RGB image and returns a new image (the input is never
 modified). Colours are RGB tuples. Geometry (points, boxes, covariances) is in the image's own
@@ -13,7 +14,7 @@ from typing import Iterable, Sequence
 import cv2
 import numpy as np
 
-from core.landmarks import curve_edges
+from .landmarks import curve_edges
 
 Color = tuple[int, int, int]
 
