@@ -10,7 +10,6 @@ Models load once, in `load_models()` (or are passed in), and every handler runs 
 """
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 import logging
@@ -266,21 +265,9 @@ def read_image_file(path: str | os.PathLike | None, max_pixels: int = MAX_PIXELS
     return img, float(scale)
 
 
-def to_file_pixels(face, scale: float):
-    """A Face from an image decoded reduced by `scale`, mapped back to the file's pixels
-    (x_file = scale (x + 0.5) - 0.5, covariance x scale^2)."""
-    if scale == 1.0:
-        return face
-    return dataclasses.replace(
-        face, box=scale * (np.asarray(face.box, np.float64) + 0.5) - 0.5,
-        landmarks=(scale * (np.asarray(face.landmarks, np.float64) + 0.5) - 0.5).astype(np.float32),
-        covariance=None if face.covariance is None
-        else (np.asarray(face.covariance) * scale * scale).astype(np.float32))
-
-
 def face_dict(face, scale: float = 1.0, adjacency: bool = False) -> dict:
     """JSON-ready dict of a Face in file pixels (Face.to_dict, with the adjacency if asked)."""
-    f = to_file_pixels(face, scale)
+    f = face.to_file_pixels(scale)
     try:
         d = f.to_dict(adjacency=adjacency)
     except TypeError:  # a to_dict without the option

@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import threading
 import warnings
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,6 +58,17 @@ class Face:
         if adjacency:
             d["adjacency"] = np.asarray(self.adjacency, dtype=np.float64).round(5).tolist()
         return d
+
+    def to_file_pixels(self, scale: float) -> "Face":
+        """This face, found on an image decoded reduced by `scale` (core.images.decode_image), in the
+        file's pixels: x_file = scale (x + 0.5) - 0.5, covariance x scale^2."""
+        if scale == 1.0:
+            return self
+        return dataclasses.replace(
+            self, box=scale * (np.asarray(self.box, np.float64) + 0.5) - 0.5,
+            landmarks=(scale * (np.asarray(self.landmarks, np.float64) + 0.5) - 0.5).astype(np.float32),
+            covariance=None if self.covariance is None
+            else (np.asarray(self.covariance) * scale * scale).astype(np.float32))
 
 
 def cpu_name() -> str:

@@ -32,16 +32,6 @@ def draw_faces(rgb: np.ndarray, faces, neighbours: np.ndarray) -> np.ndarray:
     return overlays.draw_faces(rgb, faces, neighbours, ANNOTATION)
 
 
-def _to_file_pixels(face, scale: float) -> dict:
-    d = face.to_dict()
-    if scale != 1.0:
-        d["box"] = [scale * (v + 0.5) - 0.5 for v in d["box"]]
-        d["landmarks"] = [[round(scale * (v + 0.5) - 0.5, 3) for v in pt] for pt in d["landmarks"]]
-        if d["covariance"] is not None:
-            d["covariance"] = (np.asarray(d["covariance"]) * scale * scale).round(4).tolist()
-    return d
-
-
 def collect_inputs(src: Path) -> list[Path]:
     if src.is_dir():
         known = IMAGE_EXTENSIONS | VIDEO_EXTENSIONS
@@ -63,7 +53,7 @@ def process_image(aligner, path: Path, out_dir: Path, stem: str, annotate: bool 
     h, w = rgb.shape[:2]
     info = {"image": str(path), "width": round(w * scale), "height": round(h * scale), "weights": str(aligner.weights),
             "backend": aligner.backend, "provider": aligner.provider,
-            "faces": [_to_file_pixels(f, scale) for f in faces]}
+            "faces": [f.to_file_pixels(scale).to_dict() for f in faces]}
     (out_dir / f"{stem}.json").write_text(json.dumps(info))
     if annotate:
         img = draw_faces(rgb, faces, aligner.neighbours)
