@@ -20,15 +20,10 @@ import numpy as np
 from .checkpoint import DEFAULT_WEIGHTS, CheckpointError, load_model, save_weights
 from .config import DataConfig, from_dict
 from .data import DataError, load_jsonl, split_by_photo
-from .evaluate import calibration, predict_records
+from .evaluate import predict_records
+from .metrics import GAUSSIAN_COVERAGE, calibration, mahalanobis2
 
-IDEAL = (1 - np.exp(-0.5), 1 - np.exp(-2.0))  # 2-D Gaussian mass inside the 1- and 2-sigma ellipses
 SCALE_GRID = np.logspace(-3, 2, 1001)
-
-
-def mahalanobis2(pred: np.ndarray, gt: np.ndarray, cov: np.ndarray) -> np.ndarray:
-    r = (gt - pred)[..., None]
-    return (np.swapaxes(r, -1, -2) @ np.linalg.solve(cov + 1e-9 * np.eye(2), r))[..., 0, 0]
 
 
 def fit_scale(d2: np.ndarray) -> float:
@@ -37,7 +32,7 @@ def fit_scale(d2: np.ndarray) -> float:
     n = len(d2)
     in1 = np.searchsorted(d2, SCALE_GRID, side="right") / n
     in2 = np.searchsorted(d2, 4 * SCALE_GRID, side="right") / n
-    return float(SCALE_GRID[np.argmin((in1 - IDEAL[0]) ** 2 + (in2 - IDEAL[1]) ** 2)])
+    return float(SCALE_GRID[np.argmin((in1 - GAUSSIAN_COVERAGE[0]) ** 2 + (in2 - GAUSSIAN_COVERAGE[1]) ** 2)])
 
 
 def calibrate(weights, data: str | None = None, device: str = "cpu") -> dict:

@@ -20,17 +20,8 @@ import torch
 from .checkpoint import DEFAULT_WEIGHTS, CheckpointError, load_model
 from .data import DataError, canonical_crop, load_jsonl, read_image
 from .landmarks import CROP_SCALE, apply_affine, invert_affine
-from .metrics import ced, summarize
+from .metrics import calibration, ced, summarize
 from .protocols import face_rng, motion_blur, occlude
-
-
-def calibration(pred: np.ndarray, gt: np.ndarray, cov: np.ndarray) -> dict:
-    """Share of ground-truth points inside the predicted 1- and 2-sigma ellipses (Mahalanobis
-    d^2 <= 1, 4); a calibrated 2-D Gaussian gives 1 - exp(-k^2/2) = 0.393 and 0.865."""
-    r = (gt - pred)[..., None]
-    d2 = (np.swapaxes(r, -1, -2) @ np.linalg.solve(cov + 1e-9 * np.eye(2), r))[..., 0, 0]
-    return {"inside_1sigma": float((d2 <= 1).mean()), "inside_2sigma": float((d2 <= 4).mean()),
-            "ideal_1sigma": float(1 - np.exp(-0.5)), "ideal_2sigma": float(1 - np.exp(-2))}
 
 
 @torch.inference_mode()

@@ -63,6 +63,23 @@ def normal_tangent_nme(pred, gt) -> tuple[float, float]:
     return float((en / io).mean()), float((et / io).mean())
 
 
+GAUSSIAN_COVERAGE = (1 - np.exp(-0.5), 1 - np.exp(-2.0))  # 2-D Gaussian mass inside its 1- and 2-sigma ellipses
+
+
+def mahalanobis2(pred, gt, cov) -> np.ndarray:
+    """(F, N) squared Mahalanobis distance d^2 = r^T Sigma^-1 r of each ground-truth point, r = g - p."""
+    r = (np.asarray(gt, np.float64) - np.asarray(pred, np.float64))[..., None]
+    return (np.swapaxes(r, -1, -2) @ np.linalg.solve(np.asarray(cov, np.float64) + 1e-9 * np.eye(2), r))[..., 0, 0]
+
+
+def calibration(pred, gt, cov) -> dict:
+    """Share of ground-truth points inside the predicted 1- and 2-sigma ellipses (d^2 <= 1, 4); a
+    calibrated 2-D Gaussian gives 1 - exp(-k^2/2) = 0.393 and 0.865."""
+    d2 = mahalanobis2(pred, gt, cov)
+    return {"inside_1sigma": float((d2 <= 1).mean()), "inside_2sigma": float((d2 <= 4).mean()),
+            "ideal_1sigma": float(GAUSSIAN_COVERAGE[0]), "ideal_2sigma": float(GAUSSIAN_COVERAGE[1])}
+
+
 def summarize(pred, gt, threshold: float = 0.10) -> dict:
     """All headline metrics as fractions (not percent)."""
     per_face = nme(pred, gt)

@@ -1,7 +1,9 @@
 import numpy as np
 import pytest
 
-from core.calibrate import IDEAL, fit_scale, mahalanobis2
+from core.calibrate import fit_scale
+from core.metrics import GAUSSIAN_COVERAGE as IDEAL
+from core.metrics import mahalanobis2
 from core.checkpoint import load_model
 
 

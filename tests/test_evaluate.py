@@ -12,7 +12,8 @@ import torch
 from core.checkpoint import save_weights
 from core.config import ModelConfig
 from core.data import load_jsonl, normalized_shapes
-from core.evaluate import calibration, evaluate, main
+from core.evaluate import evaluate, main
+from core.metrics import calibration
 from core.graph import neighbourhood
 from core.models import build_model
 from synth_faces import write_split
