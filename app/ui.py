@@ -38,10 +38,10 @@ import PIL.Image  # noqa: E402
 import plotly.graph_objects as go  # noqa: E402
 import torch  # noqa: E402
 
-from core.checkpoint import DEFAULT_WEIGHTS, FC_WEIGHTS  # noqa: E402
-from core.landmarks import LEFT_EYE_OUTER, RIGHT_EYE_OUTER  # noqa: E402
-
 from core import overlays as ov  # noqa: E402
+from core.checkpoint import DEFAULT_WEIGHTS, FC_WEIGHTS  # noqa: E402
+from core.metrics import interocular as _interocular  # noqa: E402
+
 from . import plots  # noqa: E402
 
 log = logging.getLogger("sdfl.app")
@@ -211,8 +211,8 @@ def face_view(face) -> dict:
 
 
 def interocular(points: np.ndarray) -> float:
-    p = np.asarray(points, np.float64)
-    return float(np.linalg.norm(p[LEFT_EYE_OUTER] - p[RIGHT_EYE_OUTER]))
+    """Inter-ocular distance of one face's (68, 2) landmarks (core.metrics.interocular)."""
+    return float(_interocular(np.asarray(points, np.float64)[None])[0])
 
 
 def options_from(selected: Sequence[str] | None) -> ov.OverlayOptions:
