@@ -14,18 +14,16 @@ import sys
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from core.checkpoint import DEFAULT_WEIGHTS, FC_WEIGHTS  # noqa: E402
-from core.data import canonical_crop, load_jsonl, read_image  # noqa: E402
-from core.evaluate import evaluate, write_ced  # noqa: E402
+from core.data import load_jsonl  # noqa: E402
+from core.evaluate import evaluate, protocol_crops, write_ced  # noqa: E402
 from core.landmarks import apply_affine, invert_affine  # noqa: E402
 from core.metrics import summarize  # noqa: E402
-from core.protocols import face_rng, motion_blur, occlude  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 DLIB_CROP = 256  # dlib sees the same canonical crop as our model, at 256 px
@@ -45,13 +43,9 @@ def run_dlib(records, protocol: str, seed: int, peer) -> tuple[dict, float]:
     square around the crop's central face region (counted in `dlib_detected`)."""
     dlib, det, pred = peer
     preds, found = [], 0
-    for i, r in enumerate(records):
-        m = canonical_crop(r.landmarks, DLIB_CROP)
-        crop = cv2.warpAffine(read_image(r.image), m, (DLIB_CROP, DLIB_CROP), flags=cv2.INTER_LINEAR)
-        if protocol == "occlusion":
-            crop = occlude(crop, apply_affine(m, r.landmarks), face_rng(seed, i))
-        elif protocol == "blur":
-            crop = motion_blur(crop, face_rng(seed, i))
+    occlusion = seed if protocol == "occlusion" else None
+    blur = seed if protocol == "blur" else None
+    for crop, m in protocol_crops(records, DLIB_CROP, occlusion, blur):
         rects = det(crop, 1)
         c = DLIB_CROP / 2
         if rects:

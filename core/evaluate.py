@@ -9,6 +9,7 @@ measured in the stored image's pixels and normalised by the inter-ocular distanc
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 from pathlib import Path
@@ -24,25 +25,29 @@ from .metrics import calibration, ced, summarize
 from .protocols import face_rng, motion_blur, occlude
 
 
+def protocol_crops(records, size: int, occlusion: int | None = None, blur: int | None = None):
+    """Yield (crop, image->crop matrix) per face: the default-protocol crop at `size` px, occluded
+    or blurred (seeded per face index) when asked. Shared by every model the benchmarks compare."""
+    for i, r in enumerate(records):
+        m = canonical_crop(r.landmarks, size)
+        crop = cv2.warpAffine(read_image(r.image), m, (size, size), flags=cv2.INTER_LINEAR)
+        if occlusion is not None:
+            crop = occlude(crop, apply_affine(m, r.landmarks), face_rng(occlusion, i))
+        if blur is not None:
+            crop = motion_blur(crop, face_rng(blur, i))
+        yield crop, m
+
+
 @torch.inference_mode()
 def predict_records(model, records, occlusion: int | None = None, blur: int | None = None, device: str = "cpu",
                     batch_size: int = 32) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """(pred, gt, cov) in the stored images' pixels under the default protocol (optionally occluded
     or blurred); cov is None without an uncertainty head."""
     size = model.cfg.input_size
-    preds, covs, gts = [], [], []
-    for start in range(0, len(records), batch_size):
-        batch, mats = [], []
-        for i, r in enumerate(records[start:start + batch_size], start):
-            m = canonical_crop(r.landmarks, size)
-            crop = cv2.warpAffine(read_image(r.image), m, (size, size), flags=cv2.INTER_LINEAR)
-            if occlusion is not None:
-                crop = occlude(crop, apply_affine(m, r.landmarks), face_rng(occlusion, i))
-            if blur is not None:
-                crop = motion_blur(crop, face_rng(blur, i))
-            batch.append(crop)
-            mats.append(m)
-            gts.append(r.landmarks)
+    preds, covs = [], []
+    crops = protocol_crops(records, size, occlusion, blur)
+    while chunk := list(itertools.islice(crops, batch_size)):
+        batch, mats = zip(*chunk)
         x = torch.from_numpy(np.stack(batch)).permute(0, 3, 1, 2).float().div(255).to(device)
         out = model(x)
         coords = out["coords"].float().cpu().numpy() * size
@@ -52,7 +57,8 @@ def predict_records(model, records, occlusion: int | None = None, blur: int | No
             if "cov" in out:
                 a = inv[:, :2]
                 covs.append(a @ (out["cov"][j].float().cpu().numpy() * size * size) @ a.T)
-    return np.stack(preds), np.stack(gts), (np.stack(covs) if covs else None)
+    gts = np.stack([r.landmarks for r in records])
+    return np.stack(preds), gts, (np.stack(covs) if covs else None)
 
 
 def evaluate(weights=None, data: str | Path = "", split: str = "test", occlusion: int | None = None,
