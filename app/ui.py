@@ -40,6 +40,7 @@ import torch  # noqa: E402
 
 from core import overlays as ov  # noqa: E402
 from core.checkpoint import DEFAULT_WEIGHTS, FC_WEIGHTS  # noqa: E402
+from core.images import fit_within  # noqa: E402
 from core.metrics import interocular as _interocular  # noqa: E402
 
 from . import plots  # noqa: E402
@@ -395,7 +396,7 @@ class LandmarkApp:
         faces = self.predict(self.models.graph, img)
         latency = (time.perf_counter() - t0) * 1000.0
         h, w = (int(round(v * scale)) for v in img.shape[:2])
-        disp, s = ov.fit_within(img, self.display_max_side)
+        disp, s = fit_within(img, self.display_max_side)
         views = [face_view(f) for f in faces]
         state = {"image": disp, "scale": s, "faces": views, "size": (w, h)}
         if not faces:
@@ -467,7 +468,7 @@ class LandmarkApp:
         if state and state.get("key") == key:
             return state
         img, scale = read_image_file(image, self.max_pixels)
-        img, s = ov.fit_within(img, OCCLUSION_WORK_SIDE)  # the state holds this copy: keep it small
+        img, s = fit_within(img, OCCLUSION_WORK_SIDE)  # the state holds this copy: keep it small
         faces_g = self.predict(self.models.graph, img)
         if not faces_g:
             raise UserInputError("No face found in the image: the occlusion demo needs at least one face.")
@@ -505,7 +506,7 @@ class LandmarkApp:
         latency = (time.perf_counter() - t0) * 1000.0
         rx0, ry0, rx1, ry1 = ov.face_region(np.concatenate([boxes] + [
             np.r_[v["landmarks"].min(0), v["landmarks"].max(0)][None] for v in st["graph"] + occ_g]), img.shape)
-        disp, s = ov.fit_within(occluded[ry0:ry1, rx0:rx1], OCCLUSION_VIEW_SIDE)
+        disp, s = fit_within(occluded[ry0:ry1, rx0:rx1], OCCLUSION_VIEW_SIDE)
         if s == 1.0 and max(disp.shape[:2]) < OCCLUSION_VIEW_SIDE // 2:  # small faces: enlarge the view
             s = (OCCLUSION_VIEW_SIDE // 2) / max(disp.shape[:2])
             disp = cv2.resize(disp, (round(disp.shape[1] * s), round(disp.shape[0] * s)),

@@ -14,6 +14,8 @@ from typing import Protocol, runtime_checkable
 import cv2
 import numpy as np
 
+from .images import fit_within
+
 DETECT_MAX_SIDE = 1024  # detectors run on a copy downscaled to at most this side
 MP_MIN_SCORE = 0.5  # mediapipe min_detection_confidence
 HAAR_MAX_SIDE = 640  # the Haar cascade is slow: smaller working copy
@@ -83,16 +85,6 @@ def nms(dets: list[Detection], iou: float = NMS_IOU) -> list[Detection]:
     return kept
 
 
-def downscale(rgb: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
-    """Working copy with the larger side <= max_side, and the factor original/working."""
-    h, w = rgb.shape[:2]
-    f = max(h, w) / max_side
-    if f <= 1:
-        return rgb, 1.0
-    small = cv2.resize(rgb, (max(1, round(w / f)), max(1, round(h / f))), interpolation=cv2.INTER_AREA)
-    return small, w / small.shape[1]
-
-
 class MediaPipeDetector:
     """MediaPipe BlazeFace (bundled with mediapipe 0.10.21). Rule for `model="auto"`: run the
     short-range model (faces within ~2 m, i.e. larger than ~1/5 of the image); when it finds
@@ -117,7 +109,7 @@ class MediaPipeDetector:
     def detect_raw(self, rgb: np.ndarray, selection: int) -> list[tuple[np.ndarray, float]]:
         """(raw box in rgb pixels, score) of one mediapipe model (0 short range, 1 full range)."""
         h, w = rgb.shape[:2]
-        small, _ = downscale(rgb, self.max_side)
+        small, _ = fit_within(rgb, self.max_side)
         with self._lock:
             res = self._graph(selection).process(np.ascontiguousarray(small))
         out = []
@@ -161,7 +153,8 @@ class HaarDetector:
         self._lock = threading.Lock()
 
     def detect_raw(self, rgb: np.ndarray) -> list[tuple[np.ndarray, float]]:
-        small, f = downscale(rgb, self.max_side)
+        small, s = fit_within(rgb, self.max_side)
+        f = 1.0 / s  # original pixels per working pixel
         gray = cv2.equalizeHist(cv2.cvtColor(small, cv2.COLOR_RGB2GRAY))
         m = max(12, int(self.min_face_fraction * min(gray.shape)))
         with self._lock:

@@ -164,3 +164,16 @@ def load_image(src, color: str = "rgb") -> np.ndarray:
     dropped, 16-bit scaled to 8-bit, float arrays taken in [0, 1]; `color` is the channel order of
     an array input ("rgb" or "bgr"). ValueError for anything that is not a usable image."""
     return decode_image(src, color)[0]
+
+
+def fit_within(image: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
+    """Downscale (never upscale, INTER_AREA) so the longer side is at most max_side; returns
+    (image, s) with s = working / original size (1.0 when the image already fits)."""
+    import cv2
+
+    h, w = image.shape[:2]
+    if max(h, w) <= max_side:
+        return image, 1.0
+    f = max(h, w) / max_side
+    small = cv2.resize(image, (max(1, round(w / f)), max(1, round(h / f))), interpolation=cv2.INTER_AREA)
+    return small, small.shape[1] / w

@@ -350,16 +350,6 @@ def face_region(boxes: np.ndarray, shape: tuple[int, ...], scale: float = 1.8,
     return rx0, ry0, rx1, ry1
 
 
-def fit_within(image: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
-    """Downscale (never upscale) so the longer side is at most max_side; returns (image, factor)."""
-    h, w = image.shape[:2]
-    s = min(1.0, max_side / float(max(h, w)))
-    if s >= 1.0:
-        return image, 1.0
-    size = (max(1, int(round(w * s))), max(1, int(round(h * s))))
-    return cv2.resize(image, size, interpolation=cv2.INTER_AREA), s
-
-
 # ----------------------------------------------------------------------------- occluders
 
 

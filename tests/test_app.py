@@ -15,6 +15,7 @@ import pytest
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 from core import overlays as ov  # noqa: E402
+from core.images import fit_within  # noqa: E402
 from app import plots  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -121,7 +122,7 @@ def test_draw_face_options_and_scaling():
     half = ov.scale_face(face, 0.5)
     np.testing.assert_allclose(half["landmarks"], pts * 0.5)
     np.testing.assert_allclose(half["covariance"], face["covariance"] * 0.25)
-    small, s = ov.fit_within(np.zeros((400, 1000, 3), np.uint8), 500)
+    small, s = fit_within(np.zeros((400, 1000, 3), np.uint8), 500)
     assert small.shape == (200, 500, 3) and s == 0.5
     with pytest.raises(ValueError):
         ov.OverlayOptions.from_names(["points", "sparkles"])
