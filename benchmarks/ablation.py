@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from core.config import load_config  # noqa: E402
-from core.data import load_jsonl, split_by_photo  # noqa: E402
+from core.data import train_val_split  # noqa: E402
 from core.evaluate import evaluate  # noqa: E402
 
 VARIANTS = {
@@ -39,7 +39,7 @@ def slug(name: str) -> str:
 def write_val_split(data: Path, out: Path) -> Path:
     """The validation split used by training, as a faces68 jsonl with absolute image paths."""
     cfg = load_config(ROOT / "configs" / "sdfl_graph.yaml")
-    _, val = split_by_photo(load_jsonl(data / f"{cfg.data.train_split}.jsonl"), cfg.data.val_fraction, cfg.data.split_seed)
+    _, val = train_val_split(cfg.data, data)
     out.mkdir(parents=True, exist_ok=True)
     with (out / "val.jsonl").open("w") as f:
         for r in val:

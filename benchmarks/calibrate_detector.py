@@ -57,7 +57,7 @@ def main(argv=None):
     ap.add_argument("--eval-limit", type=int, default=0, help="at most N validation faces (0 = all)")
     args = ap.parse_args(argv)
     if args.eval_weights:
-        return evaluate_passes(Path(args.data) / "train.jsonl", args.eval_weights, args.eval_limit)
+        return evaluate_passes(Path(args.data), args.eval_weights, args.eval_limit)
     split = Path(args.data) / "train.jsonl"
     records = load_jsonl(split)
     if args.limit:
@@ -119,14 +119,14 @@ def main(argv=None):
     return results
 
 
-def evaluate_passes(split: Path, weights: str, limit: int = 0) -> dict:
-    """NME of 1, 2 and 3 model passes from the detector box, and of the canonical crop."""
+def evaluate_passes(data: Path, weights: str, limit: int = 0) -> dict:
+    """NME of 1, 2 and 3 model passes from the detector box, and of the canonical crop, on the
+    validation split of train (DataConfig defaults)."""
     from core.config import DataConfig
-    from core.data import split_by_photo
+    from core.data import train_val_split
     from core.inference import FaceAligner
 
-    cfg = DataConfig()
-    _, val = split_by_photo(load_jsonl(split), cfg.val_fraction, cfg.split_seed)
+    _, val = train_val_split(DataConfig(), data)
     val = val[:limit] if limit else val
     fa = FaceAligner(weights, backend="torch")
     errs: dict[str, list] = {"pass1": [], "pass2": [], "pass3": [], "canonical_crop": []}

@@ -13,13 +13,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 import numpy as np
 
 from .checkpoint import DEFAULT_WEIGHTS, CheckpointError, load_model, save_weights
 from .config import DataConfig, from_dict
-from .data import DataError, load_jsonl, split_by_photo
+from .data import DataError, train_val_split
 from .evaluate import predict_records
 from .metrics import GAUSSIAN_COVERAGE, calibration, mahalanobis2
 
@@ -40,8 +39,7 @@ def calibrate(weights, data: str | None = None, device: str = "cpu") -> dict:
     if not model.cfg.uncertainty:
         raise CheckpointError(f"{weights}: the model has no uncertainty head")
     dc = from_dict(DataConfig, meta.get("train_config", {}).get("data", {}), "checkpoint data config")
-    root = Path(data or dc.root)
-    _, val = split_by_photo(load_jsonl(root / f"{dc.train_split}.jsonl"), dc.val_fraction, dc.split_seed)
+    _, val = train_val_split(dc, data)
     old = float(model.cov_scale)
     pred, gt, cov = predict_records(model, val, device=device)
     before = calibration(pred, gt, cov)

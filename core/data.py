@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .config import AugmentConfig
+from .config import AugmentConfig, DataConfig
 from .landmarks import (INPUT_SIZE, MIRROR_PERMUTATION, NUM_LANDMARKS, apply_affine, crop_from_box, crop_matrix,
                         landmark_box)
 
@@ -76,6 +76,13 @@ def split_by_photo(records: list[Record], val_fraction: float, seed: int = 0) ->
     n_val = int(round(len(photos) * val_fraction))
     val_photos = set(photos[:n_val])
     return [r for r in records if r.photo not in val_photos], [r for r in records if r.photo in val_photos]
+
+
+def train_val_split(dc: DataConfig, root: str | Path | None = None) -> tuple[list[Record], list[Record]]:
+    """The training and validation records of a data config: validation is held out from
+    dc.train_split by photo (dc.val_fraction, dc.split_seed); `root` overrides dc.root."""
+    records = load_jsonl(Path(root or dc.root) / f"{dc.train_split}.jsonl")
+    return split_by_photo(records, dc.val_fraction, dc.split_seed)
 
 
 def read_image(path: str | Path) -> np.ndarray:

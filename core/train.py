@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from .checkpoint import CheckpointError, load_state_strict, load_tensors, read_meta, save_weights
 from .config import ConfigError, ModelConfig, TrainConfig, from_dict, load_config, to_dict
-from .data import DataError, FaceDataset, load_jsonl, normalized_shapes, pose_balance_weights, split_by_photo
+from .data import DataError, FaceDataset, load_jsonl, normalized_shapes, pose_balance_weights, train_val_split
 from .graph import neighbourhood
 from .heatmap_losses import heatmap_loss_parts
 from .losses import COORD_LOSSES, adl_loss, gaussian_nll, laplacian_loss, smooth_adl1_loss
@@ -120,8 +120,7 @@ class Trainer:
             torch.set_num_threads(cfg.threads)
         dc = cfg.data
         root = Path(dc.root)
-        records = load_jsonl(root / f"{dc.train_split}.jsonl")
-        self.train_records, self.val_records = split_by_photo(records, dc.val_fraction, dc.split_seed)
+        self.train_records, self.val_records = train_val_split(dc)
         if dc.limit:
             self.train_records = self.train_records[: dc.limit]
             self.val_records = self.val_records[: max(dc.limit // 4, 8)]
