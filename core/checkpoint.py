@@ -85,7 +85,6 @@ def load_model(path=None, device: str | torch.device = "cpu") -> tuple[LandmarkM
         raise CheckpointError(f"{path}: incompatible model config ({e})") from e
     tensors = load_tensors(path)
     model_tensors = {k: v for k, v in tensors.items() if not k.startswith("train.")}
-    model_tensors.setdefault("cov_scale", torch.ones(()))  # written before variance calibration existed
     if "neighbours" not in model_tensors or "mean_shape" not in model_tensors:
         raise CheckpointError(f"{path}: not a landmark-model checkpoint (no neighbours/mean_shape)")
     try:
@@ -96,8 +95,13 @@ def load_model(path=None, device: str | torch.device = "cpu") -> tuple[LandmarkM
     return model.to(device).eval(), meta
 
 
+# Buffers added after checkpoints were first written, with the value those checkpoints imply.
+LATER_BUFFERS = {"cov_scale": lambda: torch.ones(())}  # variance calibration (core.calibrate): none = 1
+
+
 def load_state_strict(model: torch.nn.Module, state: dict, name: str):
     own = model.state_dict()
+    state = {**{k: make() for k, make in LATER_BUFFERS.items() if k in own and k not in state}, **state}
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     wrong = [f"{k}: {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()

@@ -175,9 +175,7 @@ class Trainer:
         if saved != to_dict(self.model.cfg):
             raise CheckpointError(f"{path}: model config differs from --config; use another --out")
         tensors = load_tensors(path)
-        state = {k: v for k, v in tensors.items() if not k.startswith("train.")}
-        state.setdefault("cov_scale", torch.ones(()))  # checkpoints written before variance calibration
-        load_state_strict(self.model, state, str(path))
+        load_state_strict(self.model, {k: v for k, v in tensors.items() if not k.startswith("train.")}, str(path))
         _load_opt(self.opt, tensors, meta["optimizer"])
         self.epoch, self.best, self.history = meta["epoch"], meta["best_val_nme"], meta["history"]
         print(f"resumed from {path} after epoch {self.epoch} (best val NME {self.best:.4f})", file=sys.stderr)

@@ -38,3 +38,17 @@ def test_cov_scale_scales_the_covariance_and_survives_save(tiny_weights, tmp_pat
     with torch.inference_mode():
         c2 = again(x)["cov"]
     torch.testing.assert_close(c2, c1 * 0.5)
+
+
+def test_checkpoint_without_cov_scale_loads_uncalibrated(tiny_weights, tmp_path):
+    """Checkpoints written before the calibration buffer existed load with scale 1."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(str(tiny_weights))
+    tensors.pop("cov_scale")
+    save_file(tensors, str(tmp_path / "old.safetensors"))
+    shutil.copy(tiny_weights.with_suffix(".json"), tmp_path / "old.json")
+    model, _ = load_model(tmp_path / "old.safetensors")
+    assert float(model.cov_scale) == 1.0
