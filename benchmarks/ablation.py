@@ -9,43 +9,25 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from core.config import load_config  # noqa: E402
-from core.data import train_val_split  # noqa: E402
+from benchmarks._runs import slug, train_variants, write_val_split  # noqa: E402
 from core.evaluate import evaluate  # noqa: E402
 
+CONFIG = "sdfl_graph.yaml"
 VARIANTS = {
-    "graph, soft wing, laplacian, dynamic, k=3 (reference)": [],
-    "FC head": ["model.head=fc"],
-    "L1 instead of Soft Wing": ["loss.coord=l1"],
-    "no Laplacian loss": ["loss.laplacian=0"],
-    "binary adjacency": ["model.adjacency=binary"],
-    "k=1": ["model.k=1"],
-    "k=6": ["model.k=6"],
+    "graph, soft wing, laplacian, dynamic, k=3 (reference)": (CONFIG, []),
+    "FC head": (CONFIG, ["model.head=fc"]),
+    "L1 instead of Soft Wing": (CONFIG, ["loss.coord=l1"]),
+    "no Laplacian loss": (CONFIG, ["loss.laplacian=0"]),
+    "binary adjacency": (CONFIG, ["model.adjacency=binary"]),
+    "k=1": (CONFIG, ["model.k=1"]),
+    "k=6": (CONFIG, ["model.k=6"]),
 }
-
-
-def slug(name: str) -> str:
-    return "".join(c if c.isalnum() else "_" for c in name.split(" (")[0]).strip("_").lower()
-
-
-def write_val_split(data: Path, out: Path) -> Path:
-    """The validation split used by training, as a faces68 jsonl with absolute image paths."""
-    cfg = load_config(ROOT / "configs" / "sdfl_graph.yaml")
-    _, val = train_val_split(cfg.data, data)
-    out.mkdir(parents=True, exist_ok=True)
-    with (out / "val.jsonl").open("w") as f:
-        for r in val:
-            f.write(json.dumps({"image": str(r.image.resolve()), "photo": r.photo, "source": r.source,
-                                "landmarks": r.landmarks.tolist()}) + "\n")
-    return out
 
 
 def main(argv=None) -> int:
@@ -60,25 +42,7 @@ def main(argv=None) -> int:
     val_dir = write_val_split(data, runs)
     base = ["--set", f"epochs={args.epochs}", "--set", f"model.input_size={args.input_size}", "--set", "threads=1",
             "--set", f"data.root={data}", "--set", "warmup_epochs=1"]
-    pending = list(VARIANTS.items())
-    running: list[tuple[str, subprocess.Popen, float]] = []
-    started = time.time()
-    while pending or running:
-        while pending and len(running) < args.parallel:
-            name, sets = pending.pop(0)
-            out = runs / slug(name)
-            cmd = [sys.executable, "-m", "core.train", "--config", str(ROOT / "configs" / "sdfl_graph.yaml"),
-                   "--out", str(out)] + base + [a for s in sets for a in ("--set", s)]
-            if (out / "last.safetensors").exists():
-                cmd.append("--resume")
-            log = open(runs / f"{slug(name)}.log", "w")
-            running.append((name, subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT), time.time()))
-        time.sleep(5)
-        for item in list(running):
-            name, proc, t0 = item
-            if proc.poll() is not None:
-                running.remove(item)
-                print(f"{name}: exit {proc.returncode} after {time.time() - t0:.0f} s", flush=True)
+    wall = train_variants(VARIANTS, base, runs, args.parallel)
     rows = {}
     for name in VARIANTS:
         best = runs / slug(name) / "best.safetensors"
@@ -91,7 +55,7 @@ def main(argv=None) -> int:
         print(f"{name:55s} val NME {val['nme']:.3%}  test NME {test['nme']:.3%}", flush=True)
     out = ROOT / "benchmarks" / "results"
     out.mkdir(parents=True, exist_ok=True)
-    meta = {"epochs": args.epochs, "input_size": args.input_size, "wall_s": round(time.time() - started), "rows": rows}
+    meta = {"epochs": args.epochs, "input_size": args.input_size, "wall_s": round(wall), "rows": rows}
     (out / "ablation.json").write_text(json.dumps(meta, indent=1))
     lines = [f"Same budget for every row: {args.epochs} epochs at {args.input_size} px from configs/sdfl_graph.yaml "
              f"with one change each; choose on **val** (held out from train by photo); test for reference only.", "",

@@ -174,6 +174,7 @@ class TrainConfig:
     seed: int = 0
     val_every: int = 1
     time_limit_min: float = 0.0  # stop (resumable) after this many minutes (0 = no limit)
+    init_weights: str = ""  # fine-tune: start from this checkpoint's model weights (same model config)
 
     def validate(self):
         if self.epochs < 1 or self.batch_size < 1:

@@ -9,6 +9,7 @@ measured in the stored image's pixels and normalised by the inter-ocular distanc
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import sys
@@ -20,6 +21,7 @@ import torch
 
 from .checkpoint import DEFAULT_WEIGHTS, CheckpointError, load_model
 from .data import DataError, canonical_crop, load_jsonl, read_image
+from .heatmaps import READOUTS
 from .landmarks import CROP_SCALE, apply_affine, invert_affine
 from .metrics import calibration, ced, summarize
 from .protocols import face_rng, motion_blur, occlude
@@ -61,9 +63,22 @@ def predict_records(model, records, occlusion: int | None = None, blur: int | No
     return np.stack(preds), gts, (np.stack(covs) if covs else None)
 
 
+def with_readout(model, readout: str):
+    """The heatmap or hybrid `model` reading coordinates out with `readout` (core.heatmaps.READOUTS)
+    instead of the one it was trained with."""
+    if model.cfg.head not in ("heatmap", "hybrid"):
+        raise ValueError(f"--readout applies to heatmap and hybrid heads, not to a {model.cfg.head!r} head")
+    if readout not in READOUTS:
+        raise ValueError(f"unknown read-out {readout!r}; one of {READOUTS}")
+    model.cfg = dataclasses.replace(model.cfg, readout=readout)
+    return model
+
+
 def evaluate(weights=None, data: str | Path = "", split: str = "test", occlusion: int | None = None,
-             blur: int | None = None, device: str = "cpu", batch_size: int = 32) -> dict:
+             blur: int | None = None, device: str = "cpu", batch_size: int = 32, readout: str | None = None) -> dict:
     model, meta = load_model(weights, device)
+    if readout:
+        with_readout(model, readout)
     size = model.cfg.input_size
     records = load_jsonl(Path(data) / f"{split}.jsonl")
     pred, gt, cov = predict_records(model, records, occlusion, blur, device, batch_size)
@@ -74,7 +89,8 @@ def evaluate(weights=None, data: str | Path = "", split: str = "test", occlusion
     res.update({"split": split, "data": str(data), "protocol": protocol,
                 "seed": occlusion if occlusion is not None else blur,
                 "weights": str(weights or DEFAULT_WEIGHTS), "crop_scale": CROP_SCALE, "input_size": size,
-                "model": meta.get("model"), "train_data": meta.get("train_data")})
+                "model": {**meta.get("model", {}), **({"readout": readout} if readout else {})},
+                "train_data": meta.get("train_data")})
     return res
 
 
@@ -119,9 +135,11 @@ def main(argv=None) -> int:
     ap.add_argument("--json", help="write the results here")
     ap.add_argument("--ced", help="write a CED plot (.html or .png)")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--readout", choices=READOUTS, help="heatmap/hybrid heads: read-out instead of the trained one")
     args = ap.parse_args(argv)
     try:
-        res = evaluate(args.weights, args.data, args.split, args.occlusion, args.blur, args.device)
+        res = evaluate(args.weights, args.data, args.split, args.occlusion, args.blur, args.device,
+                       readout=args.readout)
     except (DataError, CheckpointError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -141,10 +141,32 @@ class Trainer:
         self.train_ds = FaceDataset(self.train_records, size, cfg.augment, cache=dc.cache, seed=cfg.seed)
         self.val_ds = FaceDataset(self.val_records, size, None, cache=dc.cache)
         self.model = build_model(cfg.model, self.neighbours, self.mean_shape).to(self.device)
+        if cfg.init_weights:
+            self.init_from(Path(cfg.init_weights))
         set_train_mode(self.model)
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.epoch, self.best, self.history = 0, float("inf"), []
+
+    def same_model(self, path: Path) -> bool:
+        """Whether checkpoint `path` holds this run's model config (fields added since it was written
+        take their defaults; `pretrained` only decides the initialisation, so it is not compared)."""
+        try:
+            saved = to_dict(from_dict(ModelConfig, read_meta(path).get("model"), f"{path} model"))
+        except ConfigError:
+            return False
+        return {**saved, "pretrained": None} == {**to_dict(self.cfg.model), "pretrained": None}
+
+    def init_from(self, path: Path):
+        """Fine-tuning: the model weights of another run (same model config and training split, so
+        the same neighbourhood); optimiser and schedule start afresh. --resume overrides this."""
+        if not self.same_model(path):
+            raise CheckpointError(f"{path}: its model config differs from --config; cannot initialise from it")
+        tensors = {k: v for k, v in load_tensors(path).items() if not k.startswith("train.")}
+        if not torch.equal(tensors["neighbours"].to(self.model.neighbours.dtype), self.model.neighbours.cpu()):
+            raise CheckpointError(f"{path}: trained with another neighbourhood (another training split or k)")
+        load_state_strict(self.model, tensors, str(path))
+        self.model.to(self.device)
 
     def meta(self) -> dict:
         return {"train_config": to_dict(self.cfg), "epoch": self.epoch, "best_val_nme": self.best,
@@ -168,11 +190,7 @@ class Trainer:
             print(f"no checkpoint at {path}: starting from scratch", file=sys.stderr)
             return
         meta = read_meta(path)
-        try:  # fill fields added since the checkpoint was written with their defaults
-            saved = to_dict(from_dict(ModelConfig, meta.get("model"), f"{path} model"))
-        except ConfigError:
-            saved = meta.get("model")
-        if saved != to_dict(self.model.cfg):
+        if not self.same_model(path):
             raise CheckpointError(f"{path}: model config differs from --config; use another --out")
         tensors = load_tensors(path)
         load_state_strict(self.model, {k: v for k, v in tensors.items() if not k.startswith("train.")}, str(path))

@@ -124,6 +124,12 @@ def test_missing_weights_exit_2(tmp_path, data_root, capsys):
     assert not (tmp_path / "o.json").exists()
 
 
+def test_readout_on_a_coordinate_head_exit_2(data_root, tiny_weights, capsys):
+    assert main(["--data", str(data_root), "--split", "test", "--weights", str(tiny_weights),
+                 "--readout", "get_bc"]) == 2
+    assert "heatmap and hybrid heads" in capsys.readouterr().err
+
+
 def test_missing_split_exit_2(tmp_path, data_root, tiny_weights, capsys):
     assert main(["--data", str(data_root), "--split", "val", "--weights", str(tiny_weights)]) == 2
     assert "val.jsonl" in capsys.readouterr().err

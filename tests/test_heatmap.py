@@ -462,6 +462,11 @@ def test_cli_train_evaluate_and_resume_old_format(tmp_path):
     res = json.loads(res_path.read_text())
     assert res["model"]["head"] == "hybrid" and res["n"] == 3 and np.isfinite(res["nme"])
     assert "calibration" in res  # the hybrid head's cov reaches core.evaluate
+    # another read-out of the same checkpoint, without retraining: other coordinates, recorded in the JSON
+    assert evaluate_main(["--data", str(root), "--split", "test", "--weights", str(out / "best.safetensors"),
+                          "--json", str(res_path), "--readout", "get_max"]) == 0
+    res_max = json.loads(res_path.read_text())
+    assert res_max["model"]["readout"] == "get_max" and res_max["nme"] != res["nme"]
     meta = json.loads((out / "last.json").read_text())
     for k in ("heatmap_stride", "readout"):
         meta["model"].pop(k)

@@ -164,6 +164,37 @@ def test_resume_with_another_model_is_refused(tmp_path, data_root, straight_run,
     assert "model config differs" in capsys.readouterr().err
 
 
+# ---------------------------------------------------------------- fine-tuning (init_weights)
+def test_init_weights_starts_from_the_checkpoint(tmp_path, data_root, straight_run):
+    cfg = from_dict(TrainConfig, _cfg_dict(data_root, init_weights=str(straight_run / "best.safetensors"),
+                                           lr=1e-12))
+    trainer = Trainer(cfg, tmp_path / "ft")
+    want = load_file(str(straight_run / "best.safetensors"))
+    got = trainer.model.state_dict()
+    assert _max_diff({k: got[k] for k in want}, want) == 0.0
+    # a fresh optimiser and schedule: epoch 0, and training (at a negligible rate) keeps the weights
+    assert trainer.epoch == 0 and not trainer.opt.state
+    trainer.cfg.epochs = 1
+    trainer.fit()
+    got = trainer.model.state_dict()
+    assert _max_diff({k: got[k] for k in want if "running" not in k and "num_batches" not in k},
+                     {k: v for k, v in want.items() if "running" not in k and "num_batches" not in k}) < 1e-6
+
+
+def test_init_weights_of_another_model_is_refused(tmp_path, data_root, straight_run, capsys):
+    cfg = _write_cfg(tmp_path / "cfg.yaml", _cfg_dict(data_root, model={"head": "fc"},
+                                                      init_weights=str(straight_run / "best.safetensors")))
+    assert main(["--config", cfg, "--out", str(tmp_path / "ft")]) == 2
+    assert "cannot initialise from it" in capsys.readouterr().err
+
+
+def test_init_weights_with_another_neighbourhood_is_refused(tmp_path, data_root, straight_run, capsys):
+    cfg = _write_cfg(tmp_path / "cfg.yaml", _cfg_dict(data_root, data={"split_seed": 1},
+                                                      init_weights=str(straight_run / "best.safetensors")))
+    assert main(["--config", cfg, "--out", str(tmp_path / "ft")]) == 2
+    assert "another neighbourhood" in capsys.readouterr().err
+
+
 # ---------------------------------------------------------------- refusals
 def test_second_run_into_existing_out_is_refused(tmp_path, data_root, straight_run, capsys):
     cfg = _write_cfg(tmp_path / "cfg.yaml", _cfg_dict(data_root))

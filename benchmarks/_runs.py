@@ -1,0 +1,57 @@
+"""What the short-budget benchmarks share: the validation split as a jsonl, run names, and a runner
+that trains variants (1 thread each, a few at once) with core.train, resuming where a run stopped."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from core.config import load_config  # noqa: E402
+from core.data import train_val_split  # noqa: E402
+
+
+def slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in name.split(" (")[0]).strip("_").lower()
+
+
+def write_val_split(data: Path, out: Path) -> Path:
+    """The validation split used by training, as a faces68 jsonl (absolute image paths) in `out`."""
+    cfg = load_config(ROOT / "configs" / "sdfl_graph.yaml")
+    _, val = train_val_split(cfg.data, data)
+    out.mkdir(parents=True, exist_ok=True)
+    with (out / "val.jsonl").open("w") as f:
+        for r in val:
+            f.write(json.dumps({"image": str(r.image.resolve()), "photo": r.photo, "source": r.source,
+                                "landmarks": r.landmarks.tolist()}) + "\n")
+    return out
+
+
+def train_variants(variants: dict[str, tuple[str, list[str]]], base: list[str], runs: Path, parallel: int) -> float:
+    """Train every variant (name -> (config file under configs/, --set overrides)) into runs/<slug>,
+    `parallel` at a time, logging to runs/<slug>.log; a run with a last checkpoint resumes, a
+    finished one returns at once. Returns the wall time in seconds."""
+    pending = list(variants.items())
+    running: list[tuple[str, subprocess.Popen, float]] = []
+    started = time.time()
+    while pending or running:
+        while pending and len(running) < parallel:
+            name, (config, sets) = pending.pop(0)
+            out = runs / slug(name)
+            cmd = [sys.executable, "-m", "core.train", "--config", str(ROOT / "configs" / config),
+                   "--out", str(out)] + base + [a for s in sets for a in ("--set", s)]
+            if (out / "last.safetensors").exists():
+                cmd.append("--resume")
+            log = open(runs / f"{slug(name)}.log", "a")
+            running.append((name, subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT), time.time()))
+        time.sleep(5)
+        for item in list(running):
+            name, proc, t0 = item
+            if proc.poll() is not None:
+                running.remove(item)
+                print(f"{name}: exit {proc.returncode} after {time.time() - t0:.0f} s", flush=True)
+    return time.time() - started

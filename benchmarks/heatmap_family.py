@@ -1,0 +1,113 @@
+"""Coordinate graph head vs the heatmap family vs the heatmap-to-graph hybrid, on one short budget.
+
+    python benchmarks/heatmap_family.py --data ../shared/data/faces68 [--epochs 12] [--input-size 128] [--parallel 2]
+
+Every variant trains from its config in configs/ with the same budget (epochs, input size, batch,
+data: faces68 train minus the validation split) into runs/heatmap_family/<name>. Heatmap models are
+then read out three ways (soft-argmax, GET_MAX = arg-max + sub-pixel shift, GET_BC = barycentre
+around the peak) without retraining. Every (model, read-out) is scored on val (the only split a
+choice may use) and on test under the default, occlusion and blur protocols, with region-wise
+landmark failure rates (share of points with error > 10 % of the inter-ocular distance).
+Writes benchmarks/results/heatmap_family.json and heatmap_family.md."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks._runs import slug, train_variants, write_val_split  # noqa: E402
+from core.evaluate import evaluate  # noqa: E402
+from core.heatmaps import READOUTS  # noqa: E402
+
+VARIANTS = {
+    "coordinate graph head (shipped design)": ("sdfl_graph.yaml", []),
+    "heatmap, L2, sigma 1": ("heatmap_awing.yaml", ["loss.heatmap=l2", "loss.heatmap_sigma=1.0"]),
+    "heatmap, L2, sigma 3": ("heatmap_awing.yaml", ["loss.heatmap=l2", "loss.heatmap_sigma=3.0"]),
+    "heatmap, Wasserstein, sigma 1": ("heatmap_wasserstein.yaml", ["loss.heatmap_sigma=1.0"]),
+    "heatmap, Wasserstein, sigma 3": ("heatmap_wasserstein.yaml", []),
+    "heatmap, ADNet (AWing, sigma 1.5)": ("heatmap_awing.yaml", []),
+    "hybrid heatmap -> graph": ("hybrid.yaml", []),
+}
+REGIONS = {"jaw": range(0, 17), "brows": range(17, 27), "nose": range(27, 36), "eyes": range(36, 48),
+           "mouth": range(48, 68)}
+PROTOCOLS = {"default": {}, "occlusion": {"occlusion": 0}, "blur": {"blur": 0}}
+FAIL_AT = "0.10"
+
+
+def region_failure(res: dict) -> dict[str, float]:
+    lfr = np.asarray(res["landmark_failure_rate"][FAIL_AT])
+    return {name: float(lfr[list(idx)].mean()) for name, idx in REGIONS.items()}
+
+
+def score(weights: Path, val_dir: Path, data: Path, readout: str | None) -> dict:
+    row = {"val_nme": evaluate(weights, val_dir, "val", readout=readout)["nme"]}
+    for name, kw in PROTOCOLS.items():
+        r = evaluate(weights, data, "test", readout=readout, **kw)
+        row[name] = {"nme": r["nme"], "fr10": r["fr10"], "auc10": r["auc10"], "nme_normal": r["nme_normal"],
+                     "nme_tangent": r["nme_tangent"], "region_failure": region_failure(r)}
+    return row
+
+
+def markdown(meta: dict) -> str:
+    rows = meta["rows"]
+    lines = [f"Same budget for every row: {meta['epochs']} epochs at {meta['input_size']} px, batch 32, faces68 train "
+             "minus the validation split; choose on **val**, test for reference only. Occlusion/blur: "
+             "synthetic protocols, seed 0. Failure by region: share of points with error > 10 % inter-ocular "
+             "(test, default protocol).", "",
+             "| model | read-out | val NME | test NME | FR@10 | AUC@10 | occlusion NME | blur NME | "
+             "jaw | brows | nose | eyes | mouth |", "|" + "---|" * 13]
+    for key, r in rows.items():
+        d = r["default"]
+        rf = d["region_failure"]
+        lines.append(f"| {r['model']} | {r['readout']} | {r['val_nme']:.2%} | {d['nme']:.2%} | {d['fr10']:.1%} | "
+                     f"{d['auc10']:.3f} | {r['occlusion']['nme']:.2%} | {r['blur']['nme']:.2%} | "
+                     + " | ".join(f"{rf[k]:.1%}" for k in REGIONS) + " |")
+    best = min(rows.values(), key=lambda r: r["val_nme"])
+    lines += ["", f"Best on val: {best['model']} ({best['readout']}), val NME {best['val_nme']:.2%}."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "faces68"))
+    ap.add_argument("--epochs", type=int, default=12)
+    ap.add_argument("--input-size", type=int, default=128)
+    ap.add_argument("--parallel", type=int, default=2, help="runs at once (1 thread each)")
+    ap.add_argument("--runs", default=str(ROOT / "runs" / "heatmap_family"))
+    ap.add_argument("--skip-training", action="store_true", help="score the runs already in --runs")
+    args = ap.parse_args(argv)
+    data, runs = Path(args.data), Path(args.runs)
+    val_dir = write_val_split(data, runs)
+    base = ["--set", f"epochs={args.epochs}", "--set", f"model.input_size={args.input_size}", "--set", "threads=1",
+            "--set", f"data.root={data}", "--set", "warmup_epochs=1"]
+    wall = 0.0 if args.skip_training else train_variants(VARIANTS, base, runs, args.parallel)
+    rows = {}
+    for name, (config, _) in VARIANTS.items():
+        best = runs / slug(name) / "best.safetensors"
+        if not best.exists():
+            print(f"{name}: no checkpoint in {best.parent}", flush=True)
+            continue
+        readouts = [None] if config == "sdfl_graph.yaml" else list(READOUTS)
+        for ro in readouts:
+            row = {"model": name, "readout": ro or "direct", **score(best, val_dir, data, ro)}
+            rows[f"{name} / {row['readout']}"] = row
+            print(f"{name:40s} {row['readout']:12s} val {row['val_nme']:.3%}  test {row['default']['nme']:.3%}  "
+                  f"occl {row['occlusion']['nme']:.3%}  blur {row['blur']['nme']:.3%}", flush=True)
+    meta = {"epochs": args.epochs, "input_size": args.input_size, "wall_s": round(wall), "rows": rows}
+    out = ROOT / "benchmarks" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "heatmap_family.json").write_text(json.dumps(meta, indent=1))
+    md = markdown(meta)
+    (out / "heatmap_family.md").write_text(md)
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
