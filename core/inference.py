@@ -39,6 +39,7 @@ TRACK_MAX_SIGMA = 0.08  # crop units: median predicted landmark std above this =
 ANTIALIAS_BELOW = 0.5  # crops that shrink the image more than 2x are pre-resized with INTER_AREA
 USER_BOX_SCORE = 1.0  # score reported for faces whose boxes the caller gave
 BACKENDS = ("auto", "onnx", "torch")
+PRECISIONS = ("fp32", "int8")  # int8: <stem>.int8.onnx (core.export_onnx --int8), ONNX Runtime only
 
 
 @dataclass
@@ -95,11 +96,11 @@ def _gpu_name(index: int) -> str:
     return f"CUDA GPU {index}"
 
 
-def onnx_path_for(weights: str | Path) -> Path:
-    """weights/<stem>.safetensors -> weights/<stem>.onnx"""
+def onnx_path_for(weights: str | Path, precision: str = "fp32") -> Path:
+    """weights/<stem>.safetensors -> weights/<stem>.onnx (fp32) or weights/<stem>.int8.onnx"""
     from .checkpoint import stem_paths
 
-    return stem_paths(weights)[0].with_suffix(".onnx")
+    return stem_paths(weights)[0].with_suffix(".int8.onnx" if precision == "int8" else ".onnx")
 
 
 def warp_crop(img: np.ndarray, m: np.ndarray, size: int) -> np.ndarray:
@@ -181,6 +182,7 @@ class _OnnxRunner:
             ort.set_default_logger_severity(4)  # a missing CUDA runtime is reported below, not as log spam
         try:
             self.session = ort.InferenceSession(str(path), so, providers=providers)
+            self.path = Path(path)
         except Exception as e:  # onnxruntime raises its own error types
             raise ValueError(f"{path}: ONNX Runtime cannot load it ({e})") from e
         finally:
@@ -208,14 +210,16 @@ class FaceAligner:
 
     weights: `<stem>.safetensors` (+ `<stem>.json`); None = core.checkpoint.DEFAULT_WEIGHTS.
     backend: "auto" (ONNX Runtime when `<stem>.onnx` exists and is not older than the weights,
-    else torch), "onnx" or "torch". device: "cpu", "cuda", "cuda:N" or "auto" (CUDA if available).
+    else torch), "onnx" or "torch". precision: "fp32" or "int8" (`<stem>.int8.onnx`, backbone
+    quantized; ONNX Runtime only: about 1.6x faster per face on a CPU, for ~0.02 points of NME). device: "cpu", "cuda", "cuda:N" or "auto" (CUDA if available).
     detector: "mediapipe", "haar", "none" (boxes must be given) or any object with
     `detect(rgb) -> list[Detection]`. video: track faces from frame to frame and smooth landmarks.
     threads: intra-op threads (ORT session; torch: process-wide set_num_threads); 0 = default.
     max_faces: at most this many faces per image (highest detector scores)."""
 
     def __init__(self, weights: str | Path | None = None, backend: str = "auto", device: str = "cpu",
-                 detector="mediapipe", video: bool = False, threads: int = 0, max_faces: int = 8):
+                 detector="mediapipe", video: bool = False, threads: int = 0, max_faces: int = 8,
+                 precision: str = "fp32"):
         from .checkpoint import DEFAULT_WEIGHTS, read_meta, stem_paths
 
         if backend not in BACKENDS:
@@ -224,6 +228,10 @@ class FaceAligner:
             raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:N' or 'auto', got {device!r}")
         if max_faces < 1:
             raise ValueError("max_faces must be >= 1")
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        if precision == "int8" and backend == "torch":
+            raise ValueError("precision='int8' runs on ONNX Runtime: use backend='onnx' or 'auto'")
         st_path, js_path = stem_paths(weights if weights else DEFAULT_WEIGHTS)
         if not st_path.is_file():
             raise FileNotFoundError(f"model weights not found: {st_path} (train a model, or pass weights=...)")
@@ -234,13 +242,17 @@ class FaceAligner:
         self.input_size = int(self.meta["input_size"])
         self.neighbours = np.asarray(self.meta["neighbours"], dtype=np.float32)
         self.num_landmarks = int(self.meta.get("num_landmarks", self.neighbours.shape[0]))
-        onnx_file = onnx_path_for(st_path)
-        use_onnx = backend == "onnx"
-        if backend == "onnx" and not onnx_file.is_file():
+        onnx_file = onnx_path_for(st_path, precision)
+        use_onnx = backend == "onnx" or precision == "int8"
+        if use_onnx and not onnx_file.is_file():
+            how = " --int8 DATA" if precision == "int8" else ""
             raise FileNotFoundError(f"ONNX model not found: {onnx_file} (python -m core.export_onnx --weights "
-                                    f"{st_path} --out {onnx_file})")
-        if backend == "auto" and onnx_file.is_file():
-            if onnx_file.stat().st_mtime + 1 < st_path.stat().st_mtime:
+                                    f"{st_path} --out {onnx_path_for(st_path)}{how})")
+        stale = onnx_file.is_file() and onnx_file.stat().st_mtime + 1 < st_path.stat().st_mtime
+        if precision == "int8" and stale:
+            warnings.warn(f"{onnx_file} is older than {st_path.name}: re-export it (python -m core.export_onnx --int8)")
+        if backend == "auto" and precision == "fp32" and onnx_file.is_file():
+            if stale:
                 warnings.warn(f"{onnx_file} is older than {st_path.name}: using torch (re-export to use ONNX)")
             else:
                 use_onnx = True
@@ -249,7 +261,7 @@ class FaceAligner:
             try:
                 self.runner = _OnnxRunner(onnx_file, device, threads)
             except (ValueError, ImportError) as e:
-                if backend == "onnx":
+                if backend == "onnx" or precision == "int8":
                     raise
                 warnings.warn(f"ONNX backend unavailable ({e}); using torch")
         if self.runner is None:
@@ -260,6 +272,7 @@ class FaceAligner:
             shape = self.runner.input_shape
             if isinstance(shape[-1], int) and shape[-1] != self.input_size:
                 raise ValueError(f"{onnx_file}: input size {shape[-1]} but {js_path.name} says {self.input_size}")
+        self.precision = precision
         self.provider: str = self.runner.provider
         self.device_name: str = self.runner.device_name
         self.has_uncertainty = "cov" in self.runner.outputs
@@ -450,4 +463,4 @@ def get_landmarks(image, weights: str | Path | None = None, color: str = "rgb", 
     return _ALIGNERS[key].get_landmarks(image, color=color)
 
 
-__all__ = ["Face", "FaceAligner", "get_landmarks", "cpu_name", "warp_crop", "onnx_path_for"]
+__all__ = ["Face", "FaceAligner", "get_landmarks", "cpu_name", "warp_crop", "onnx_path_for", "PRECISIONS"]

@@ -82,3 +82,63 @@ def test_stale_or_missing_onnx(exported, tmp_path):
     assert FaceAligner(lonely, detector="none").backend == "torch"
     with pytest.raises(FileNotFoundError, match="lonely.onnx"):
         FaceAligner(lonely, backend="onnx", detector="none")
+
+
+# ---------------------------------------------------------------- int8 (static quantization, backbone only)
+@pytest.fixture(scope="module")
+def quantized(exported, tmp_path_factory):
+    from synth_faces import write_split
+
+    root = tmp_path_factory.mktemp("calib")
+    write_split(root, n=12, seed=3)
+    assert main(["--weights", str(exported), "--int8", str(root)]) == 0
+    return onnx_path_for(exported, "int8")
+
+
+def test_int8_quantizes_the_backbone_only(quantized):
+    import onnx
+
+    from core.export_onnx import QUANTIZED_SCOPE
+
+    nodes = onnx.load(str(quantized)).graph.node
+    q = [n.name for n in nodes if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    assert q, "no quantized layer"
+    convs_in = [n for n in nodes if n.op_type == "Conv" and n.name.startswith(QUANTIZED_SCOPE)]
+    # every backbone conv reads int8 weights; no layer outside the backbone does
+    dq_out = {n.output[0]: n for n in nodes if n.op_type == "DequantizeLinear"}
+    assert all(c.input[1] in dq_out for c in convs_in)
+    outside = [n for n in nodes if n.op_type in ("Conv", "MatMul", "Gemm") and not n.name.startswith(QUANTIZED_SCOPE)]
+    assert outside and all(n.input[1] not in dq_out for n in outside)
+
+
+def test_int8_stays_close_to_fp32(exported, quantized):
+    model, _ = load_model(exported)
+    diff = compare(model, quantized)
+    assert diff["coords"] < 0.02  # crop units; the shipped model: validation NME 4.01 % -> 4.03 %
+
+
+def test_aligner_int8(exported, quantized):
+    img = np.random.default_rng(0).integers(0, 256, (120, 140, 3), dtype=np.uint8)
+    fa = FaceAligner(exported, detector="none", precision="int8", threads=1)
+    assert fa.backend == "onnx" and fa.precision == "int8"
+    assert fa.runner.path == quantized
+    ref = FaceAligner(exported, backend="torch", detector="none", threads=1)
+    a, b = fa.predict(img, boxes=[BOX]), ref.predict(img, boxes=[BOX])
+    assert np.abs(a[0].landmarks - b[0].landmarks).max() < 0.02 * 1.3 * 70
+    with pytest.raises(ValueError, match="ONNX Runtime"):
+        FaceAligner(exported, backend="torch", detector="none", precision="int8")
+    with pytest.raises(ValueError, match="precision"):
+        FaceAligner(exported, detector="none", precision="fp16")
+
+
+def test_int8_missing_file_names_the_command(exported, tmp_path):
+    lonely = tmp_path / "lonely.safetensors"
+    shutil.copy(exported, lonely)
+    shutil.copy(exported.with_suffix(".json"), tmp_path / "lonely.json")
+    with pytest.raises(FileNotFoundError, match=r"lonely\.int8\.onnx.*--int8"):
+        FaceAligner(lonely, detector="none", precision="int8")
+
+
+def test_int8_bad_calibration_data_exit_2(exported, tmp_path, capsys):
+    assert main(["--weights", str(exported), "--out", str(tmp_path / "x.onnx"), "--int8", str(tmp_path / "none")]) == 2
+    assert "calibration data" in capsys.readouterr().err
