@@ -33,6 +33,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--device", default="cpu", help="cpu, cuda, cuda:0 ...")
     ap.add_argument("--detector", default="mediapipe", choices=["mediapipe", "haar"])
     ap.add_argument("--threads", type=int, default=0, help="inference threads (0 = library default)")
+    ap.add_argument("--webcam-precision", default="auto", choices=["auto", "fp32", "int8"],
+                    help="webcam model: auto = int8 (<stem>.int8.onnx) on a CPU when it exists, else fp32")
     ap.add_argument("--concurrency", type=int, default=CONCURRENCY, help="requests processed at once")
     ap.add_argument("--queue-size", type=int, default=QUEUE_MAX, help="requests waiting at most")
     ap.add_argument("--webcam-slots", type=int, default=WEBCAM_SLOTS, help="simultaneous webcam streams")
@@ -61,7 +63,8 @@ def main(argv=None) -> int:
         return 2
     try:
         models = load_models(args.weights, args.fc_weights, backend=args.backend, device=args.device,
-                             detector=args.detector, threads=args.threads, webcam_slots=args.webcam_slots)
+                             detector=args.detector, threads=args.threads, webcam_slots=args.webcam_slots,
+                             webcam_precision=args.webcam_precision)
     except (CheckpointError, ValueError, OSError, RuntimeError) as e:
         print(f"error: could not load the models: {e}", file=sys.stderr)
         return 2

@@ -114,17 +114,23 @@ def missing_weights(*paths) -> list[str]:
 
 def load_models(graph_weights=None, fc_weights=None, *, backend: str = "auto", device: str = "cpu",
                 detector: str = "mediapipe", threads: int = 0, max_faces: int = 8,
-                webcam_slots: int = WEBCAM_SLOTS) -> Models:
+                webcam_slots: int = WEBCAM_SLOTS, webcam_precision: str = "auto") -> Models:
     """Load every aligner once. Raises core.checkpoint.CheckpointError / ValueError on missing or
-    broken weights (launch_app.py turns that into a message and a non-zero exit)."""
-    from core.inference import FaceAligner
+    broken weights (launch_app.py turns that into a message and a non-zero exit).
+    webcam_precision: "auto" = int8 (<stem>.int8.onnx, faster) on a CPU when that file exists, else
+    fp32; photos and the occlusion demo always run fp32."""
+    from core.inference import FaceAligner, onnx_path_for
 
     graph_weights = Path(graph_weights) if graph_weights else DEFAULT_WEIGHTS
     fc_weights = Path(fc_weights) if fc_weights else FC_WEIGHTS
+    if webcam_precision == "auto":
+        cpu_onnx = backend != "torch" and device == "cpu"
+        webcam_precision = "int8" if cpu_onnx and onnx_path_for(graph_weights, "int8").is_file() else "fp32"
     kw = dict(backend=backend, device=device, detector=detector, threads=threads, max_faces=max_faces)
     graph = FaceAligner(weights=graph_weights, video=False, **kw)
     fc = FaceAligner(weights=fc_weights, video=False, **kw)
-    video = [FaceAligner(weights=graph_weights, video=True, **kw) for _ in range(max(1, webcam_slots))]
+    video = [FaceAligner(weights=graph_weights, video=True, precision=webcam_precision, **kw)
+             for _ in range(max(1, webcam_slots))]
     return Models(graph, fc, video, str(graph_weights), str(fc_weights))
 
 
@@ -449,6 +455,8 @@ class LandmarkApp:
             with self.pool.acquire(session) as aligner:
                 faces = aligner.predict(frame, timestamp=time.monotonic())
                 name, provider = getattr(aligner, "device_name", "?"), getattr(aligner, "provider", "")
+                if getattr(aligner, "precision", "fp32") != "fp32":
+                    provider = f"{provider}, {aligner.precision}"
         except ValueError as e:
             return frame, f"**Problem:** {_reason(e)}"
         latency = time.perf_counter() - t0

@@ -176,16 +176,22 @@ def run(argv, tmp: Path) -> int:
     # landmark model alone, per face
     rows = []
     size = None
-    for backend in ("torch", "onnx"):
+    int8_file = onnx_path_for(weights, "int8")
+    has_int8 = int8_file.is_file() and int8_file.stat().st_mtime + 1 >= weights.stat().st_mtime
+    if not has_int8:
+        res["int8_note"] = f"no up-to-date {int8_file.name} (python -m core.export_onnx --int8 DATA): not measured"
+    configs = [("torch", "fp32"), ("onnx", "fp32")] + ([("onnx", "int8")] if has_int8 else [])
+    for backend, precision in configs:
         for threads in sorted({1, all_threads}):
-            fa = FaceAligner(weights, backend=backend, detector="none", threads=threads)
+            fa = FaceAligner(weights, backend=backend, detector="none", threads=threads, precision=precision)
             size = fa.input_size
+            name = backend + ("-int8" if precision == "int8" else "")
             for batch in (1, 8):
                 x = np.random.default_rng(0).random((batch, 3, size, size), dtype=np.float32)
                 s = summary(timed(lambda: fa.runner(x), args.runs), per=batch)
-                key = f"{backend}_threads{threads}_batch{batch}"
+                key = f"{name}_threads{threads}_batch{batch}"
                 res["model"][key] = {**s, "provider": fa.provider, "device": fa.device_name}
-                rows.append((f"model per face: {backend} ({fa.provider}), {threads} thr, batch {batch}", s))
+                rows.append((f"model per face: {name} ({fa.provider}), {threads} thr, batch {batch}", s))
     torch.set_num_threads(all_threads)
 
     # detectors, per 640x480 frame
@@ -233,8 +239,10 @@ def run(argv, tmp: Path) -> int:
     if dl and dl.get("available"):
         rows.append(("dlib shape_predictor_68 per face", dl["shape_predictor_per_face"]))
         rows.append(("dlib HOG detector per 640x480 frame", dl["hog_detector_per_frame"]))
-        ours = min(v["median_ms"] for k, v in res["model"].items() if k.endswith("batch1"))
-        res["ratio_model_per_face_vs_dlib"] = round(ours / dl["shape_predictor_per_face"]["median_ms"], 2)
+        ref = dl["shape_predictor_per_face"]["median_ms"]
+        res["ratio_vs_dlib_onnx_1thread_batch1"] = {
+            p: round(res["model"][f"{k}_threads1_batch1"]["median_ms"] / ref, 2)
+            for p, k in (("fp32", "onnx"), ("int8", "onnx-int8")) if f"{k}_threads1_batch1" in res["model"]}
 
     if hasattr(os, "getloadavg"):
         res["machine"]["load_average_end"] = [round(v, 2) for v in os.getloadavg()]
@@ -249,9 +257,9 @@ def run(argv, tmp: Path) -> int:
         print(f"{name:70s} {s['median_ms']:10.2f} {s['p90_ms']:8.2f}")
     print(f"image mode: {res['end_to_end']['image_mode']['fps']} fps; video mode: "
           f"{res['end_to_end']['video_mode']['fps_from_mean']} fps (from the mean)")
-    if "ratio_model_per_face_vs_dlib" in res:
-        print("landmark model per face (fastest batch-1 config) / dlib per face: "
-              f"{res['ratio_model_per_face_vs_dlib']}")
+    if "ratio_vs_dlib_onnx_1thread_batch1" in res:
+        print("landmark model per face (ONNX Runtime, 1 thread, batch 1) / dlib per face: "
+              + ", ".join(f"{p} {r}" for p, r in res["ratio_vs_dlib_onnx_1thread_batch1"].items()))
     elif dl is not None:
         print(f"dlib: not measured ({dl.get('reason')})")
     return 0

@@ -142,3 +142,12 @@ def test_int8_missing_file_names_the_command(exported, tmp_path):
 def test_int8_bad_calibration_data_exit_2(exported, tmp_path, capsys):
     assert main(["--weights", str(exported), "--out", str(tmp_path / "x.onnx"), "--int8", str(tmp_path / "none")]) == 2
     assert "calibration data" in capsys.readouterr().err
+
+
+def test_app_webcam_runs_int8_when_it_exists(exported, quantized, tiny_fc_weights):
+    from app.ui import load_models
+
+    m = load_models(exported, tiny_fc_weights, detector="none", threads=1, webcam_slots=1)
+    assert [a.precision for a in m.video] == ["int8"] and m.graph.precision == m.fc.precision == "fp32"
+    m = load_models(exported, tiny_fc_weights, detector="none", threads=1, webcam_slots=1, backend="torch")
+    assert m.video[0].precision == "fp32" and m.video[0].backend == "torch"
