@@ -74,11 +74,34 @@ def with_readout(model, readout: str):
     return model
 
 
+class OnnxModel:
+    """An exported model (<stem>.onnx or <stem>.int8.onnx) behind the torch model's call: x (B, 3, S, S)
+    in [0, 1] -> {"coords", "adjacency"[, "cov"]} tensors; run by ONNX Runtime on the CPU."""
+
+    def __init__(self, weights, precision: str, cfg):
+        from .inference import _OnnxRunner, onnx_path_for
+
+        path = onnx_path_for(weights or DEFAULT_WEIGHTS, precision)
+        if not path.is_file():
+            raise CheckpointError(f"{path} not found (python -m core.export_onnx"
+                                  f"{' --int8 DATA' if precision == 'int8' else ''})")
+        self.runner, self.cfg = _OnnxRunner(path, "cpu", 0), cfg
+
+    def __call__(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {k: torch.from_numpy(v) for k, v in self.runner(x.cpu().numpy()).items()}
+
+
 def evaluate(weights=None, data: str | Path = "", split: str = "test", occlusion: int | None = None,
-             blur: int | None = None, device: str = "cpu", batch_size: int = 32, readout: str | None = None) -> dict:
+             blur: int | None = None, device: str = "cpu", batch_size: int = 32, readout: str | None = None,
+             precision: str | None = None) -> dict:
+    """precision None: the torch model; "fp32" / "int8": its ONNX export run by ONNX Runtime."""
+    if readout and precision:
+        raise ValueError("--readout changes the torch model; an ONNX export keeps the read-out it was exported with")
     model, meta = load_model(weights, device)
     if readout:
         with_readout(model, readout)
+    if precision:
+        model = OnnxModel(weights, precision, model.cfg)
     size = model.cfg.input_size
     records = load_jsonl(Path(data) / f"{split}.jsonl")
     pred, gt, cov = predict_records(model, records, occlusion, blur, device, batch_size)
@@ -90,6 +113,7 @@ def evaluate(weights=None, data: str | Path = "", split: str = "test", occlusion
                 "seed": occlusion if occlusion is not None else blur,
                 "weights": str(weights or DEFAULT_WEIGHTS), "crop_scale": CROP_SCALE, "input_size": size,
                 "model": {**meta.get("model", {}), **({"readout": readout} if readout else {})},
+                "runtime": f"onnxruntime {precision}" if precision else "torch",
                 "train_data": meta.get("train_data")})
     return res
 
@@ -136,10 +160,12 @@ def main(argv=None) -> int:
     ap.add_argument("--ced", help="write a CED plot (.html or .png)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--readout", choices=READOUTS, help="heatmap/hybrid heads: read-out instead of the trained one")
+    ap.add_argument("--precision", choices=["fp32", "int8"], help="score the ONNX export (<stem>.onnx / "
+                    "<stem>.int8.onnx) with ONNX Runtime instead of the torch model")
     args = ap.parse_args(argv)
     try:
         res = evaluate(args.weights, args.data, args.split, args.occlusion, args.blur, args.device,
-                       readout=args.readout)
+                       readout=args.readout, precision=args.precision)
     except (DataError, CheckpointError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -151,3 +151,19 @@ def test_app_webcam_runs_int8_when_it_exists(exported, quantized, tiny_fc_weight
     assert [a.precision for a in m.video] == ["int8"] and m.graph.precision == m.fc.precision == "fp32"
     m = load_models(exported, tiny_fc_weights, detector="none", threads=1, webcam_slots=1, backend="torch")
     assert m.video[0].precision == "fp32" and m.video[0].backend == "torch"
+
+
+def test_evaluate_scores_the_onnx_exports(exported, quantized, tmp_path):
+    from core.evaluate import evaluate
+    from synth_faces import write_split
+
+    write_split(tmp_path, n=4, split="test", seed=5)
+    ref = evaluate(exported, tmp_path, "test")
+    fp32 = evaluate(exported, tmp_path, "test", precision="fp32")
+    int8 = evaluate(exported, tmp_path, "test", precision="int8")
+    assert ref["runtime"] == "torch" and fp32["runtime"] == "onnxruntime fp32" and int8["runtime"] == "onnxruntime int8"
+    assert fp32["nme"] == pytest.approx(ref["nme"], abs=1e-4)
+    assert int8["nme"] == pytest.approx(ref["nme"], rel=0.1)
+    assert "calibration" in int8  # the covariance output comes through
+    with pytest.raises(ValueError, match="read-out"):
+        evaluate(exported, tmp_path, "test", precision="int8", readout="get_bc")
