@@ -24,12 +24,19 @@ class CheckpointError(ValueError):
     """A missing, unreadable or incompatible checkpoint."""
 
 
-def _atomic_write(path: Path, write):
+def atomic_write(path: Path, write):
+    """write(tmp) into a temporary file beside `path`, then rename it onto `path`: readers see the
+    old file or the new one, never half of one. The file gets the usual permissions (0666 - umask),
+    not mkstemp's 0600, so a server running as another user can read shipped weights."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
         write(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -51,8 +58,8 @@ def save_weights(path, model: LandmarkModel, meta: dict | None = None, extra_ten
     info = {"format": FORMAT_VERSION, "model": to_dict(model.cfg), "num_landmarks": model.cfg.num_landmarks,
             "input_size": model.cfg.input_size, "neighbours": model.neighbours.int().tolist(), **(meta or {})}
     # JSON first, tensors second: a checkpoint counts as complete once its tensors file exists.
-    _atomic_write(js_path, lambda t: Path(t).write_text(json.dumps(info, indent=1)))
-    _atomic_write(st_path, lambda t: save_file(tensors, t))
+    atomic_write(js_path, lambda t: Path(t).write_text(json.dumps(info, indent=1)))
+    atomic_write(st_path, lambda t: save_file(tensors, t))
 
 
 def read_meta(path) -> dict:

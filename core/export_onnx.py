@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import shutil
 import sys
 import tempfile
 import types
@@ -26,6 +27,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from .checkpoint import atomic_write
 
 OPSET = 17
 CHECK_TOLERANCE = 1e-3  # crop units: torch vs ONNX Runtime coords must agree this well
@@ -85,9 +88,8 @@ def export(model, out: str | Path, opset: int = OPSET) -> Path:
     names = ["coords", "adjacency"] + (["cov"] if model.cfg.uncertainty else [])
     s = model.cfg.input_size
     dummy = torch.rand(2, 3, s, s)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+
+    def write(tmp):
         with static_shapes_for_export(), warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
             warnings.simplefilter("ignore")  # tracer warnings about the int() sizes, legacy-exporter notice
             torch.onnx.export(wrapper, (dummy,), tmp, dynamo=False, opset_version=opset, input_names=["image"],
@@ -96,10 +98,8 @@ def export(model, out: str | Path, opset: int = OPSET) -> Path:
         import onnx
 
         onnx.checker.check_model(onnx.load(tmp))
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+
+    atomic_write(out, write)
     return out
 
 
@@ -135,7 +135,7 @@ def quantize_int8(onnx_file: str | Path, out: str | Path, crops: np.ndarray) -> 
                             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                             calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=keep_float)
         onnx.checker.check_model(onnx.load(str(q)))
-        os.replace(q, out)
+        atomic_write(out, lambda tmp: shutil.copyfile(q, tmp))
     return out
 
 

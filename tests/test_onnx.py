@@ -167,3 +167,10 @@ def test_evaluate_scores_the_onnx_exports(exported, quantized, tmp_path):
     assert "calibration" in int8  # the covariance output comes through
     with pytest.raises(ValueError, match="read-out"):
         evaluate(exported, tmp_path, "test", precision="int8", readout="get_bc")
+
+
+def test_exports_get_the_usual_file_permissions(exported, quantized):
+    umask = os.umask(0)
+    os.umask(umask)
+    for f in (onnx_path_for(exported), quantized, exported):
+        assert f.stat().st_mode & 0o777 == 0o666 & ~umask, f  # not mkstemp's 0600
