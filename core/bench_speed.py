@@ -215,23 +215,25 @@ def run(argv, tmp: Path) -> int:
                                        "note": "detect + 2 model passes"}
     rows.append((f"end to end per frame, image mode (onnx, {e2e_threads} thr)", s))
     frames = video_frames(frame)
-    video_fa = FaceAligner(weights, backend="onnx", threads=e2e_threads, video=True)
-    it = iter(range(10 ** 9))
-    calls = [0]
-    detect = video_fa.detector.detect
+    for precision in ["fp32"] + (["int8"] if has_int8 else []):
+        video_fa = FaceAligner(weights, backend="onnx", threads=e2e_threads, video=True, precision=precision)
+        it = iter(range(10 ** 9))
+        calls = [0]
+        detect = video_fa.detector.detect
 
-    def counted(rgb):
-        calls[0] += 1
-        return detect(rgb)
+        def counted(rgb, detect=detect, calls=calls):
+            calls[0] += 1
+            return detect(rgb)
 
-    video_fa.detector.detect = counted
-    n_video = max(args.runs, 2 * VIDEO_CYCLE)
-    s = summary(timed(lambda: video_fa.predict(frames[next(it) % len(frames)]), n_video))
-    res["end_to_end"]["video_mode"] = {**s, "fps_from_mean": round(1000 / s["mean_ms"], 1),
-                                       "detector_calls_per_frame": round(calls[0] / (n_video + WARMUP), 3),
-                                       "note": f"tracked, detector every {video_fa.redetect_every} frames, "
-                                               "1 model pass, One-Euro smoothing"}
-    rows.append((f"end to end per frame, video mode (onnx, {e2e_threads} thr)", s))
+        video_fa.detector.detect = counted
+        n_video = max(args.runs, 2 * VIDEO_CYCLE)
+        s = summary(timed(lambda: video_fa.predict(frames[next(it) % len(frames)]), n_video))
+        key = "video_mode" if precision == "fp32" else "video_mode_int8"
+        res["end_to_end"][key] = {**s, "fps_from_mean": round(1000 / s["mean_ms"], 1),
+                                  "detector_calls_per_frame": round(calls[0] / (n_video + WARMUP), 3),
+                                  "note": f"tracked, detector every {video_fa.redetect_every} frames, "
+                                          f"1 model pass, One-Euro smoothing, {precision}"}
+        rows.append((f"end to end per frame, video mode (onnx {precision}, {e2e_threads} thr)", s))
 
     # dlib, same machine and run
     dl = bench_dlib(frame, faces[0].box, args.runs)
@@ -256,7 +258,8 @@ def run(argv, tmp: Path) -> int:
     for name, s in rows:
         print(f"{name:70s} {s['median_ms']:10.2f} {s['p90_ms']:8.2f}")
     print(f"image mode: {res['end_to_end']['image_mode']['fps']} fps; video mode: "
-          f"{res['end_to_end']['video_mode']['fps_from_mean']} fps (from the mean)")
+          f"{res['end_to_end']['video_mode']['fps_from_mean']} fps (from the mean)"
+          + (f", int8 {res['end_to_end']['video_mode_int8']['fps_from_mean']} fps" if has_int8 else ""))
     if "ratio_vs_dlib_onnx_1thread_batch1" in res:
         print("landmark model per face (ONNX Runtime, 1 thread, batch 1) / dlib per face: "
               + ", ".join(f"{p} {r}" for p, r in res["ratio_vs_dlib_onnx_1thread_batch1"].items()))
