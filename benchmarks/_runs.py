@@ -2,6 +2,7 @@
 that trains variants (1 thread each, a few at once) with core.train, resuming where a run stopped."""
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -55,3 +56,25 @@ def train_variants(variants: dict[str, tuple[str, list[str]]], base: list[str], 
                 running.remove(item)
                 print(f"{name}: exit {proc.returncode} after {time.time() - t0:.0f} s", flush=True)
     return time.time() - started
+
+
+SHORT_EPOCHS = 12  # the short budget both benchmarks share (the ablation's reference = the family's graph row)
+SHORT_INPUT = 128
+
+
+def budget_parser(doc: str, runs: str) -> argparse.ArgumentParser:
+    """The options of a short-budget benchmark (data, budget, parallel runs, run folder)."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "faces68"))
+    ap.add_argument("--epochs", type=int, default=SHORT_EPOCHS)
+    ap.add_argument("--input-size", type=int, default=SHORT_INPUT)
+    ap.add_argument("--parallel", type=int, default=2, help="runs at once (1 thread each)")
+    ap.add_argument("--runs", default=str(ROOT / "runs" / runs))
+    ap.add_argument("--skip-training", action="store_true", help="score the runs already in --runs")
+    return ap
+
+
+def budget_sets(args: argparse.Namespace) -> list[str]:
+    """core.train overrides that give every variant the same budget."""
+    return ["--set", f"epochs={args.epochs}", "--set", f"model.input_size={args.input_size}", "--set", "threads=1",
+            "--set", f"data.root={args.data}", "--set", "warmup_epochs=1"]

@@ -1,13 +1,12 @@
 """Short-budget ablation of the structure-coherent design; choices are read on the validation split
 held out from train (by photo), and test is reported beside it for reference only.
 
-    python benchmarks/ablation.py --data ../shared/data/faces68 [--epochs 6] [--input-size 128] [--parallel 2]
+    python benchmarks/ablation.py --data ../shared/data/faces68 [--epochs 12] [--input-size 128] [--parallel 2]
 
 Every variant trains with the same budget from configs/sdfl_graph.yaml plus one override, into
 runs/ablation/<name>; results go to benchmarks/results/ablation.json and ablation.md."""
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -15,7 +14,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks._runs import slug, train_variants, write_val_split  # noqa: E402
+from benchmarks._runs import budget_parser, budget_sets, slug, train_variants, write_val_split  # noqa: E402
 from core.evaluate import evaluate  # noqa: E402
 
 CONFIG = "sdfl_graph.yaml"
@@ -31,18 +30,12 @@ VARIANTS = {
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "faces68"))
-    ap.add_argument("--epochs", type=int, default=6)
-    ap.add_argument("--input-size", type=int, default=128)
-    ap.add_argument("--parallel", type=int, default=2, help="runs at once (1 thread each)")
-    ap.add_argument("--runs", default=str(ROOT / "runs" / "ablation"))
+    ap = budget_parser(__doc__, "ablation")
     args = ap.parse_args(argv)
     data, runs = Path(args.data), Path(args.runs)
     val_dir = write_val_split(data, runs)
-    base = ["--set", f"epochs={args.epochs}", "--set", f"model.input_size={args.input_size}", "--set", "threads=1",
-            "--set", f"data.root={data}", "--set", "warmup_epochs=1"]
-    wall = train_variants(VARIANTS, base, runs, args.parallel)
+    base = budget_sets(args)
+    wall = 0.0 if args.skip_training else train_variants(VARIANTS, base, runs, args.parallel)
     rows = {}
     for name in VARIANTS:
         best = runs / slug(name) / "best.safetensors"

@@ -11,7 +11,6 @@ landmark failure rates (share of points with error > 10 % of the inter-ocular di
 Writes benchmarks/results/heatmap_family.json and heatmap_family.md."""
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -21,7 +20,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks._runs import slug, train_variants, write_val_split  # noqa: E402
+from benchmarks._runs import budget_parser, budget_sets, slug, train_variants, write_val_split  # noqa: E402
 from core.evaluate import evaluate  # noqa: E402
 from core.heatmaps import READOUTS  # noqa: E402
 
@@ -74,18 +73,11 @@ def markdown(meta: dict) -> str:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "faces68"))
-    ap.add_argument("--epochs", type=int, default=12)
-    ap.add_argument("--input-size", type=int, default=128)
-    ap.add_argument("--parallel", type=int, default=2, help="runs at once (1 thread each)")
-    ap.add_argument("--runs", default=str(ROOT / "runs" / "heatmap_family"))
-    ap.add_argument("--skip-training", action="store_true", help="score the runs already in --runs")
+    ap = budget_parser(__doc__, "heatmap_family")
     args = ap.parse_args(argv)
     data, runs = Path(args.data), Path(args.runs)
     val_dir = write_val_split(data, runs)
-    base = ["--set", f"epochs={args.epochs}", "--set", f"model.input_size={args.input_size}", "--set", "threads=1",
-            "--set", f"data.root={data}", "--set", "warmup_epochs=1"]
+    base = budget_sets(args)
     wall = 0.0 if args.skip_training else train_variants(VARIANTS, base, runs, args.parallel)
     rows = {}
     for name, (config, _) in VARIANTS.items():
