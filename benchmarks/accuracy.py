@@ -2,8 +2,8 @@
 
     python benchmarks/accuracy.py --data ../shared/data/faces68 [--split test] [--seed 0]
 
-Evaluates the graph-head (default) and FC-head models under the default, synthetic-occlusion and
-motion-blur protocols (core.evaluate), and dlib's 68-point predictor on the same crops when dlib is
+Evaluates the graph-head (default) and FC-head models, and the default's int8 ONNX export the
+webcam runs, under the default, synthetic-occlusion and motion-blur protocols (core.evaluate), and dlib's 68-point predictor on the same crops when dlib is
 installed (benchmark only: pip install dlib-bin face-recognition-models "setuptools<81").
 Writes benchmarks/results/<model>_<protocol>.json, benchmarks/results/table.md and docs/ced.png."""
 from __future__ import annotations
@@ -22,6 +22,7 @@ sys.path.insert(0, str(ROOT))
 from core.checkpoint import DEFAULT_WEIGHTS, FC_WEIGHTS  # noqa: E402
 from core.data import load_jsonl  # noqa: E402
 from core.evaluate import evaluate, protocol_crops, write_ced  # noqa: E402
+from core.inference import onnx_path_for  # noqa: E402
 from core.landmarks import apply_affine, invert_affine  # noqa: E402
 from core.metrics import summarize  # noqa: E402
 
@@ -76,18 +77,21 @@ def main(argv=None) -> int:
     ap.add_argument("--no-dlib", action="store_true")
     args = ap.parse_args(argv)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    models = {"graph head (default)": DEFAULT_WEIGHTS, "FC head (baseline)": FC_WEIGHTS}
+    # name -> (weights, precision): None = the torch model; "int8" = <stem>.int8.onnx on ONNX Runtime
+    models = {"graph head (default)": (DEFAULT_WEIGHTS, None), "FC head (baseline)": (FC_WEIGHTS, None),
+              "graph head, int8 ONNX (webcam)": (DEFAULT_WEIGHTS, "int8")}
     protocols = {"default": {}, "occlusion": {"occlusion": args.seed}, "blur": {"blur": args.seed}}
     results: dict[tuple[str, str], dict] = {}
-    for name, w in models.items():
-        if not Path(w).is_file():
-            print(f"skip {name}: {w} not found", file=sys.stderr)
+    for name, (w, precision) in models.items():
+        if not Path(w).is_file() or (precision and not onnx_path_for(w, precision).is_file()):
+            print(f"skip {name}: {w} ({precision or 'torch'}) not found", file=sys.stderr)
             continue
         for proto, kw in protocols.items():
             t = time.time()
-            r = evaluate(w, args.data, args.split, **kw)
+            r = evaluate(w, args.data, args.split, precision=precision, **kw)
             results[(name, proto)] = r
-            (RESULTS / f"{Path(w).stem}_{proto}.json").write_text(json.dumps({"name": name, **r}, indent=1))
+            stem = Path(w).stem + (f"_{precision}" if precision else "")
+            (RESULTS / f"{stem}_{proto}.json").write_text(json.dumps({"name": name, **r}, indent=1))
             print(f"{name:22s} {proto:9s} NME {r['nme']:.4%} FR10 {r['fr10']:.2%} AUC10 {r['auc10']:.4f} "
                   f"({time.time() - t:.0f} s)", flush=True)
     peer = None if args.no_dlib else dlib_predictor()
@@ -111,7 +115,7 @@ def main(argv=None) -> int:
     table = "\n".join(lines)
     (RESULTS / "table.md").write_text(table + "\n")
     print(table)
-    ced = {f"{n} [{p}]": r for (n, p), r in results.items() if p in ("default", "occlusion")}
+    ced = {f"{n} [{p}]": r for (n, p), r in results.items() if p in ("default", "occlusion") and "int8" not in n}
     (ROOT / "docs").mkdir(exist_ok=True)
     write_ced(ced, ROOT / "docs" / "ced.png")
     return 0
