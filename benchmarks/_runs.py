@@ -78,3 +78,13 @@ def budget_sets(args: argparse.Namespace) -> list[str]:
     """core.train overrides that give every variant the same budget."""
     return ["--set", f"epochs={args.epochs}", "--set", f"model.input_size={args.input_size}", "--set", "threads=1",
             "--set", f"data.root={args.data}", "--set", "warmup_epochs=1"]
+
+
+def train_on_budget(doc: str, runs_name: str, variants: dict, argv=None):
+    """Parse a short-budget benchmark's options, write the validation split, train every variant
+    (unless --skip-training). Returns (args, data folder, runs folder, val folder, wall seconds)."""
+    args = budget_parser(doc, runs_name).parse_args(argv)
+    data, runs = Path(args.data), Path(args.runs)
+    val_dir = write_val_split(data, runs)
+    wall = 0.0 if args.skip_training else train_variants(variants, budget_sets(args), runs, args.parallel)
+    return args, data, runs, val_dir, wall

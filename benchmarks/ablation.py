@@ -14,7 +14,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks._runs import budget_parser, budget_sets, slug, train_variants, write_val_split  # noqa: E402
+from benchmarks._runs import slug, train_on_budget  # noqa: E402
 from core.evaluate import evaluate  # noqa: E402
 
 CONFIG = "sdfl_graph.yaml"
@@ -30,12 +30,7 @@ VARIANTS = {
 
 
 def main(argv=None) -> int:
-    ap = budget_parser(__doc__, "ablation")
-    args = ap.parse_args(argv)
-    data, runs = Path(args.data), Path(args.runs)
-    val_dir = write_val_split(data, runs)
-    base = budget_sets(args)
-    wall = 0.0 if args.skip_training else train_variants(VARIANTS, base, runs, args.parallel)
+    args, data, runs, val_dir, wall = train_on_budget(__doc__, "ablation", VARIANTS, argv)
     rows = {}
     for name in VARIANTS:
         best = runs / slug(name) / "best.safetensors"

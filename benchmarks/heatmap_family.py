@@ -22,7 +22,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks._runs import budget_parser, budget_sets, slug, train_variants, write_val_split  # noqa: E402
+from benchmarks._runs import slug, train_on_budget  # noqa: E402
 from core.checkpoint import load_model, read_meta  # noqa: E402
 from core.data import load_jsonl  # noqa: E402
 from core.evaluate import protocol_crops  # noqa: E402
@@ -106,12 +106,7 @@ def markdown(meta: dict) -> str:
 
 
 def main(argv=None) -> int:
-    ap = budget_parser(__doc__, "heatmap_family")
-    args = ap.parse_args(argv)
-    data, runs = Path(args.data), Path(args.runs)
-    val_dir = write_val_split(data, runs)
-    base = budget_sets(args)
-    wall = 0.0 if args.skip_training else train_variants(VARIANTS, base, runs, args.parallel)
+    args, data, runs, val_dir, wall = train_on_budget(__doc__, "heatmap_family", VARIANTS, argv)
     val, test = load_jsonl(val_dir / "val.jsonl"), load_jsonl(data / "test.jsonl")
     rows = {}
     for name, (config, _) in VARIANTS.items():
