@@ -82,7 +82,8 @@ def score(weights: Path, val: list, test: list, readouts: list[str]) -> dict[str
         for ro, p in predictions(model, test, readouts, **kw).items():
             r = summarize(p, gt_test)
             rows[ro][name] = {"nme": r["nme"], "fr10": r["fr10"], "auc10": r["auc10"], "nme_normal": r["nme_normal"],
-                              "nme_tangent": r["nme_tangent"], "region_failure": region_failure(r)}
+                              "nme_tangent": r["nme_tangent"], "region_failure": region_failure(r),
+                              "landmark_failure_rate": r["landmark_failure_rate"][FAIL_AT]}
     return rows
 
 
