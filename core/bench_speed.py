@@ -151,7 +151,7 @@ def run(argv, tmp: Path) -> int:
 
     from .checkpoint import DEFAULT_WEIGHTS, load_model
     from .export_onnx import export
-    from .inference import FaceAligner, onnx_path_for
+    from .inference import FaceAligner, onnx_current, onnx_path_for
 
     all_threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     weights = Path(args.weights) if args.weights else DEFAULT_WEIGHTS
@@ -160,14 +160,12 @@ def run(argv, tmp: Path) -> int:
         weights_note = "random init of the default architecture (no trained weights yet)"
     else:
         weights_note = "trained weights"
-    onnx_file = onnx_path_for(weights)
-    if not onnx_file.is_file() or onnx_file.stat().st_mtime + 1 < weights.stat().st_mtime:
+    if not onnx_current(weights):
         # export a private copy next to a copy of the weights (never touch weights/)
         for suffix in (".safetensors", ".json"):
             shutil.copy(weights.with_suffix(suffix), tmp / f"bench{suffix}")
         weights = tmp / "bench.safetensors"
         export(load_model(weights)[0], onnx_path_for(weights))
-        onnx_file = onnx_path_for(weights)
 
     res = {"machine": machine(), "weights": str(weights), "weights_note": weights_note, "runs": args.runs,
            "warmup": WARMUP, "model": {}, "detector": {}, "end_to_end": {}}
@@ -176,10 +174,10 @@ def run(argv, tmp: Path) -> int:
     # landmark model alone, per face
     rows = []
     size = None
-    int8_file = onnx_path_for(weights, "int8")
-    has_int8 = int8_file.is_file() and int8_file.stat().st_mtime + 1 >= weights.stat().st_mtime
+    has_int8 = onnx_current(weights, "int8")
     if not has_int8:
-        res["int8_note"] = f"no up-to-date {int8_file.name} (python -m core.export_onnx --int8 DATA): not measured"
+        res["int8_note"] = (f"no up-to-date {onnx_path_for(weights, 'int8').name} "
+                            "(python -m core.export_onnx --int8 DATA): not measured")
     configs = [("torch", "fp32"), ("onnx", "fp32")] + ([("onnx", "int8")] if has_int8 else [])
     for backend, precision in configs:
         for threads in sorted({1, all_threads}):

@@ -103,6 +103,15 @@ def onnx_path_for(weights: str | Path, precision: str = "fp32") -> Path:
     return stem_paths(weights)[0].with_suffix(".int8.onnx" if precision == "int8" else ".onnx")
 
 
+def onnx_current(weights: str | Path, precision: str = "fp32") -> bool:
+    """Whether `onnx_path_for(weights, precision)` exists and is not older than the weights
+    (1 s of slack: a fresh checkout writes both in the same second, in either order)."""
+    from .checkpoint import stem_paths
+
+    onnx_file = onnx_path_for(weights, precision)
+    return onnx_file.is_file() and onnx_file.stat().st_mtime + 1 >= stem_paths(weights)[0].stat().st_mtime
+
+
 def warp_crop(img: np.ndarray, m: np.ndarray, size: int) -> np.ndarray:
     """cv2.warpAffine of the image->crop matrix m to (size, size), zero border; when the crop shrinks
     the image more than 1/ANTIALIAS_BELOW times, the region is first reduced with INTER_AREA
@@ -248,7 +257,7 @@ class FaceAligner:
             how = " --int8 DATA" if precision == "int8" else ""
             raise FileNotFoundError(f"ONNX model not found: {onnx_file} (python -m core.export_onnx --weights "
                                     f"{st_path} --out {onnx_path_for(st_path)}{how})")
-        stale = onnx_file.is_file() and onnx_file.stat().st_mtime + 1 < st_path.stat().st_mtime
+        stale = onnx_file.is_file() and not onnx_current(st_path, precision)
         if precision == "int8" and stale:
             warnings.warn(f"{onnx_file} is older than {st_path.name}: re-export it (python -m core.export_onnx --int8)")
         if backend == "auto" and precision == "fp32" and onnx_file.is_file():
@@ -362,13 +371,7 @@ class FaceAligner:
                 faces = self._predict_video(img, user, timestamp)
         else:
             faces = self._predict_image(img, user)
-        if scale != 1.0:  # reduced decode of a large file: back to the file's pixels
-            for f in faces:
-                f.box = scale * (f.box + 0.5) - 0.5
-                f.landmarks = (scale * (f.landmarks + 0.5) - 0.5).astype(np.float32)
-                if f.covariance is not None:
-                    f.covariance = (f.covariance * scale * scale).astype(np.float32)
-        return faces
+        return [f.to_file_pixels(scale) for f in faces]  # reduced decode of a large file: file pixels
 
     def get_landmarks(self, image, color: str = "rgb") -> list[np.ndarray]:
         """face-alignment style: a (68, 2) array per face."""
@@ -463,4 +466,5 @@ def get_landmarks(image, weights: str | Path | None = None, color: str = "rgb", 
     return _ALIGNERS[key].get_landmarks(image, color=color)
 
 
-__all__ = ["Face", "FaceAligner", "get_landmarks", "cpu_name", "warp_crop", "onnx_path_for", "PRECISIONS"]
+__all__ = ["Face", "FaceAligner", "get_landmarks", "cpu_name", "warp_crop", "onnx_path_for", "onnx_current",
+           "PRECISIONS"]
