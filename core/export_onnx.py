@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import shutil
 import sys
 import tempfile
 import types
@@ -82,7 +81,6 @@ def static_shapes_for_export():
 def export(model, out: str | Path, opset: int = OPSET) -> Path:
     """Write `out` (atomically) from an eval-mode LandmarkModel on the CPU."""
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     model = model.cpu().eval()
     wrapper = _Outputs(model).eval()  # eval wrapper: export restores this mode on every submodule
     names = ["coords", "adjacency"] + (["cov"] if model.cfg.uncertainty else [])
@@ -126,16 +124,19 @@ def quantize_int8(onnx_file: str | Path, out: str | Path, crops: np.ndarray) -> 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=".int8.") as tmp:
-        pre, q = Path(tmp) / "pre.onnx", Path(tmp) / "q.onnx"
+        pre = Path(tmp) / "pre.onnx"
         quant_pre_process(str(onnx_file), str(pre), skip_symbolic_shape=True)
         keep_float = [n.name for n in onnx.load(str(pre)).graph.node if not n.name.startswith(QUANTIZED_SCOPE)]
-        with warnings.catch_warnings(), contextlib.redirect_stderr(open(os.devnull, "w")):
-            warnings.simplefilter("ignore")
-            quantize_static(str(pre), str(q), _Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                            calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=keep_float)
-        onnx.checker.check_model(onnx.load(str(q)))
-        atomic_write(out, lambda tmp: shutil.copyfile(q, tmp))
+
+        def write(path):
+            with warnings.catch_warnings(), open(os.devnull, "w") as devnull, contextlib.redirect_stderr(devnull):
+                warnings.simplefilter("ignore")
+                quantize_static(str(pre), path, _Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                                calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=keep_float)
+            onnx.checker.check_model(onnx.load(path))
+
+        atomic_write(out, write)
     return out
 
 
