@@ -82,6 +82,14 @@ def load_tensors(path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{st_path}: not a readable safetensors file ({e})") from e
 
 
+TRAIN_STATE_PREFIX = "train."  # tensors of the training state (optimiser) saved beside the model's
+
+
+def model_state(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The model's tensors of a checkpoint (without the training state)."""
+    return {k: v for k, v in tensors.items() if not k.startswith(TRAIN_STATE_PREFIX)}
+
+
 def load_model(path=None, device: str | torch.device = "cpu") -> tuple[LandmarkModel, dict]:
     """Rebuild the model from `<stem>.json` and load `<stem>.safetensors` strictly; eval mode."""
     path = Path(path) if path else DEFAULT_WEIGHTS
@@ -90,8 +98,7 @@ def load_model(path=None, device: str | torch.device = "cpu") -> tuple[LandmarkM
         cfg = from_dict(ModelConfig, {**meta["model"], "pretrained": False}, "checkpoint model")
     except (KeyError, ConfigError) as e:
         raise CheckpointError(f"{path}: incompatible model config ({e})") from e
-    tensors = load_tensors(path)
-    model_tensors = {k: v for k, v in tensors.items() if not k.startswith("train.")}
+    model_tensors = model_state(load_tensors(path))
     if "neighbours" not in model_tensors or "mean_shape" not in model_tensors:
         raise CheckpointError(f"{path}: not a landmark-model checkpoint (no neighbours/mean_shape)")
     try:

@@ -18,7 +18,8 @@ import torch
 from torch.utils.data import DataLoader, WeightedRandomSampler
 from tqdm import tqdm
 
-from .checkpoint import CheckpointError, load_state_strict, load_tensors, read_meta, save_weights
+from .checkpoint import (TRAIN_STATE_PREFIX, CheckpointError, load_state_strict, load_tensors, model_state, read_meta,
+                         save_weights)
 from .config import ConfigError, ModelConfig, TrainConfig, from_dict, load_config, to_dict
 from .data import DataError, FaceDataset, load_jsonl, normalized_shapes, pose_balance_weights, train_val_split
 from .graph import neighbourhood
@@ -101,13 +102,13 @@ def predict_dataset(model: LandmarkModel, ds: FaceDataset, device, batch_size: i
 
 def _opt_tensors(opt: torch.optim.Optimizer) -> tuple[dict, dict]:
     sd = opt.state_dict()
-    tensors = {f"train.opt.{i}.{k}": (v if torch.is_tensor(v) else torch.tensor(v))
+    tensors = {f"{TRAIN_STATE_PREFIX}opt.{i}.{k}": (v if torch.is_tensor(v) else torch.tensor(v))
                for i, st in sd["state"].items() for k, v in st.items()}
     return tensors, {"param_groups": sd["param_groups"], "state_keys": {str(i): list(st) for i, st in sd["state"].items()}}
 
 
 def _load_opt(opt: torch.optim.Optimizer, tensors: dict, meta: dict):
-    state = {int(i): {k: tensors[f"train.opt.{i}.{k}"] for k in keys} for i, keys in meta["state_keys"].items()}
+    state = {int(i): {k: tensors[f"{TRAIN_STATE_PREFIX}opt.{i}.{k}"] for k in keys} for i, keys in meta["state_keys"].items()}
     opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
 
 
@@ -162,11 +163,10 @@ class Trainer:
         the same neighbourhood); optimiser and schedule start afresh. --resume overrides this."""
         if not self.same_model(path):
             raise CheckpointError(f"{path}: its model config differs from --config; cannot initialise from it")
-        tensors = {k: v for k, v in load_tensors(path).items() if not k.startswith("train.")}
+        tensors = model_state(load_tensors(path))
         if not torch.equal(tensors["neighbours"].to(self.model.neighbours.dtype), self.model.neighbours.cpu()):
             raise CheckpointError(f"{path}: trained with another neighbourhood (another training split or k)")
-        load_state_strict(self.model, tensors, str(path))
-        self.model.to(self.device)
+        load_state_strict(self.model, tensors, str(path))  # copies into the parameters, on their device
 
     def meta(self) -> dict:
         return {"train_config": to_dict(self.cfg), "epoch": self.epoch, "best_val_nme": self.best,
@@ -193,7 +193,7 @@ class Trainer:
         if not self.same_model(path):
             raise CheckpointError(f"{path}: model config differs from --config; use another --out")
         tensors = load_tensors(path)
-        load_state_strict(self.model, {k: v for k, v in tensors.items() if not k.startswith("train.")}, str(path))
+        load_state_strict(self.model, model_state(tensors), str(path))
         _load_opt(self.opt, tensors, meta["optimizer"])
         self.epoch, self.best, self.history = meta["epoch"], meta["best_val_nme"], meta["history"]
         print(f"resumed from {path} after epoch {self.epoch} (best val NME {self.best:.4f})", file=sys.stderr)
