@@ -11,7 +11,6 @@ landmark failure rates (share of points with error > 10 % of the inter-ocular di
 Writes benchmarks/results/heatmap_family.json and heatmap_family.md."""
 from __future__ import annotations
 
-import itertools
 import json
 import sys
 from pathlib import Path
@@ -23,9 +22,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks._runs import slug, train_on_budget  # noqa: E402
-from core.checkpoint import load_model, read_meta  # noqa: E402
+from core.checkpoint import load_model  # noqa: E402
 from core.data import load_jsonl  # noqa: E402
-from core.evaluate import protocol_crops  # noqa: E402
+from core.evaluate import protocol_batches  # noqa: E402
 from core.heatmaps import READOUTS, heatmap_to_crop, readout  # noqa: E402
 from core.landmarks import apply_affine, invert_affine  # noqa: E402
 from core.metrics import summarize  # noqa: E402
@@ -56,10 +55,7 @@ def predictions(model, records, readouts: list[str], **protocol) -> dict[str, np
     own coordinates; a read-out name = that read-out applied to the attended landmark heatmaps."""
     size = model.cfg.input_size
     preds: dict[str, list] = {ro: [] for ro in readouts}
-    crops = protocol_crops(records, size, **protocol)
-    while chunk := list(itertools.islice(crops, 32)):
-        batch, mats = zip(*chunk)
-        out = model(torch.from_numpy(np.stack(batch)).permute(0, 3, 1, 2).float().div(255))
+    for out, mats in protocol_batches(model, records, **protocol):
         for ro in readouts:
             if ro == "direct":
                 coords = out["coords"]
@@ -71,8 +67,9 @@ def predictions(model, records, readouts: list[str], **protocol) -> dict[str, np
     return {ro: np.stack(p) for ro, p in preds.items()}
 
 
-def score(weights: Path, val: list, test: list, readouts: list[str]) -> dict[str, dict]:
-    """Per read-out: val NME and test metrics under every protocol."""
+def score(weights: Path, val: list, test: list, readouts: list[str]) -> tuple[dict[str, dict], str]:
+    """Per read-out: val NME and test metrics under every protocol; and the read-out the model was
+    trained with."""
     model, _ = load_model(weights)
     rows = {ro: {} for ro in readouts}
     gt_val, gt_test = np.stack([r.landmarks for r in val]), np.stack([r.landmarks for r in test])
@@ -84,7 +81,7 @@ def score(weights: Path, val: list, test: list, readouts: list[str]) -> dict[str
             rows[ro][name] = {"nme": r["nme"], "fr10": r["fr10"], "auc10": r["auc10"], "nme_normal": r["nme_normal"],
                               "nme_tangent": r["nme_tangent"], "region_failure": region_failure(r),
                               "landmark_failure_rate": r["landmark_failure_rate"][FAIL_AT]}
-    return rows
+    return rows, model.cfg.readout
 
 
 def markdown(meta: dict) -> str:
@@ -117,8 +114,8 @@ def main(argv=None) -> int:
             continue
         # read-outs are swapped only on pure heatmap heads (the hybrid's graph was trained on its own)
         heatmap_head = config.startswith("heatmap")
-        trained = read_meta(best)["model"].get("readout") if heatmap_head else None
-        for ro, row in score(best, val, test, list(READOUTS) if heatmap_head else ["direct"]).items():
+        scores, trained = score(best, val, test, list(READOUTS) if heatmap_head else ["direct"])
+        for ro, row in scores.items():
             label = f"{ro} (trained)" if ro == trained else ro
             row = {"model": name, "readout": label, **row}
             rows[f"{name} / {label}"] = row

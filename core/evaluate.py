@@ -40,6 +40,16 @@ def protocol_crops(records, size: int, occlusion: int | None = None, blur: int |
         yield crop, m
 
 
+def protocol_batches(model, records, occlusion: int | None = None, blur: int | None = None, device: str = "cpu",
+                     batch_size: int = 32):
+    """Yield (model output dict, image->crop matrices) per batch of protocol_crops at the model's
+    input size. Call it under torch.inference_mode()."""
+    crops = protocol_crops(records, model.cfg.input_size, occlusion, blur)
+    while chunk := list(itertools.islice(crops, batch_size)):
+        batch, mats = zip(*chunk)
+        yield model(torch.from_numpy(np.stack(batch)).permute(0, 3, 1, 2).float().div(255).to(device)), mats
+
+
 @torch.inference_mode()
 def predict_records(model, records, occlusion: int | None = None, blur: int | None = None, device: str = "cpu",
                     batch_size: int = 32) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
@@ -47,11 +57,7 @@ def predict_records(model, records, occlusion: int | None = None, blur: int | No
     or blurred); cov is None without an uncertainty head."""
     size = model.cfg.input_size
     preds, covs = [], []
-    crops = protocol_crops(records, size, occlusion, blur)
-    while chunk := list(itertools.islice(crops, batch_size)):
-        batch, mats = zip(*chunk)
-        x = torch.from_numpy(np.stack(batch)).permute(0, 3, 1, 2).float().div(255).to(device)
-        out = model(x)
+    for out, mats in protocol_batches(model, records, occlusion, blur, device, batch_size):
         coords = out["coords"].float().cpu().numpy() * size
         for j, m in enumerate(mats):
             inv = invert_affine(m)
