@@ -16,8 +16,7 @@ import sys
 
 import numpy as np
 
-from .checkpoint import DEFAULT_WEIGHTS, CheckpointError, load_model, save_weights
-from .config import DataConfig, from_dict
+from .checkpoint import DEFAULT_WEIGHTS, CheckpointError, load_model, save_weights, training_data_config
 from .data import DataError, train_val_split
 from .evaluate import predict_records
 from .metrics import GAUSSIAN_COVERAGE, calibration, mahalanobis2
@@ -38,7 +37,7 @@ def calibrate(weights, data: str | None = None, device: str = "cpu") -> dict:
     model, meta = load_model(weights, device)
     if not model.cfg.uncertainty:
         raise CheckpointError(f"{weights}: the model has no uncertainty head")
-    dc = from_dict(DataConfig, meta.get("train_config", {}).get("data", {}), "checkpoint data config")
+    dc = training_data_config(meta)
     _, val = train_val_split(dc, data)
     old = float(model.cov_scale)
     pred, gt, cov = predict_records(model, val, device=device)

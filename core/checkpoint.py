@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from .config import ConfigError, ModelConfig, from_dict, to_dict
+from .config import ConfigError, DataConfig, ModelConfig, from_dict, to_dict
 from .models import LandmarkModel, build_model
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
@@ -80,6 +80,12 @@ def load_tensors(path) -> dict[str, torch.Tensor]:
         return load_file(str(st_path))
     except Exception as e:  # safetensors raises its own error types
         raise CheckpointError(f"{st_path}: not a readable safetensors file ({e})") from e
+
+
+def training_data_config(meta: dict) -> DataConfig:
+    """The data config a checkpoint was trained with (defaults for weights saved without one), so
+    its validation split can be rebuilt: core.data.train_val_split(training_data_config(meta), root)."""
+    return from_dict(DataConfig, meta.get("train_config", {}).get("data", {}), "checkpoint data config")
 
 
 TRAIN_STATE_PREFIX = "train."  # tensors of the training state (optimiser) saved beside the model's

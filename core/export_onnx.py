@@ -140,14 +140,14 @@ def quantize_int8(onnx_file: str | Path, out: str | Path, crops: np.ndarray) -> 
     return out
 
 
-def calibration_crops(data: str | Path, size: int, n: int = CALIB_FACES, seed: int = 0) -> np.ndarray:
-    """(n, 3, size, size) default-protocol crops of faces drawn from the faces68 training split minus
-    its validation part (the split training uses); never test."""
-    from .config import DataConfig
+def calibration_crops(data: str | Path, size: int, dc, n: int = CALIB_FACES, seed: int = 0) -> np.ndarray:
+    """(n, 3, size, size) default-protocol crops of faces drawn from the training part of data
+    config `dc` (the checkpoint's: core.checkpoint.training_data_config), read from `data`; never
+    its validation part, never test."""
     from .data import train_val_split
     from .evaluate import protocol_crops
 
-    train, _ = train_val_split(DataConfig(), data)
+    train, _ = train_val_split(dc, data)
     idx = np.random.default_rng(seed).permutation(len(train))[:n]
     crops = [c for c, _ in protocol_crops([train[i] for i in sorted(idx)], size)]
     return np.stack(crops).transpose(0, 3, 1, 2).astype(np.float32) / 255.0
@@ -172,7 +172,7 @@ def compare(model, onnx_file: str | Path, batches=CHECK_BATCHES, seed: int = 0) 
 
 
 def main(argv=None) -> int:
-    from .checkpoint import CheckpointError, DEFAULT_WEIGHTS, load_model
+    from .checkpoint import CheckpointError, DEFAULT_WEIGHTS, load_model, training_data_config
 
     ap = argparse.ArgumentParser(description="Export a landmark model to ONNX.")
     ap.add_argument("--weights", default=str(DEFAULT_WEIGHTS), help="<stem>.safetensors (with <stem>.json)")
@@ -182,7 +182,7 @@ def main(argv=None) -> int:
                     "faces (faces68 format)")
     args = ap.parse_args(argv)
     try:
-        model, _ = load_model(args.weights, "cpu")
+        model, meta = load_model(args.weights, "cpu")
     except CheckpointError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -197,11 +197,12 @@ def main(argv=None) -> int:
         print(f"error: coords differ by more than {CHECK_TOLERANCE} crop units", file=sys.stderr)
         return 1
     if args.int8:
+        from .config import ConfigError
         from .data import DataError
 
         try:
-            crops = calibration_crops(args.int8, model.cfg.input_size)
-        except (DataError, OSError) as e:
+            crops = calibration_crops(args.int8, model.cfg.input_size, training_data_config(meta))
+        except (DataError, OSError, ConfigError) as e:
             print(f"error: int8 calibration data: {e}", file=sys.stderr)
             return 2
         q = quantize_int8(out, out.with_suffix(".int8.onnx"), crops)
