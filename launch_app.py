@@ -19,14 +19,14 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 def parse_args(argv=None) -> argparse.Namespace:
     from app.ui import (CONCURRENCY, MAX_FILE_SIZE, MAX_PIXELS, QUEUE_MAX, RESULTS_DIR, STREAM_TIME_LIMIT,
                         WEBCAM_SLOTS)
-    from core.checkpoint import DEFAULT_WEIGHTS, FC_WEIGHTS
+    from core.checkpoint import FC_WEIGHTS, GRAPH_WEIGHTS
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
                     help="interface to listen on (0.0.0.0 for all; default $GRADIO_SERVER_NAME or 127.0.0.1)")
     ap.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)),
                     help="default $GRADIO_SERVER_PORT or 7860")
-    ap.add_argument("--weights", default=str(DEFAULT_WEIGHTS), help="graph-head model (<stem>.safetensors + .json)")
+    ap.add_argument("--weights", default=str(GRAPH_WEIGHTS), help="graph-head model (<stem>.safetensors + .json)")
     ap.add_argument("--fc-weights", default=str(FC_WEIGHTS), help="FC-head baseline for the occlusion tab")
     ap.add_argument("--backend", default="auto", choices=["auto", "onnx", "torch"],
                     help="auto: ONNX Runtime when <stem>.onnx exists next to the weights, else torch")

@@ -39,7 +39,7 @@ import plotly.graph_objects as go  # noqa: E402
 import torch  # noqa: E402
 
 from core import overlays as ov  # noqa: E402
-from core.checkpoint import DEFAULT_WEIGHTS, FC_WEIGHTS  # noqa: E402
+from core.checkpoint import FC_WEIGHTS, GRAPH_WEIGHTS  # noqa: E402
 from core.images import fit_within  # noqa: E402
 from core.metrics import interocular as _interocular  # noqa: E402
 
@@ -121,7 +121,7 @@ def load_models(graph_weights=None, fc_weights=None, *, backend: str = "auto", d
     fp32; photos and the occlusion demo always run fp32."""
     from core.inference import FaceAligner, onnx_path_for
 
-    graph_weights = Path(graph_weights) if graph_weights else DEFAULT_WEIGHTS
+    graph_weights = Path(graph_weights) if graph_weights else GRAPH_WEIGHTS
     fc_weights = Path(fc_weights) if fc_weights else FC_WEIGHTS
     if webcam_precision == "auto":
         cpu_onnx = backend != "torch" and device == "cpu"
@@ -634,7 +634,7 @@ def build_demo(graph_weights=None, fc_weights=None, *, models: Models | None = N
                stream_time_limit: int = STREAM_TIME_LIMIT, webcam_slots: int = WEBCAM_SLOTS,
                concurrency: int = CONCURRENCY, queue_max: int = QUEUE_MAX) -> gr.Blocks:
     """The app as a gr.Blocks with its queue set. Loads the models once (unless `models` is
-    given); graph_weights / fc_weights default to core.checkpoint.DEFAULT_WEIGHTS / FC_WEIGHTS."""
+    given); graph_weights / fc_weights default to core.checkpoint.GRAPH_WEIGHTS / FC_WEIGHTS."""
     if models is None:
         models = load_models(graph_weights, fc_weights, backend=backend, device=device, detector=detector,
                              threads=threads, webcam_slots=webcam_slots)

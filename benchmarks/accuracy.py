@@ -2,8 +2,8 @@
 
     python benchmarks/accuracy.py --data ../shared/data/faces68 [--split test] [--seed 0]
 
-Evaluates the graph-head (default) and FC-head models, and the default's int8 ONNX export the
-webcam runs, under the default, synthetic-occlusion and motion-blur protocols (core.evaluate), and dlib's 68-point predictor on the same crops when dlib is
+Evaluates the default model (Wasserstein heatmap head) and its int8 ONNX export, the app's
+graph-head / FC-head pair (same budget) and the graph model's int8 export the webcam runs, under the default, synthetic-occlusion and motion-blur protocols (core.evaluate), and dlib's 68-point predictor on the same crops when dlib is
 installed (benchmark only: pip install dlib-bin face-recognition-models "setuptools<81").
 Writes benchmarks/results/<model>_<protocol>.json, benchmarks/results/table.md and docs/ced.png."""
 from __future__ import annotations
@@ -19,7 +19,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from core.checkpoint import DEFAULT_WEIGHTS, FC_WEIGHTS  # noqa: E402
+from core.checkpoint import DEFAULT_WEIGHTS, FC_WEIGHTS, GRAPH_WEIGHTS  # noqa: E402
 from core.data import load_jsonl  # noqa: E402
 from core.evaluate import evaluate, protocol_crops, write_ced  # noqa: E402
 from core.inference import onnx_path_for  # noqa: E402
@@ -78,8 +78,10 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     RESULTS.mkdir(parents=True, exist_ok=True)
     # name -> (weights, precision): None = the torch model; "int8" = <stem>.int8.onnx on ONNX Runtime
-    models = {"graph head (default)": (DEFAULT_WEIGHTS, None), "FC head (baseline)": (FC_WEIGHTS, None),
-              "graph head, int8 ONNX (webcam)": (DEFAULT_WEIGHTS, "int8")}
+    models = {"Wasserstein heatmap head (default)": (DEFAULT_WEIGHTS, None),
+              "Wasserstein heatmap head, int8 ONNX": (DEFAULT_WEIGHTS, "int8"),
+              "graph head (app)": (GRAPH_WEIGHTS, None), "FC head (baseline)": (FC_WEIGHTS, None),
+              "graph head, int8 ONNX (webcam)": (GRAPH_WEIGHTS, "int8")}
     protocols = {"default": {}, "occlusion": {"occlusion": args.seed}, "blur": {"blur": args.seed}}
     results: dict[tuple[str, str], dict] = {}
     for name, (w, precision) in models.items():
@@ -92,7 +94,7 @@ def main(argv=None) -> int:
             results[(name, proto)] = r
             stem = Path(w).stem + (f"_{precision}" if precision else "")
             (RESULTS / f"{stem}_{proto}.json").write_text(json.dumps({"name": name, **r}, indent=1))
-            print(f"{name:22s} {proto:9s} NME {r['nme']:.4%} FR10 {r['fr10']:.2%} AUC10 {r['auc10']:.4f} "
+            print(f"{name:36s} {proto:9s} NME {r['nme']:.4%} FR10 {r['fr10']:.2%} AUC10 {r['auc10']:.4f} "
                   f"({time.time() - t:.0f} s)", flush=True)
     peer = None if args.no_dlib else dlib_predictor()
     if peer is not None:

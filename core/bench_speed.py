@@ -5,8 +5,8 @@
     python -m core.bench_speed --json OUT.json [--runs 50] [--weights W]
 
 Medians (ms) over `runs` timed calls after WARMUP untimed ones. Without --weights it uses
-weights/sdfl_graph.safetensors, or, before that exists, a randomly initialised model of the
-default architecture (same compute as the trained one). The test frame is the public-domain NASA
+core.checkpoint.DEFAULT_WEIGHTS, or, before that exists, a randomly initialised graph-head model
+(ModelConfig defaults: the compute of weights/sdfl_graph). The test frame is the public-domain NASA
 astronaut photo (app/examples/astronaut.jpg) scaled into a 640x480 frame (face ~180 px)."""
 from __future__ import annotations
 
@@ -65,7 +65,7 @@ def video_frames(frame: np.ndarray) -> list[np.ndarray]:
 
 
 def random_default_model(folder: Path) -> Path:
-    """A randomly initialised model of the default architecture, saved in the shipped format."""
+    """A randomly initialised graph-head model (ModelConfig defaults), saved in the shipped format."""
     import torch
 
     from .checkpoint import save_weights
@@ -157,7 +157,7 @@ def run(argv, tmp: Path) -> int:
     weights = Path(args.weights) if args.weights else DEFAULT_WEIGHTS
     if args.weights is None and not DEFAULT_WEIGHTS.is_file():
         weights = random_default_model(tmp)
-        weights_note = "random init of the default architecture (no trained weights yet)"
+        weights_note = "random init of the graph head (no trained weights yet)"
     else:
         weights_note = "trained weights"
     if not onnx_current(weights):

@@ -15,7 +15,11 @@ from .config import ConfigError, DataConfig, ModelConfig, from_dict, to_dict
 from .models import LandmarkModel, build_model
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
-DEFAULT_WEIGHTS = WEIGHTS_DIR / "sdfl_graph.safetensors"
+# The package default (FaceAligner, evaluate, predict, export, bench_speed): the most accurate shipped
+# model, the Wasserstein heatmap head. The app serves the graph-head / FC-head pair trained with one
+# budget: its dynamic edges and the occlusion comparison are what the app demonstrates.
+DEFAULT_WEIGHTS = WEIGHTS_DIR / "sdfl_wasserstein.safetensors"
+GRAPH_WEIGHTS = WEIGHTS_DIR / "sdfl_graph.safetensors"
 FC_WEIGHTS = WEIGHTS_DIR / "sdfl_fc.safetensors"
 FORMAT_VERSION = 1
 

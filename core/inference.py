@@ -3,7 +3,7 @@
 and One-Euro smoothing.
 
     from core import FaceAligner
-    fa = FaceAligner()                       # weights/sdfl_graph.safetensors, ONNX when exported
+    fa = FaceAligner()                       # core.checkpoint.DEFAULT_WEIGHTS, ONNX when exported
     for face in fa.predict("photo.jpg"):     # path or uint8 array (RGB; color="bgr" for OpenCV)
         face.landmarks                       # (68, 2) original-image pixels
 

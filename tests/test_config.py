@@ -134,7 +134,8 @@ def test_missing_and_invalid_files(tmp_path):
         load_config(_write(tmp_path, "- 1\n- 2\n", "list2.yaml"), ["epochs=3"])
 
 
-@pytest.mark.parametrize("name", ["sdfl_graph.yaml", "sdfl_fc.yaml"])
-def test_shipped_configs_load(name):
+@pytest.mark.parametrize("name, head", [("sdfl_graph.yaml", "graph"), ("sdfl_fc.yaml", "fc"),
+                                        ("sdfl_wasserstein.yaml", "heatmap")])
+def test_shipped_configs_load(name, head):
     cfg = load_config(REPO / "configs" / name)
-    assert cfg.model.head == ("fc" if "fc" in name else "graph")
+    assert cfg.model.head == head
