@@ -59,6 +59,11 @@ DISPLAY_MAX_SIDE = 1600  # annotated images are drawn on a copy at most this lar
 OCCLUSION_VIEW_SIDE = 800  # the occlusion views zoom on the faces: at most (and at least half) this large
 OCCLUSION_WORK_SIDE = 1600  # the occlusion demo works on a copy at most this large (px reported in file pixels)
 STATE_TTL = 1800  # s: per-session results (display copies) are dropped after this
+# Upload-tab model choice: the graph head (per-image edges; also the webcam, the occlusion demo and
+# the API) or, when loaded, the package default (core.checkpoint.DEFAULT_WEIGHTS, most accurate).
+MODEL_GRAPH, MODEL_ACCURATE = "graph", "accurate"
+MODEL_CHOICES = [("Graph head: per-image edges, most robust to occlusion", MODEL_GRAPH),
+                 ("Wasserstein heatmap head: most accurate", MODEL_ACCURATE)]
 STREAM_TIME_LIMIT = 90  # s of webcam streaming per session before it must restart
 STREAM_EVERY = 0.1  # s between webcam frames sent to the server
 WEBCAM_SLOTS = 2  # concurrent webcam streams (one video-mode aligner each)
@@ -81,13 +86,16 @@ class UserInputError(ValueError):
 @dataclass
 class Models:
     """The aligners the app serves: the graph-head model for photos and the API, the FC-head
-    baseline for the occlusion comparison, and a pool of video-mode graph aligners for webcams."""
+    baseline for the occlusion comparison, a pool of video-mode graph aligners for webcams, and
+    optionally a second photo model (`accurate`: the package default) the upload tab can switch to."""
 
     graph: Any
     fc: Any
     video: list[Any]
     graph_weights: str = ""
     fc_weights: str = ""
+    accurate: Any = None
+    accurate_weights: str = ""
     locks: dict[int, threading.Lock] = field(default_factory=dict)
 
     def lock(self, aligner) -> threading.Lock:
@@ -112,11 +120,13 @@ def missing_weights(*paths) -> list[str]:
     return missing
 
 
-def load_models(graph_weights=None, fc_weights=None, *, backend: str = "auto", device: str = "cpu",
-                detector: str = "mediapipe", threads: int = 0, max_faces: int = 8,
+def load_models(graph_weights=None, fc_weights=None, *, accurate_weights=None, backend: str = "auto",
+                device: str = "cpu", detector: str = "mediapipe", threads: int = 0, max_faces: int = 8,
                 webcam_slots: int = WEBCAM_SLOTS, webcam_precision: str = "auto") -> Models:
     """Load every aligner once. Raises core.checkpoint.CheckpointError / ValueError on missing or
     broken weights (launch_app.py turns that into a message and a non-zero exit).
+    accurate_weights: a second photo model for the upload tab (launch_app.py passes
+    core.checkpoint.DEFAULT_WEIGHTS); None = none.
     webcam_precision: "auto" = int8 (<stem>.int8.onnx, faster) on a CPU when that file exists, else
     fp32; photos and the occlusion demo always run fp32."""
     from core.inference import FaceAligner, onnx_path_for
@@ -131,7 +141,9 @@ def load_models(graph_weights=None, fc_weights=None, *, backend: str = "auto", d
     fc = FaceAligner(weights=fc_weights, video=False, **kw)
     video = [FaceAligner(weights=graph_weights, video=True, precision=webcam_precision, **kw)
              for _ in range(max(1, webcam_slots))]
-    return Models(graph, fc, video, str(graph_weights), str(fc_weights))
+    accurate = FaceAligner(weights=accurate_weights, video=False, **kw) if accurate_weights else None
+    return Models(graph, fc, video, str(graph_weights), str(fc_weights), accurate,
+                  str(accurate_weights) if accurate_weights else "")
 
 
 class VideoPool:
@@ -387,8 +399,17 @@ class LandmarkApp:
 
     # -- upload tab ------------------------------------------------------------------------
 
-    def run_upload(self, image: str | None, overlays: list[str], manual: bool = False) -> tuple:
-        """-> (annotated image, JSON file, face dropdown, adjacency fig, uncertainty fig, status, state)."""
+    def upload_aligner(self, model: str) -> tuple[Any, str]:
+        """The aligner of an upload-tab model choice, and its name (the graph head when the choice
+        is unknown or its model is not loaded)."""
+        if model == MODEL_ACCURATE and self.models.accurate is not None:
+            return self.models.accurate, Path(self.models.accurate_weights).stem
+        return self.models.graph, Path(self.models.graph_weights).stem or "graph head"
+
+    def run_upload(self, image: str | None, overlays: list[str], manual: bool = False,
+                   model: str = MODEL_GRAPH) -> tuple:
+        """-> (annotated image, JSON file, face dropdown, adjacency fig, uncertainty fig, status, state).
+        model: MODEL_GRAPH or MODEL_ACCURATE (see upload_aligner)."""
         if not image:
             if manual:
                 gr.Warning("Upload a photo first (or pick an example).")
@@ -398,21 +419,25 @@ class LandmarkApp:
         except UserInputError as e:
             gr.Warning(str(e), title="Bad input")
             return self._upload_outputs(None, None, [], None, f"**Problem:** {e}")
+        aligner, model_name = self.upload_aligner(model)
         t0 = time.perf_counter()
-        faces = self.predict(self.models.graph, img)
+        faces = self.predict(aligner, img)
         latency = (time.perf_counter() - t0) * 1000.0
         h, w = (int(round(v * scale)) for v in img.shape[:2])
         disp, s = fit_within(img, self.display_max_side)
         views = [face_view(f) for f in faces]
-        state = {"image": disp, "scale": s, "faces": views, "size": (w, h)}
+        dynamic = bool(getattr(aligner, "dynamic_adjacency", True))
+        state = {"image": disp, "scale": s, "faces": views, "size": (w, h), "model": model_name, "dynamic": dynamic}
         if not faces:
             gr.Warning("No face found in the image.", title="No face")
             return self._upload_outputs(disp, None, [], state, f"**No face found** ({w}x{h} image, "
                                         f"{latency:.0f} ms on {self.models.device}).")
-        payload = {"image": Path(str(image)).name, "image_size": [w, h], "device": self.models.device,
+        payload = {"image": Path(str(image)).name, "image_size": [w, h], "model": model_name,
+                   "device": self.models.device,
                    "latency_ms": round(latency, 2), "faces": [face_dict(f, scale, adjacency=True) for f in faces]}
         jpath = self._json_file(payload, Path(str(image)).stem)
-        status = (f"**{len(faces)} face(s)** found in a {w}x{h} image · {latency:.0f} ms on {self.models.device}")
+        status = (f"**{len(faces)} face(s)** found in a {w}x{h} image · {model_name} · {latency:.0f} ms on "
+                  f"{self.models.device}")
         return self._upload_outputs(self.render_upload(state, overlays), jpath, views, state, status)
 
     def _upload_outputs(self, annotated: np.ndarray | None, json_path: str | None, views: list[dict],
@@ -438,7 +463,9 @@ class LandmarkApp:
         i = int(index or 0)
         i = min(max(i, 0), len(state["faces"]) - 1)
         v = state["faces"][i]
-        return (plots.adjacency_heatmap(v["adjacency"], self.neighbours, f"Dynamic adjacency, face #{i}"),
+        title = (f"Dynamic adjacency, face #{i}" if state.get("dynamic", True) else
+                 f"Adjacency, face #{i} ({state.get('model')}: fixed neighbourhood, no per-image weights)")
+        return (plots.adjacency_heatmap(v["adjacency"], self.neighbours, title),
                 plots.uncertainty_bars(v["covariance"], interocular(v["landmarks"]),
                                        f"Per-landmark uncertainty (1σ semi-axes), face #{i}"))
 
@@ -646,12 +673,12 @@ def build_demo(graph_weights=None, fc_weights=None, *, models: Models | None = N
         return app.api_landmarks(image)
 
     @handler
-    def upload_run(image: str | None, overlays: list[str]) -> tuple:
-        return app.run_upload(image, overlays)
+    def upload_run(image: str | None, overlays: list[str], model: str) -> tuple:
+        return app.run_upload(image, overlays, model=model)
 
     @handler
-    def upload_button(image: str | None, overlays: list[str]) -> tuple:
-        return app.run_upload(image, overlays, manual=True)
+    def upload_button(image: str | None, overlays: list[str], model: str) -> tuple:
+        return app.run_upload(image, overlays, manual=True, model=model)
 
     @handler
     def upload_render(state: dict | None, overlays: list[str]) -> np.ndarray | None:
@@ -696,6 +723,8 @@ def build_demo(graph_weights=None, fc_weights=None, *, models: Models | None = N
                                            elem_id="upload-input", height=420)
                         up_overlays = gr.CheckboxGroup(OVERLAY_CHOICES, value=["points", "graph", "box"],
                                                        label="Overlays")
+                        up_model = gr.Radio(MODEL_CHOICES, value=MODEL_GRAPH, label="Model",
+                                            visible=models.accurate is not None, elem_id="upload-model")
                         up_btn = gr.Button("Detect landmarks", variant="primary")
                         if examples:
                             gr.Examples(examples, inputs=[up_in], label="Examples", cache_examples=False)
@@ -711,9 +740,12 @@ def build_demo(graph_weights=None, fc_weights=None, *, models: Models | None = N
                     up_unc = gr.Plot(label="Per-landmark uncertainty")
                 up_state = gr.State(None, time_to_live=STATE_TTL)
                 up_outputs = [up_out, up_json, up_face, up_adj, up_unc, up_status, up_state]
-                up_in.change(upload_run, [up_in, up_overlays], up_outputs, api_visibility="undocumented",
+                up_in.change(upload_run, [up_in, up_overlays, up_model], up_outputs, api_visibility="undocumented",
                              trigger_mode="always_last")
-                up_btn.click(upload_button, [up_in, up_overlays], up_outputs, api_visibility="undocumented")
+                up_model.change(upload_run, [up_in, up_overlays, up_model], up_outputs, api_visibility="undocumented",
+                                trigger_mode="always_last")
+                up_btn.click(upload_button, [up_in, up_overlays, up_model], up_outputs,
+                             api_visibility="undocumented")
                 up_overlays.change(upload_render, [up_state, up_overlays], [up_out], api_visibility="undocumented",
                                    trigger_mode="always_last", show_progress="hidden")
                 up_face.change(upload_select, [up_state, up_face], [up_adj, up_unc], api_visibility="undocumented",

@@ -294,6 +294,13 @@ class FaceAligner:
         self._lock = threading.RLock()
         self.reset()
 
+    @property
+    def dynamic_adjacency(self) -> bool:
+        """True when Face.adjacency is predicted per image (graph or hybrid head with dynamic
+        adjacency); otherwise it is the model's fixed, row-normalised neighbourhood."""
+        m = self.meta.get("model", {})
+        return m.get("head", "graph") in ("graph", "hybrid") and m.get("adjacency", "dynamic") == "dynamic"
+
     # -- detection -----------------------------------------------------------------------------
     @property
     def detector(self):

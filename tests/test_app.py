@@ -233,6 +233,51 @@ def test_handlers_upload_occlusion_webcam(demo, bad_files):
     assert app.webcam_frame(None, [], "session-a")[0] is None
 
 
+@pytest.fixture(scope="module")
+def tiny_heatmap_weights(tmp_path_factory, shapes):
+    """A tiny random heatmap-head model (the package default's kind) in the shipped format."""
+    import torch
+
+    from conftest import TINY_CONFIG
+    from core.checkpoint import save_weights
+    from core.config import ModelConfig
+    from core.graph import neighbourhood
+    from core.models import build_model
+
+    torch.manual_seed(2)
+    cfg = ModelConfig(**{**TINY_CONFIG, "head": "heatmap", "readout": "get_bc"})
+    model = build_model(cfg, neighbourhood(shapes, cfg.k), shapes.mean(0))
+    path = tmp_path_factory.mktemp("weights") / "tiny_heatmap.safetensors"
+    save_weights(path, model.eval(), {"train_data": "synthetic"})
+    return path
+
+
+def test_upload_switches_between_graph_and_accurate_model(tiny_weights, tiny_fc_weights, tiny_heatmap_weights,
+                                                           tmp_path):
+    from app.ui import MODEL_ACCURATE, MODEL_GRAPH, LandmarkApp, load_models
+
+    models = load_models(tiny_weights, tiny_fc_weights, accurate_weights=tiny_heatmap_weights, webcam_slots=1)
+    assert models.graph.dynamic_adjacency and not models.accurate.dynamic_adjacency
+    assert not models.fc.dynamic_adjacency
+    app = LandmarkApp(models, results_dir=tmp_path)
+    runs = {m: app.run_upload(str(ASTRONAUT), ["points", "graph"], model=m) for m in (MODEL_GRAPH, MODEL_ACCURATE)}
+    for m, stem, title in ((MODEL_GRAPH, "tiny_graph", "Dynamic adjacency"),
+                           (MODEL_ACCURATE, "tiny_heatmap", "fixed neighbourhood")):
+        img, jpath, _, adj_fig, _, status, state = runs[m]
+        data = json.loads(Path(jpath).read_text())
+        assert data["model"] == stem and stem in status and state["model"] == stem
+        assert title in adj_fig.layout.title.text
+        assert np.asarray(data["faces"][0]["landmarks"]).shape == (68, 2)
+    # different models, different landmarks
+    lm = [np.asarray(json.loads(Path(runs[m][1]).read_text())["faces"][0]["landmarks"]) for m in runs]
+    assert np.abs(lm[0] - lm[1]).max() > 1.0
+    # without a second model the choice falls back to the graph head
+    app1 = LandmarkApp(load_models(tiny_weights, tiny_fc_weights, webcam_slots=1), results_dir=tmp_path)
+    assert app1.models.accurate is None
+    assert json.loads(Path(app1.run_upload(str(ASTRONAUT), ["points"], model=MODEL_ACCURATE)[1]).read_text())[
+        "model"] == "tiny_graph"
+
+
 def test_video_pool_resets_on_session_change():
     from app.ui import VideoPool
 
