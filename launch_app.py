@@ -58,7 +58,7 @@ def main(argv=None) -> int:
     from app.ui import build_demo, launch, load_models, missing_weights
     from core.checkpoint import CheckpointError
 
-    missing = missing_weights(args.weights, args.fc_weights, *([args.accurate_weights] if args.accurate_weights else []))
+    missing = missing_weights(args.weights, args.fc_weights, args.accurate_weights)
     if missing:
         print("error: model weights not found:\n  " + "\n  ".join(missing) + "\n"
               "Train them (see README: training), copy them into weights/, or pass --weights / --fc-weights / "

@@ -110,11 +110,11 @@ class Models:
 
 
 def missing_weights(*paths) -> list[str]:
-    """The weight files among `paths` (stems or .safetensors paths) that do not exist."""
+    """The weight files among `paths` (stems or .safetensors paths; empty ones skipped) that do not exist."""
     from core.checkpoint import stem_paths
 
     missing = []
-    for p in paths:
+    for p in filter(None, paths):
         st, js = stem_paths(p)
         missing += [str(f) for f in (st, js) if not f.is_file()]
     return missing
@@ -655,16 +655,18 @@ INTRO = """# Face alignment with sparse dynamic graphs
 weights) with **per-landmark uncertainty**. Everything runs on the server's {device}."""
 
 
-def build_demo(graph_weights=None, fc_weights=None, *, models: Models | None = None, backend: str = "auto",
+def build_demo(graph_weights=None, fc_weights=None, *, accurate_weights=None, models: Models | None = None,
+               backend: str = "auto",
                device: str = "cpu", detector: str = "mediapipe", threads: int = 0,
                max_pixels: int = MAX_PIXELS, results_dir: str | Path = RESULTS_DIR,
                stream_time_limit: int = STREAM_TIME_LIMIT, webcam_slots: int = WEBCAM_SLOTS,
                concurrency: int = CONCURRENCY, queue_max: int = QUEUE_MAX) -> gr.Blocks:
     """The app as a gr.Blocks with its queue set. Loads the models once (unless `models` is
-    given); graph_weights / fc_weights default to core.checkpoint.GRAPH_WEIGHTS / FC_WEIGHTS."""
+    given); graph_weights / fc_weights default to core.checkpoint.GRAPH_WEIGHTS / FC_WEIGHTS,
+    accurate_weights (the upload tab's second model) to none."""
     if models is None:
-        models = load_models(graph_weights, fc_weights, backend=backend, device=device, detector=detector,
-                             threads=threads, webcam_slots=webcam_slots)
+        models = load_models(graph_weights, fc_weights, accurate_weights=accurate_weights, backend=backend,
+                             device=device, detector=detector, threads=threads, webcam_slots=webcam_slots)
     app = LandmarkApp(models, max_pixels=max_pixels, results_dir=results_dir)
     examples = [str(p) for p in (ASTRONAUT, TWO_FACES) if p.is_file()]
 

@@ -78,17 +78,18 @@ def webcam_overlay(app, image: Path, out: Path, camera: Path, frames: int = 30):
 
 def main(argv=None) -> int:
     from app.ui import ASTRONAUT, TWO_FACES, build_demo, launch, missing_weights
-    from core.checkpoint import FC_WEIGHTS, GRAPH_WEIGHTS
+    from core.checkpoint import DEFAULT_WEIGHTS, FC_WEIGHTS, GRAPH_WEIGHTS
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--weights", default=str(GRAPH_WEIGHTS))
     ap.add_argument("--fc-weights", default=str(FC_WEIGHTS))
+    ap.add_argument("--accurate-weights", default=str(DEFAULT_WEIGHTS), help="upload tab's second model; '' = none")
     ap.add_argument("--out", default=str(ROOT / "docs" / "screenshots"))
     ap.add_argument("--chromium", default=os.environ.get("CHROMIUM", "/usr/bin/chromium"))
     ap.add_argument("--width", type=int, default=1400)
     args = ap.parse_args(argv)
 
-    missing = missing_weights(args.weights, args.fc_weights)
+    missing = missing_weights(args.weights, args.fc_weights, args.accurate_weights)
     if missing:
         print("error: weights not found: " + ", ".join(missing), file=sys.stderr)
         return 2
@@ -101,7 +102,7 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
-    demo = build_demo(args.weights, args.fc_weights, webcam_slots=1)
+    demo = build_demo(args.weights, args.fc_weights, accurate_weights=args.accurate_weights or None, webcam_slots=1)
     app = demo.landmark_app
     import tempfile
 
