@@ -59,6 +59,17 @@ def tiny_weights(tmp_path_factory, shapes):
 
 
 @pytest.fixture(scope="session")
+def tiny_heatmap_weights(tmp_path_factory, shapes):
+    """A tiny random heatmap-head model (the package default's kind: GET_BC read-out)."""
+    torch.manual_seed(2)
+    cfg = ModelConfig(**TINY_CONFIG, head="heatmap", readout="get_bc")
+    model = build_model(cfg, neighbourhood(shapes, cfg.k), shapes.mean(0))
+    path = tmp_path_factory.mktemp("weights") / "tiny_heatmap.safetensors"
+    save_weights(path, model.eval(), {"train_data": "synthetic"})
+    return path
+
+
+@pytest.fixture(scope="session")
 def tiny_fc_weights(tmp_path_factory, shapes):
     torch.manual_seed(1)
     cfg = ModelConfig(**TINY_CONFIG, head="fc")

@@ -233,25 +233,6 @@ def test_handlers_upload_occlusion_webcam(demo, bad_files):
     assert app.webcam_frame(None, [], "session-a")[0] is None
 
 
-@pytest.fixture(scope="module")
-def tiny_heatmap_weights(tmp_path_factory, shapes):
-    """A tiny random heatmap-head model (the package default's kind) in the shipped format."""
-    import torch
-
-    from conftest import TINY_CONFIG
-    from core.checkpoint import save_weights
-    from core.config import ModelConfig
-    from core.graph import neighbourhood
-    from core.models import build_model
-
-    torch.manual_seed(2)
-    cfg = ModelConfig(**{**TINY_CONFIG, "head": "heatmap", "readout": "get_bc"})
-    model = build_model(cfg, neighbourhood(shapes, cfg.k), shapes.mean(0))
-    path = tmp_path_factory.mktemp("weights") / "tiny_heatmap.safetensors"
-    save_weights(path, model.eval(), {"train_data": "synthetic"})
-    return path
-
-
 def test_upload_switches_between_graph_and_accurate_model(tiny_weights, tiny_fc_weights, tiny_heatmap_weights,
                                                            tmp_path):
     from app.ui import MODEL_ACCURATE, MODEL_GRAPH, LandmarkApp, load_models

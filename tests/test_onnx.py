@@ -98,7 +98,7 @@ def quantized(exported, tmp_path_factory):
 def test_int8_quantizes_the_backbone_only(quantized):
     import onnx
 
-    from core.export_onnx import QUANTIZED_SCOPE
+    from core.export_onnx import BACKBONE_SCOPE as QUANTIZED_SCOPE
 
     nodes = onnx.load(str(quantized)).graph.node
     q = [n.name for n in nodes if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
@@ -108,6 +108,29 @@ def test_int8_quantizes_the_backbone_only(quantized):
     dq_out = {n.output[0]: n for n in nodes if n.op_type == "DequantizeLinear"}
     assert all(c.input[1] in dq_out for c in convs_in)
     outside = [n for n in nodes if n.op_type in ("Conv", "MatMul", "Gemm") and not n.name.startswith(QUANTIZED_SCOPE)]
+    assert outside and all(n.input[1] not in dq_out for n in outside)
+
+
+def test_int8_heatmap_head_quantizes_backbone_and_decoder(tiny_heatmap_weights, tmp_path):
+    import onnx
+
+    from core.export_onnx import BACKBONE_SCOPE, DECODER_SCOPE, quantized_scope
+    from synth_faces import write_split
+
+    assert quantized_scope("graph") == quantized_scope("hybrid") == (BACKBONE_SCOPE,)
+    for suffix in (".safetensors", ".json"):
+        shutil.copy(tiny_heatmap_weights.with_suffix(suffix), tmp_path / f"hm{suffix}")
+    weights = tmp_path / "hm.safetensors"
+    root = tmp_path / "calib"
+    write_split(root, n=8, seed=4)
+    assert main(["--weights", str(weights), "--int8", str(root)]) == 0
+    nodes = onnx.load(str(onnx_path_for(weights, "int8"))).graph.node
+    dq_out = {n.output[0] for n in nodes if n.op_type == "DequantizeLinear"}
+    convs = [n for n in nodes if n.op_type == "Conv"]
+    inside = [n for n in convs if n.name.startswith((BACKBONE_SCOPE, DECODER_SCOPE))]
+    assert any(n.name.startswith(DECODER_SCOPE) for n in inside)
+    assert all(n.input[1] in dq_out for n in inside)
+    outside = [n for n in convs if n not in inside]  # the anisotropic attention's 1x1 heatmap conv
     assert outside and all(n.input[1] not in dq_out for n in outside)
 
 
