@@ -656,8 +656,7 @@ weights) with **per-landmark uncertainty**. Everything runs on the server's {dev
 
 
 def build_demo(graph_weights=None, fc_weights=None, *, accurate_weights=None, models: Models | None = None,
-               backend: str = "auto",
-               device: str = "cpu", detector: str = "mediapipe", threads: int = 0,
+               backend: str = "auto", device: str = "cpu", detector: str = "mediapipe", threads: int = 0,
                max_pixels: int = MAX_PIXELS, results_dir: str | Path = RESULTS_DIR,
                stream_time_limit: int = STREAM_TIME_LIMIT, webcam_slots: int = WEBCAM_SLOTS,
                concurrency: int = CONCURRENCY, queue_max: int = QUEUE_MAX) -> gr.Blocks:
