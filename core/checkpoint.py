@@ -100,14 +100,19 @@ def model_state(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v for k, v in tensors.items() if not k.startswith(TRAIN_STATE_PREFIX)}
 
 
+def model_config(meta: dict, path) -> ModelConfig:
+    """The ModelConfig of a checkpoint's metadata (no ImageNet init); CheckpointError if incompatible."""
+    try:
+        return from_dict(ModelConfig, {**meta["model"], "pretrained": False}, "checkpoint model")
+    except (KeyError, ConfigError) as e:
+        raise CheckpointError(f"{path}: incompatible model config ({e})") from e
+
+
 def load_model(path=None, device: str | torch.device = "cpu") -> tuple[LandmarkModel, dict]:
     """Rebuild the model from `<stem>.json` and load `<stem>.safetensors` strictly; eval mode."""
     path = Path(path) if path else DEFAULT_WEIGHTS
     meta = read_meta(path)
-    try:
-        cfg = from_dict(ModelConfig, {**meta["model"], "pretrained": False}, "checkpoint model")
-    except (KeyError, ConfigError) as e:
-        raise CheckpointError(f"{path}: incompatible model config ({e})") from e
+    cfg = model_config(meta, path)
     model_tensors = model_state(load_tensors(path))
     if "neighbours" not in model_tensors or "mean_shape" not in model_tensors:
         raise CheckpointError(f"{path}: not a landmark-model checkpoint (no neighbours/mean_shape)")

@@ -96,6 +96,12 @@ class ModelConfig:
     heatmap_stride: int = 4  # heatmaps at 1/4 (or 1/8) of the input
     readout: typing.Literal["soft_argmax", "get_max", "get_bc"] = "soft_argmax"  # heatmap -> coordinates
 
+    @property
+    def dynamic_adjacency(self) -> bool:
+        """Whether the head predicts per-image edge weights (graph or hybrid head with dynamic
+        adjacency); otherwise its adjacency output is the fixed, row-normalised neighbourhood."""
+        return self.head in ("graph", "hybrid") and self.adjacency == "dynamic"
+
     def validate(self):
         if self.num_landmarks < 2:
             raise ConfigError("model.num_landmarks must be >= 2")

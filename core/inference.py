@@ -297,10 +297,11 @@ class FaceAligner:
 
     @property
     def dynamic_adjacency(self) -> bool:
-        """True when Face.adjacency is predicted per image (graph or hybrid head with dynamic
-        adjacency); otherwise it is the model's fixed, row-normalised neighbourhood."""
-        m = self.meta.get("model", {})
-        return m.get("head", "graph") in ("graph", "hybrid") and m.get("adjacency", "dynamic") == "dynamic"
+        """True when Face.adjacency is predicted per image (ModelConfig.dynamic_adjacency); otherwise
+        it is the model's fixed, row-normalised neighbourhood."""
+        from .checkpoint import model_config
+
+        return model_config(self.meta, self.weights).dynamic_adjacency
 
     # -- detection -----------------------------------------------------------------------------
     @property

@@ -139,3 +139,9 @@ def test_missing_and_invalid_files(tmp_path):
 def test_shipped_configs_load(name, head):
     cfg = load_config(REPO / "configs" / name)
     assert cfg.model.head == head
+
+
+def test_dynamic_adjacency_only_for_graph_heads_with_dynamic_edges():
+    assert ModelConfig().dynamic_adjacency and ModelConfig(head="hybrid").dynamic_adjacency
+    assert not ModelConfig(adjacency="binary").dynamic_adjacency
+    assert not ModelConfig(head="fc").dynamic_adjacency and not ModelConfig(head="heatmap").dynamic_adjacency

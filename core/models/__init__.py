@@ -52,7 +52,7 @@ class LandmarkModel(nn.Module):
         node_dim = cfg.node_channels * grid * grid
         self.out_dim = 2 + (3 if cfg.uncertainty else 0)
         if cfg.head == "graph":
-            if cfg.adjacency == "dynamic":
+            if cfg.dynamic_adjacency:
                 self.adjacency = DynamicAdjacency(c, self.neighbours)
             self.head = GraphHead(node_dim, cfg.graph_hidden, cfg.graph_blocks, n, self.out_dim)
         else:
@@ -77,7 +77,7 @@ class LandmarkModel(nn.Module):
         f = self.features(x)
         nodes = self.to_nodes(f)
         b = x.shape[0]
-        if self.cfg.head == "graph" and self.cfg.adjacency == "dynamic":
+        if self.cfg.dynamic_adjacency:
             adj = self.adjacency(f)
         else:
             adj = binary_adjacency(self.neighbours).expand(b, -1, -1)

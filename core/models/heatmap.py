@@ -105,7 +105,7 @@ class HeatmapLandmarkModel(nn.Module):
         self.out_dim = 2 + (3 if cfg.uncertainty else 0)
         last = None
         if cfg.head == "hybrid":
-            if cfg.adjacency == "dynamic":
+            if cfg.dynamic_adjacency:
                 self.adjacency = DynamicAdjacency(c, self.neighbours)
             self.head = GraphHead(node_dim, cfg.graph_hidden, cfg.graph_blocks, n, self.out_dim)
             last = self.head.out
@@ -137,7 +137,7 @@ class HeatmapLandmarkModel(nn.Module):
         b = x.shape[0]
         result = {}
         if cfg.head == "hybrid":
-            if cfg.adjacency == "dynamic":
+            if cfg.dynamic_adjacency:
                 adj = self.adjacency(f)
             else:
                 adj = binary_adjacency(self.neighbours).expand(b, -1, -1)
