@@ -24,9 +24,8 @@ sys.path.insert(0, str(ROOT))
 from benchmarks._runs import slug, train_on_budget  # noqa: E402
 from core.checkpoint import load_model  # noqa: E402
 from core.data import load_jsonl  # noqa: E402
-from core.evaluate import protocol_batches  # noqa: E402
+from core.evaluate import crop_to_image, protocol_batches  # noqa: E402
 from core.heatmaps import READOUTS, heatmap_to_crop, readout  # noqa: E402
-from core.landmarks import apply_affine, invert_affine  # noqa: E402
 from core.metrics import summarize  # noqa: E402
 
 VARIANTS = {
@@ -62,8 +61,7 @@ def predictions(model, records, readouts: list[str], **protocol) -> dict[str, np
             else:
                 z = out["heatmaps"]
                 coords = heatmap_to_crop(readout(z, ro), size, size // z.shape[-1])
-            c = coords.float().numpy() * size
-            preds[ro] += [apply_affine(invert_affine(m), c[j]) for j, m in enumerate(mats)]
+            preds[ro] += crop_to_image(coords, mats, size)
     return {ro: np.stack(p) for ro, p in preds.items()}
 
 

@@ -50,6 +50,13 @@ def protocol_batches(model, records, occlusion: int | None = None, blur: int | N
         yield model(torch.from_numpy(np.stack(batch)).permute(0, 3, 1, 2).float().div(255).to(device)), mats
 
 
+def crop_to_image(coords: torch.Tensor, mats, size: int) -> list[np.ndarray]:
+    """(B, N, 2) coordinates in crop units -> per face (N, 2) pixels of its image, through the inverse
+    of its image->crop matrix (mats from protocol_batches)."""
+    c = coords.float().cpu().numpy() * size
+    return [apply_affine(invert_affine(m), c[j]) for j, m in enumerate(mats)]
+
+
 @torch.inference_mode()
 def predict_records(model, records, occlusion: int | None = None, blur: int | None = None, device: str = "cpu",
                     batch_size: int = 32) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
@@ -58,13 +65,12 @@ def predict_records(model, records, occlusion: int | None = None, blur: int | No
     size = model.cfg.input_size
     preds, covs = [], []
     for out, mats in protocol_batches(model, records, occlusion, blur, device, batch_size):
-        coords = out["coords"].float().cpu().numpy() * size
-        for j, m in enumerate(mats):
-            inv = invert_affine(m)
-            preds.append(apply_affine(inv, coords[j]))
-            if "cov" in out:
-                a = inv[:, :2]
-                covs.append(a @ (out["cov"][j].float().cpu().numpy() * size * size) @ a.T)
+        preds += crop_to_image(out["coords"], mats, size)
+        if "cov" in out:
+            cov = out["cov"].float().cpu().numpy() * size * size
+            for j, m in enumerate(mats):
+                a = invert_affine(m)[:, :2]
+                covs.append(a @ cov[j] @ a.T)
     gts = np.stack([r.landmarks for r in records])
     return np.stack(preds), gts, (np.stack(covs) if covs else None)
 
