@@ -3,7 +3,9 @@
     python benchmarks/accuracy.py --data ../shared/data/faces68 [--split test] [--seed 0]
 
 Evaluates the default model (Wasserstein heatmap head) and its int8 ONNX export, the app's
-graph-head / FC-head pair (same budget) and the graph model's int8 export the webcam runs, under the default, synthetic-occlusion and motion-blur protocols (core.evaluate), and dlib's 68-point predictor on the same crops when dlib is
+graph-head / FC-head pair (same budget) and the graph model's int8 export the webcam runs, under the
+default, synthetic-occlusion and motion-blur protocols (core.evaluate), the float models under
+--occlusion-seeds occlusion seeds, and dlib's 68-point predictor on the same crops when dlib is
 installed (benchmark only: pip install dlib-bin face-recognition-models "setuptools<81").
 Writes benchmarks/results/<model>_<protocol>.json, benchmarks/results/table.md and docs/ced.png."""
 from __future__ import annotations
@@ -74,8 +76,10 @@ def occlusion_seeds(models: dict, results: dict, args) -> dict[str, dict]:
     the table's) and what each adds to the default-protocol NME. One seed draws one ellipse per
     face, so a difference between two models' added NME smaller than its spread over seeds is noise."""
     out = {}
+    if args.occlusion_seeds < 1:
+        return out
     for name, (w, precision) in models.items():
-        if precision or (name, "default") not in results or args.occlusion_seeds < 1:
+        if precision or (name, "default") not in results:
             continue
         base = results[(name, "default")]["nme"]
         occ = [results[(name, "occlusion")]["nme"]] + [
@@ -137,7 +141,9 @@ def main(argv=None) -> int:
         lines.append(f"\nOcclusion over seeds {args.seed}..{args.seed + args.occlusion_seeds - 1}, NME added "
                      "to the default protocol (mean ± sd over seeds):")
         for name, r in seeds.items():
-            lines.append(f"- {name}: {np.mean(r['added']):+.2%} ± {np.std(r['added'], ddof=1) if len(r['added']) > 1 else 0:.2%}")
+            added = r["added"]
+            sd = np.std(added, ddof=1) if len(added) > 1 else 0.0
+            lines.append(f"- {name}: {np.mean(added):+.2%} ± {sd:.2%}")
     table = "\n".join(lines)
     (RESULTS / "table.md").write_text(table + "\n")
     print(table)
