@@ -91,6 +91,7 @@ class ModelConfig:
     graph_hidden: int = 128
     fc_hidden: int = 256
     uncertainty: bool = True
+    node_dropout: float = 0.0  # training only (graph / fc heads): zero whole map-to-node nodes with this probability
     pretrained: bool = True  # ImageNet init of MobileNetV2 when the file is installed
     # heatmap / hybrid heads (core.models.heatmap); ignored by the graph and fc heads
     heatmap_stride: int = 4  # heatmaps at 1/4 (or 1/8) of the input
@@ -109,6 +110,10 @@ class ModelConfig:
             raise ConfigError(f"model.k must be in [1, {self.num_landmarks - 1}], got {self.k}")
         if self.input_size % 32:
             raise ConfigError(f"model.input_size must be a multiple of 32, got {self.input_size}")
+        if not 0.0 <= self.node_dropout < 1.0:
+            raise ConfigError(f"model.node_dropout must be in [0, 1), got {self.node_dropout}")
+        if self.node_dropout and self.head not in ("graph", "fc"):
+            raise ConfigError(f"model.node_dropout applies to the graph and fc heads, not {self.head!r}")
         if self.heatmap_stride not in (4, 8):
             raise ConfigError(f"model.heatmap_stride must be 4 or 8, got {self.heatmap_stride}")
         if self.head in ("heatmap", "hybrid") and self.num_landmarks != NUM_LANDMARKS:

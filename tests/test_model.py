@@ -117,6 +117,36 @@ def test_input_size_128_and_other_k(graph_inputs):
         assert m(torch.rand(1, 3, 128, 128))["coords"].shape == (1, 68, 2)
 
 
+@pytest.mark.parametrize("head", ["graph", "fc"])
+def test_node_dropout_drops_whole_nodes_in_training_only(graph_inputs, head):
+    m = _model(graph_inputs, head=head, node_dropout=0.5)
+    seen = {}
+    m.to_nodes.register_forward_hook(lambda mod, args, out: seen.__setitem__("nodes", out))
+    m.head.register_forward_pre_hook(lambda mod, args: seen.__setitem__("head_in", args[0]))
+    x = torch.rand(4, 3, 64, 64)
+    m.train()
+    torch.manual_seed(1)
+    m(x)
+    nodes, head_in = seen["nodes"], seen["head_in"]
+    dropped = (head_in == 0).all(-1)  # (B, N): whole nodes zeroed
+    assert 0.3 < dropped.float().mean() < 0.7
+    kept = ~dropped
+    torch.testing.assert_close(head_in[kept], nodes[kept] * 2.0)  # the rest rescaled by 1 / (1 - p)
+    m.eval()
+    with torch.no_grad():
+        m(x)
+    torch.testing.assert_close(seen["head_in"], seen["nodes"])
+
+
+@pytest.mark.parametrize("bad", [dict(node_dropout=1.0), dict(node_dropout=-0.1),
+                                 dict(node_dropout=0.2, head="heatmap")])
+def test_node_dropout_config_rejected(bad):
+    from core.config import ConfigError
+
+    with pytest.raises(ConfigError, match="node_dropout"):
+        ModelConfig(**{**TINY_CONFIG, **bad}).validate()
+
+
 def test_build_rejects_wrong_graph_shapes(graph_inputs):
     nb, mean = graph_inputs
     with pytest.raises(ValueError, match="neighbours"):

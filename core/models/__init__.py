@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..config import ModelConfig
@@ -76,6 +77,8 @@ class LandmarkModel(nn.Module):
     def forward(self, x):
         f = self.features(x)
         nodes = self.to_nodes(f)
+        if self.training and self.cfg.node_dropout:  # (B, N, D): drops whole nodes, rescales the rest
+            nodes = F.dropout1d(nodes, self.cfg.node_dropout)
         b = x.shape[0]
         if self.cfg.dynamic_adjacency:
             adj = self.adjacency(f)
