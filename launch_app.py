@@ -3,6 +3,7 @@
     python launch_app.py                       # http://127.0.0.1:7860
     python launch_app.py --host 0.0.0.0 --port 7860
     python launch_app.py --weights weights/sdfl_graph.safetensors --fc-weights weights/sdfl_fc.safetensors
+    python launch_app.py --webcam-weights weights/sdfl_fast.safetensors   # fast webcam on a slow CPU
 
 The models load once at start; missing or broken weights print a message and exit with 2.
 """
@@ -19,7 +20,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 def parse_args(argv=None) -> argparse.Namespace:
     from app.ui import (CONCURRENCY, MAX_FILE_SIZE, MAX_PIXELS, QUEUE_MAX, RESULTS_DIR, STREAM_TIME_LIMIT,
                         WEBCAM_SLOTS)
-    from core.checkpoint import DEFAULT_WEIGHTS, FC_WEIGHTS, GRAPH_WEIGHTS
+    from core.checkpoint import DEFAULT_WEIGHTS, FAST_WEIGHTS, FC_WEIGHTS, GRAPH_WEIGHTS
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
@@ -31,6 +32,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--accurate-weights", default=str(DEFAULT_WEIGHTS),
                     help="second photo model the upload tab can switch to (default: the package default, "
                          "the Wasserstein heatmap head); '' = none")
+    ap.add_argument("--webcam-weights", default="",
+                    help=f"webcam model ('' = --weights); {FAST_WEIGHTS.name} is the fast 64 px model for slow CPUs")
     ap.add_argument("--backend", default="auto", choices=["auto", "onnx", "torch"],
                     help="auto: ONNX Runtime when <stem>.onnx exists next to the weights, else torch")
     ap.add_argument("--device", default="cpu", help="cpu, cuda, cuda:0 ...")
@@ -58,15 +61,16 @@ def main(argv=None) -> int:
     from app.ui import build_demo, launch, load_models, missing_weights
     from core.checkpoint import CheckpointError
 
-    missing = missing_weights(args.weights, args.fc_weights, args.accurate_weights)
+    missing = missing_weights(args.weights, args.fc_weights, args.accurate_weights, args.webcam_weights)
     if missing:
         print("error: model weights not found:\n  " + "\n  ".join(missing) + "\n"
               "Train them (see README: training), copy them into weights/, or pass --weights / --fc-weights / "
-              "--accurate-weights "
+              "--accurate-weights / --webcam-weights "
               "with the path of a <stem>.safetensors file whose <stem>.json sits beside it.", file=sys.stderr)
         return 2
     try:
         models = load_models(args.weights, args.fc_weights, accurate_weights=args.accurate_weights or None,
+                             webcam_weights=args.webcam_weights or None,
                              backend=args.backend, device=args.device,
                              detector=args.detector, threads=args.threads, webcam_slots=args.webcam_slots,
                              webcam_precision=args.webcam_precision)
@@ -76,7 +80,7 @@ def main(argv=None) -> int:
     demo = build_demo(models=models, max_pixels=args.max_pixels, results_dir=args.results,
                       stream_time_limit=args.stream_time_limit, concurrency=args.concurrency,
                       queue_max=args.queue_size)
-    loaded = ", ".join(w for w in (args.weights, args.fc_weights, args.accurate_weights) if w)
+    loaded = ", ".join(w for w in (args.weights, args.fc_weights, args.accurate_weights, args.webcam_weights) if w)
     print(f"models loaded on {models.device}: {loaded}", flush=True)
     launch(demo, args.host, args.port, max_file_size=args.max_file_size, quiet=args.quiet)
     return 0

@@ -120,26 +120,29 @@ def missing_weights(*paths) -> list[str]:
     return missing
 
 
-def load_models(graph_weights=None, fc_weights=None, *, accurate_weights=None, backend: str = "auto",
-                device: str = "cpu", detector: str = "mediapipe", threads: int = 0, max_faces: int = 8,
-                webcam_slots: int = WEBCAM_SLOTS, webcam_precision: str = "auto") -> Models:
+def load_models(graph_weights=None, fc_weights=None, *, accurate_weights=None, webcam_weights=None,
+                backend: str = "auto", device: str = "cpu", detector: str = "mediapipe", threads: int = 0,
+                max_faces: int = 8, webcam_slots: int = WEBCAM_SLOTS, webcam_precision: str = "auto") -> Models:
     """Load every aligner once. Raises core.checkpoint.CheckpointError / ValueError on missing or
     broken weights (launch_app.py turns that into a message and a non-zero exit).
     accurate_weights: a second photo model for the upload tab (launch_app.py passes
     core.checkpoint.DEFAULT_WEIGHTS); None = none.
+    webcam_weights: the webcam's video-mode model (e.g. core.checkpoint.FAST_WEIGHTS on a slow
+    machine); None = the graph-head model.
     webcam_precision: "auto" = int8 (<stem>.int8.onnx, faster) on a CPU when that file exists, else
     fp32; photos and the occlusion demo always run fp32."""
     from core.inference import FaceAligner, onnx_path_for
 
     graph_weights = Path(graph_weights) if graph_weights else GRAPH_WEIGHTS
     fc_weights = Path(fc_weights) if fc_weights else FC_WEIGHTS
+    webcam_weights = Path(webcam_weights) if webcam_weights else graph_weights
     if webcam_precision == "auto":
         cpu_onnx = backend != "torch" and device == "cpu"
-        webcam_precision = "int8" if cpu_onnx and onnx_path_for(graph_weights, "int8").is_file() else "fp32"
+        webcam_precision = "int8" if cpu_onnx and onnx_path_for(webcam_weights, "int8").is_file() else "fp32"
     kw = dict(backend=backend, device=device, detector=detector, threads=threads, max_faces=max_faces)
     graph = FaceAligner(weights=graph_weights, video=False, **kw)
     fc = FaceAligner(weights=fc_weights, video=False, **kw)
-    video = [FaceAligner(weights=graph_weights, video=True, precision=webcam_precision, **kw)
+    video = [FaceAligner(weights=webcam_weights, video=True, precision=webcam_precision, **kw)
              for _ in range(max(1, webcam_slots))]
     accurate = FaceAligner(weights=accurate_weights, video=False, **kw) if accurate_weights else None
     return Models(graph, fc, video, str(graph_weights), str(fc_weights), accurate,
@@ -358,6 +361,7 @@ class LandmarkApp:
         self.stats = FrameStats()
         self.neighbours = np.asarray(getattr(models.graph, "neighbours"))
         self.fc_neighbours = np.asarray(getattr(models.fc, "neighbours", self.neighbours))
+        self.webcam_neighbours = np.asarray(getattr(models.video[0], "neighbours", self.neighbours))
         self._tmp = Path(tempfile.mkdtemp(prefix="sdfl_app_"))
 
     # -- inference -------------------------------------------------------------------------
@@ -488,7 +492,7 @@ class LandmarkApp:
             return frame, f"**Problem:** {_reason(e)}"
         latency = time.perf_counter() - t0
         fps, lat = self.stats.update(session, latency)
-        out = ov.draw_faces(frame, faces, self.neighbours, options_from(overlays), labels=False)
+        out = ov.draw_faces(frame, faces, self.webcam_neighbours, options_from(overlays), labels=False)
         device = f"{name} | {provider}" if provider else str(name)
         out = ov.draw_text_box(out, [f"{fps:4.1f} FPS   {latency * 1000:5.1f} ms/frame", device,
                                      f"{len(faces)} face(s)"], corner="bottom-left")  # top-left: the label

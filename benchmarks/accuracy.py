@@ -3,9 +3,9 @@
     python benchmarks/accuracy.py --data ../shared/data/faces68 [--split test] [--seed 0]
 
 Evaluates the default model (Wasserstein heatmap head) and its int8 ONNX export, the app's
-graph-head / FC-head pair (same budget) and the graph model's int8 export the webcam runs, under the
-default, synthetic-occlusion and motion-blur protocols (core.evaluate), the float models under
---occlusion-seeds occlusion seeds, and dlib's 68-point predictor on the same crops when dlib is
+graph-head / FC-head pair (same budget), the graph model's int8 export the webcam runs and the fast
+64 px graph head (fp32, int8) under the default, synthetic-occlusion and motion-blur protocols
+(core.evaluate), the float models under --occlusion-seeds occlusion seeds, and dlib's 68-point predictor on the same crops when dlib is
 installed (benchmark only: pip install dlib-bin face-recognition-models "setuptools<81").
 Writes benchmarks/results/<model>_<protocol>.json, benchmarks/results/table.md and docs/ced.png."""
 from __future__ import annotations
@@ -21,7 +21,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from core.checkpoint import DEFAULT_WEIGHTS, FC_WEIGHTS, GRAPH_WEIGHTS  # noqa: E402
+from core.checkpoint import DEFAULT_WEIGHTS, FAST_WEIGHTS, FC_WEIGHTS, GRAPH_WEIGHTS  # noqa: E402
 from core.data import load_jsonl  # noqa: E402
 from core.evaluate import evaluate, protocol_crops, write_ced  # noqa: E402
 from core.inference import onnx_path_for  # noqa: E402
@@ -102,7 +102,9 @@ def main(argv=None) -> int:
     models = {"Wasserstein heatmap head (default)": (DEFAULT_WEIGHTS, None),
               "Wasserstein heatmap head, int8 ONNX": (DEFAULT_WEIGHTS, "int8"),
               "graph head (app)": (GRAPH_WEIGHTS, None), "FC head (baseline)": (FC_WEIGHTS, None),
-              "graph head, int8 ONNX (webcam)": (GRAPH_WEIGHTS, "int8")}
+              "graph head, int8 ONNX (webcam)": (GRAPH_WEIGHTS, "int8"),
+              "fast graph head (64 px)": (FAST_WEIGHTS, None),
+              "fast graph head, int8 ONNX": (FAST_WEIGHTS, "int8")}
     protocols = {"default": {}, "occlusion": {"occlusion": args.seed}, "blur": {"blur": args.seed}}
     results: dict[tuple[str, str], dict] = {}
     for name, (w, precision) in models.items():

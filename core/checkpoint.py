@@ -21,6 +21,8 @@ WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "sdfl_wasserstein.safetensors"
 GRAPH_WEIGHTS = WEIGHTS_DIR / "sdfl_graph.safetensors"
 FC_WEIGHTS = WEIGHTS_DIR / "sdfl_fc.safetensors"
+# The speed tier: the graph head at 64 px with a narrow fusion and a 1-block graph (configs/sdfl_fast.yaml).
+FAST_WEIGHTS = WEIGHTS_DIR / "sdfl_fast.safetensors"
 FORMAT_VERSION = 1
 
 

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 import pytest
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -225,7 +226,7 @@ def test_handlers_upload_occlusion_webcam(demo, bad_files):
     again = app.run_occlusion(str(ASTRONAUT), "random", 0.5, 0.7, 0.6, 0.3, 7, 4, "noise", st)
     assert again[-1] is st  # clean predictions reused
 
-    frame = np.asarray(__import__("PIL.Image", fromlist=["Image"]).open(ASTRONAUT).convert("RGB"))
+    frame = np.asarray(Image.open(ASTRONAUT).convert("RGB"))
     for _ in range(3):
         shown, status = app.webcam_frame(frame, ["points", "graph", "ellipses"], "session-a")
     assert shown.shape == frame.shape and not np.array_equal(shown, frame)
@@ -257,6 +258,20 @@ def test_upload_switches_between_graph_and_accurate_model(tiny_weights, tiny_fc_
     assert app1.models.accurate is None
     assert json.loads(Path(app1.run_upload(str(ASTRONAUT), ["points"], model=MODEL_ACCURATE)[1]).read_text())[
         "model"] == "tiny_graph"
+
+
+def test_webcam_can_run_its_own_model(tiny_weights, tiny_fc_weights, tiny_heatmap_weights, tmp_path):
+    from app.ui import LandmarkApp, load_models
+
+    models = load_models(tiny_weights, tiny_fc_weights, webcam_weights=tiny_heatmap_weights, webcam_slots=1)
+    assert Path(models.video[0].weights).stem == "tiny_heatmap" and Path(models.graph.weights).stem == "tiny_graph"
+    app = LandmarkApp(models, results_dir=tmp_path)
+    np.testing.assert_array_equal(app.webcam_neighbours, models.video[0].neighbours)
+    frame = np.asarray(Image.open(ASTRONAUT).convert("RGB"))
+    out, status = app.webcam_frame(frame, ["points", "graph"], "session-a")
+    assert out.shape == frame.shape and "FPS" in status
+    # default: the webcam runs the graph-head model
+    assert Path(load_models(tiny_weights, tiny_fc_weights, webcam_slots=1).video[0].weights).stem == "tiny_graph"
 
 
 def test_video_pool_resets_on_session_change():
