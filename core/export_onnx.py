@@ -7,10 +7,12 @@ with ONNX Runtime.
 
 int8: static post-training quantization (ONNX Runtime, QDQ, per-channel int8 weights, uint8
 activations, min-max ranges over CALIB_FACES training crops) of the layers under
-quantized_scope(head): the backbone, plus the FPN decoder of a heatmap head. Fusion, attention,
-graph, heatmap and covariance layers stay float, where int8 costs accuracy (graph head: quantizing
-them too raised validation NME from 4.01 to 4.86 %, the backbone alone to 4.03 %; Wasserstein
-heatmap head: all layers 3.86 -> 5.14 %, backbone 3.87 %, backbone + decoder 3.87 % and 1.2x faster).
+quantized_scope(head): the convolutional feature layers: the backbone, plus the multi-scale fusion,
+CBAM and map-to-node of a graph/FC head or the FPN decoder of a heatmap head. The adjacency, graph,
+heatmap-attention and covariance layers stay float, where int8 costs accuracy (graph head,
+validation NME: fp32 4.01 %, backbone 4.03 %, + fusion/CBAM/map-to-node 4.04 %, every layer
+4.86 %; fast 64 px graph head: 5.66 % fp32 and int8 either way; Wasserstein heatmap head: all
+layers 3.86 -> 5.14 %, backbone 3.87 %, backbone + decoder 3.87 % and 1.2x faster).
 
 FaceAligner(backend="auto") uses `<stem>.onnx` next to `<stem>.safetensors` when it exists.
 Uses torch's TorchScript-based exporter (dynamo=False; needs no onnxscript and no network)."""
@@ -35,7 +37,8 @@ OPSET = 17
 CHECK_TOLERANCE = 1e-3  # crop units: torch vs ONNX Runtime coords must agree this well
 CHECK_BATCHES = (1, 3)
 BACKBONE_SCOPE = "/model/backbone/"  # ONNX node-name prefixes of the layers int8 quantization touches
-DECODER_SCOPE = "/model/decoder/"
+DECODER_SCOPE = "/model/decoder/"  # heatmap head's FPN decoder
+FEATURE_SCOPES = ("/model/fusion/", "/model/cbam/", "/model/to_nodes/")  # graph / FC heads' conv layers before the nodes
 CALIB_FACES = 128  # training faces whose crops set the int8 activation ranges
 
 
@@ -105,9 +108,11 @@ def export(model, out: str | Path, opset: int = OPSET) -> Path:
 
 
 def quantized_scope(head: str) -> tuple[str, ...]:
-    """ONNX node-name prefixes quantized for a model head: the backbone; for the pure heatmap head
-    also its FPN decoder (the attention / heatmap / read-out layers stay float)."""
-    return (BACKBONE_SCOPE, DECODER_SCOPE) if head == "heatmap" else (BACKBONE_SCOPE,)
+    """ONNX node-name prefixes quantized for a model head: the backbone, plus the fusion / CBAM /
+    map-to-node layers of a graph or FC head, or the FPN decoder of the pure heatmap head (the
+    adjacency, graph, attention, heatmap and read-out layers stay float)."""
+    return {"heatmap": (BACKBONE_SCOPE, DECODER_SCOPE), "graph": (BACKBONE_SCOPE, *FEATURE_SCOPES),
+            "fc": (BACKBONE_SCOPE, *FEATURE_SCOPES)}.get(head, (BACKBONE_SCOPE,))
 
 
 def quantize_int8(onnx_file: str | Path, out: str | Path, crops: np.ndarray,

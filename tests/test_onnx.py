@@ -84,7 +84,7 @@ def test_stale_or_missing_onnx(exported, tmp_path):
         FaceAligner(lonely, backend="onnx", detector="none")
 
 
-# ---------------------------------------------------------------- int8 (static quantization, backbone only)
+# ---------------------------------------------------------------- int8 (static quantization, conv feature layers)
 @pytest.fixture(scope="module")
 def quantized(exported, tmp_path_factory):
     from synth_faces import write_split
@@ -95,20 +95,25 @@ def quantized(exported, tmp_path_factory):
     return onnx_path_for(exported, "int8")
 
 
-def test_int8_quantizes_the_backbone_only(quantized):
+def test_int8_quantizes_the_conv_feature_layers_only(quantized):
     import onnx
 
-    from core.export_onnx import BACKBONE_SCOPE as QUANTIZED_SCOPE
+    from core.export_onnx import BACKBONE_SCOPE, FEATURE_SCOPES, quantized_scope
 
-    nodes = onnx.load(str(quantized)).graph.node
+    scope = quantized_scope("graph")
+    assert scope == quantized_scope("fc") == (BACKBONE_SCOPE, *FEATURE_SCOPES)
+    graph = onnx.load(str(quantized)).graph
+    nodes, weights = graph.node, {t.name for t in graph.initializer}
     q = [n.name for n in nodes if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
     assert q, "no quantized layer"
-    convs_in = [n for n in nodes if n.op_type == "Conv" and n.name.startswith(QUANTIZED_SCOPE)]
-    # every backbone conv reads int8 weights; no layer outside the backbone does
-    dq_out = {n.output[0]: n for n in nodes if n.op_type == "DequantizeLinear"}
-    assert all(c.input[1] in dq_out for c in convs_in)
-    outside = [n for n in nodes if n.op_type in ("Conv", "MatMul", "Gemm") and not n.name.startswith(QUANTIZED_SCOPE)]
-    assert outside and all(n.input[1] not in dq_out for n in outside)
+    convs_in = [n for n in nodes if n.op_type == "Conv" and n.name.startswith(scope)]
+    # every backbone / fusion / CBAM / map-to-node conv reads int8 weights; no adjacency, graph or
+    # covariance layer's weight is (it may read a dequantized activation: map-to-node's output)
+    int8_weights = {n.output[0] for n in nodes if n.op_type == "DequantizeLinear" and n.input[0] in weights}
+    assert all(c.input[1] in int8_weights for c in convs_in)
+    assert {p for p in scope if any(c.name.startswith(p) for c in convs_in)} == set(scope)
+    outside = [n for n in nodes if n.op_type in ("Conv", "MatMul", "Gemm") and not n.name.startswith(scope)]
+    assert outside and all(n.input[1] not in int8_weights for n in outside)
 
 
 def test_int8_heatmap_head_quantizes_backbone_and_decoder(tiny_heatmap_weights, tmp_path):
@@ -117,7 +122,7 @@ def test_int8_heatmap_head_quantizes_backbone_and_decoder(tiny_heatmap_weights, 
     from core.export_onnx import BACKBONE_SCOPE, DECODER_SCOPE, quantized_scope
     from synth_faces import write_split
 
-    assert quantized_scope("graph") == quantized_scope("hybrid") == (BACKBONE_SCOPE,)
+    assert quantized_scope("hybrid") == (BACKBONE_SCOPE,)
     for suffix in (".safetensors", ".json"):
         shutil.copy(tiny_heatmap_weights.with_suffix(suffix), tmp_path / f"hm{suffix}")
     weights = tmp_path / "hm.safetensors"
