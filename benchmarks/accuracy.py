@@ -5,8 +5,9 @@
 Evaluates the default model (Wasserstein heatmap head) and its int8 ONNX export, the app's
 graph-head / FC-head pair (same budget), the graph model's int8 export the webcam runs and the fast
 64 px graph head (fp32, int8) under the default, synthetic-occlusion and motion-blur protocols
-(core.evaluate), the float models under --occlusion-seeds occlusion seeds, and dlib's 68-point predictor on the same crops when dlib is
-installed (benchmark only: pip install dlib-bin face-recognition-models "setuptools<81").
+(core.evaluate), the float models under --occlusion-seeds occlusion seeds, and dlib's 68-point
+predictor on the same crops when dlib is installed (benchmark only: pip install dlib-bin
+face-recognition-models "setuptools<81").
 Writes benchmarks/results/<model>_<protocol>.json, benchmarks/results/table.md and docs/ced.png."""
 from __future__ import annotations
 

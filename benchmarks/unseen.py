@@ -1,0 +1,59 @@
+"""Faces from another source than training: the shipped models and dlib's predictor on faces68
+`extra` (YouTube-Faces video frames, 347 identities, none of them in `train`; no shipped model was
+trained on this split, nor, as far as its documentation says, was dlib's 300-W predictor). Default
+protocol (crop around the labelled landmarks); the labels are integer and noisier than 300-W's
+(data README), so absolute NMEs are higher for every model: compare rows, not with the test table.
+
+    python benchmarks/unseen.py --data ../shared/data/faces68 [--split extra] [--no-dlib]
+
+Writes benchmarks/results/unseen_<split>.json and unseen_<split>.md."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.accuracy import RESULTS, dlib_predictor, fmt, run_dlib  # noqa: E402
+from core.checkpoint import DEFAULT_WEIGHTS, FAST_WEIGHTS, FC_WEIGHTS, GRAPH_WEIGHTS  # noqa: E402
+from core.data import load_jsonl  # noqa: E402
+from core.evaluate import evaluate  # noqa: E402
+
+MODELS = {"Wasserstein heatmap head (default)": DEFAULT_WEIGHTS, "graph head (app)": GRAPH_WEIGHTS,
+          "FC head (baseline)": FC_WEIGHTS, "fast graph head (64 px)": FAST_WEIGHTS}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "faces68"))
+    ap.add_argument("--split", default="extra")
+    ap.add_argument("--no-dlib", action="store_true")
+    args = ap.parse_args(argv)
+    rows = {}
+    for name, w in MODELS.items():
+        t = time.time()
+        rows[name] = evaluate(w, args.data, args.split)
+        print(f"{name:36s} NME {rows[name]['nme']:.4%} FR10 {rows[name]['fr10']:.2%} ({time.time() - t:.0f} s)", flush=True)
+    peer = None if args.no_dlib else dlib_predictor()
+    if peer is not None:
+        r, found = run_dlib(load_jsonl(Path(args.data) / f"{args.split}.jsonl"), "default", 0, peer)
+        rows["dlib 68-point predictor (peer)"] = {**r, "dlib_detected": found}
+    n = next(iter(rows.values()))["n"]
+    lines = [f"Split `{args.split}` ({n} faces), default protocol.", "",
+             "| model | NME | FR@10 | AUC@10 | NME normal | NME tangent | inside 1σ / 2σ ellipse |",
+             "|---|---|---|---|---|---|---|"] + [f"| {name} | {fmt(r)} |" for name, r in rows.items()]
+    table = "\n".join(lines)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"unseen_{args.split}.json").write_text(json.dumps(
+        {name: {k: v for k, v in r.items() if k != "nme_per_face"} for name, r in rows.items()}, indent=1))
+    (RESULTS / f"unseen_{args.split}.md").write_text(table + "\n")
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
