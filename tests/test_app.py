@@ -269,7 +269,7 @@ def test_webcam_can_run_its_own_model(tiny_weights, tiny_fc_weights, tiny_heatma
     np.testing.assert_array_equal(app.webcam_neighbours, models.video[0].neighbours)
     frame = np.asarray(Image.open(ASTRONAUT).convert("RGB"))
     out, status = app.webcam_frame(frame, ["points", "graph"], "session-a")
-    assert out.shape == frame.shape and "FPS" in status
+    assert out.shape == frame.shape and "FPS" in status and "model: **tiny_heatmap**" in status
     # default: the webcam runs the graph-head model
     assert Path(load_models(tiny_weights, tiny_fc_weights, webcam_slots=1).video[0].weights).stem == "tiny_graph"
 
