@@ -309,8 +309,9 @@ def test_benchmark_tab(demo):
     assert len(fig.data) == 2 and "broken.json" in note
 
 
-def test_launch_without_weights_exits_nonzero(tmp_path):
-    r = subprocess.run([sys.executable, str(ROOT / "launch_app.py"), "--weights", str(tmp_path / "nope.safetensors")],
+@pytest.mark.parametrize("flag", ["--weights", "--webcam-weights"])
+def test_launch_without_weights_exits_nonzero(tmp_path, flag):
+    r = subprocess.run([sys.executable, str(ROOT / "launch_app.py"), flag, str(tmp_path / "nope.safetensors")],
                        capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert r.returncode == 2
     assert "weights not found" in r.stderr and "nope.safetensors" in r.stderr
