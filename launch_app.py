@@ -32,8 +32,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--accurate-weights", default=str(DEFAULT_WEIGHTS),
                     help="second photo model the upload tab can switch to (default: the package default, "
                          "the Wasserstein heatmap head); '' = none")
-    ap.add_argument("--webcam-weights", default="",
-                    help=f"webcam model ('' = --weights); {FAST_WEIGHTS.name} is the fast 64 px model for slow CPUs")
+    ap.add_argument("--webcam-weights", default=os.environ.get("SDFL_WEBCAM_WEIGHTS", ""),
+                    help=f"webcam model ('' = --weights; env SDFL_WEBCAM_WEIGHTS, e.g. on a Space); "
+                         f"{FAST_WEIGHTS.name} is the fast 64 px model for slow CPUs")
     ap.add_argument("--backend", default="auto", choices=["auto", "onnx", "torch"],
                     help="auto: ONNX Runtime when <stem>.onnx exists next to the weights, else torch")
     ap.add_argument("--device", default="cpu", help="cpu, cuda, cuda:0 ...")
