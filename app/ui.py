@@ -362,6 +362,7 @@ class LandmarkApp:
         self.neighbours = np.asarray(getattr(models.graph, "neighbours"))
         self.fc_neighbours = np.asarray(getattr(models.fc, "neighbours", self.neighbours))
         self.webcam_neighbours = np.asarray(getattr(models.video[0], "neighbours", self.neighbours))
+        self.webcam_model = Path(str(getattr(models.video[0], "weights", "?"))).stem  # one model for the whole pool
         self._tmp = Path(tempfile.mkdtemp(prefix="sdfl_app_"))
 
     # -- inference -------------------------------------------------------------------------
@@ -486,7 +487,6 @@ class LandmarkApp:
             with self.pool.acquire(session) as aligner:
                 faces = aligner.predict(frame, timestamp=time.monotonic())
                 name, provider = getattr(aligner, "device_name", "?"), getattr(aligner, "provider", "")
-                model = Path(str(getattr(aligner, "weights", "?"))).stem
                 if getattr(aligner, "precision", "fp32") != "fp32":
                     provider = f"{provider}, {aligner.precision}"
         except ValueError as e:
@@ -498,7 +498,7 @@ class LandmarkApp:
         out = ov.draw_text_box(out, [f"{fps:4.1f} FPS   {latency * 1000:5.1f} ms/frame", device,
                                      f"{len(faces)} face(s)"], corner="bottom-left")  # top-left: the label
         status = (f"**{fps:.1f} FPS** · {latency * 1000:.1f} ms per frame (avg {lat * 1000:.1f} ms) · "
-                  f"{len(faces)} face(s) · model: **{model}** · device: **{name}** ({provider})")
+                  f"{len(faces)} face(s) · model: **{self.webcam_model}** · device: **{name}** ({provider})")
         return out, status
 
     # -- occlusion tab ---------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """Faces from another source than training: the shipped models and dlib's predictor on faces68
-`extra` (YouTube-Faces video frames, 347 identities, none of them in `train`; no shipped model was
-trained on this split, nor, as far as its documentation says, was dlib's 300-W predictor). Default
+`extra` (YouTube-Faces video frames of 347 people; no shipped model was trained on this split, nor,
+as far as its documentation says, was dlib's 300-W predictor). Default
 protocol (crop around the labelled landmarks); the labels are integer and noisier than 300-W's
 (data README), so absolute NMEs are higher for every model: compare rows, not with the test table.
 

@@ -221,7 +221,8 @@ class FaceAligner:
     backend: "auto" (ONNX Runtime when `<stem>.onnx` exists and is not older than the weights,
     else torch), "onnx" or "torch". precision: "fp32" or "int8" (`<stem>.int8.onnx`, the
     convolutional layers quantized: core.export_onnx.quantized_scope; ONNX Runtime only: 1.3-2.4x
-    faster per face on a CPU at 1 thread, for 0.01-0.02 points of NME). device: "cpu", "cuda", "cuda:N" or "auto" (CUDA if available).
+    faster per face on a CPU at 1 thread, for 0.01-0.02 points of NME).
+    device: "cpu", "cuda", "cuda:N" or "auto" (CUDA if available).
     detector: "mediapipe", "haar", "none" (boxes must be given) or any object with
     `detect(rgb) -> list[Detection]`. video: track faces from frame to frame and smooth landmarks.
     threads: intra-op threads (ORT session; torch: process-wide set_num_threads); 0 = default.
