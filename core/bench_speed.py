@@ -3,6 +3,7 @@
 68-point shape predictor when dlib is importable.
 
     python -m core.bench_speed --json OUT.json [--runs 50] [--weights W]
+    python -m core.bench_speed --json OUT.json --device cuda [--weights W ...]   # GPU: model per face only
 
 Medians (ms) over `runs` timed calls after WARMUP untimed ones. Without --weights it uses
 core.checkpoint.DEFAULT_WEIGHTS, or, before that exists, a randomly initialised graph-head model
@@ -144,8 +145,16 @@ def run(argv, tmp: Path) -> int:
     ap = argparse.ArgumentParser(description="Speed benchmark of the inference pipeline.")
     ap.add_argument("--json", required=True, help="write results here")
     ap.add_argument("--runs", type=int, default=50, help="timed runs per measurement (>= 50 for the report)")
-    ap.add_argument("--weights", default=None, help="<stem>.safetensors (default: shipped weights or random init)")
+    ap.add_argument("--weights", default=None, nargs="+",
+                    help="<stem>.safetensors (default: shipped weights or random init); several with --device cuda")
+    ap.add_argument("--device", default="cpu",
+                    help="cpu: the whole benchmark; cuda or cuda:N: the landmark model per face on that GPU")
     args = ap.parse_args(argv)
+    if args.device != "cpu":
+        return run_gpu(args)
+    if args.weights and len(args.weights) > 1:
+        ap.error("several --weights only with --device cuda")
+    args.weights = args.weights[0] if args.weights else None
 
     import torch
 
@@ -263,6 +272,39 @@ def run(argv, tmp: Path) -> int:
               + ", ".join(f"{p} {r}" for p, r in res["ratio_vs_dlib_onnx_1thread_batch1"].items()))
     elif dl is not None:
         print(f"dlib: not measured ({dl.get('reason')})")
+    return 0
+
+
+GPU_BATCHES = (1, 8, 64)
+
+
+def run_gpu(args) -> int:
+    """The landmark model per face on a GPU through FaceAligner's torch backend (input copied to the
+    device, outputs back to the host, as the app does), batch 1 / 8 / 64, for each of --weights."""
+    import torch
+
+    from .checkpoint import DEFAULT_WEIGHTS
+    from .inference import FaceAligner
+
+    if not torch.cuda.is_available():
+        print(f"--device {args.device}: torch sees no CUDA device", file=sys.stderr)
+        return 2
+    res = {"machine": {"gpu": torch.cuda.get_device_name(torch.device(args.device)), "torch": torch.__version__,
+                       "cuda": torch.version.cuda, "python": platform.python_version()},
+           "runs": args.runs, "warmup": WARMUP, "model": {}}
+    print(f"{res['machine']['gpu']}, torch {torch.__version__} (CUDA {torch.version.cuda})")
+    print(f"{'measurement':70s} {'median ms':>10s} {'p90 ms':>8s}")
+    for weights in args.weights or [DEFAULT_WEIGHTS]:
+        fa = FaceAligner(weights, backend="torch", device=args.device, detector="none")
+        for batch in GPU_BATCHES:
+            x = np.random.default_rng(0).random((batch, 3, fa.input_size, fa.input_size), dtype=np.float32)
+            s = summary(timed(lambda: fa.runner(x), args.runs), per=batch)
+            res["model"][f"{Path(weights).stem}_batch{batch}"] = {**s, "provider": fa.provider,
+                                                                  "input_size": fa.input_size}
+            print(f"{f'model per face: {Path(weights).stem} (torch fp32, {fa.provider}), batch {batch}':70s} "
+                  f"{s['median_ms']:10.3f} {s['p90_ms']:8.3f}")
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(res, indent=1))
     return 0
 
 

@@ -141,3 +141,35 @@ def test_calibration_known_values():
     cov = np.tile(np.eye(2), (1, 4, 1, 1))
     cal = calibration(pred, gt, cov)
     assert cal["inside_1sigma"] == 0.5 and cal["inside_2sigma"] == 0.75
+
+
+def test_bench_speed_gpu_mode_without_cuda_says_so(capsys, tmp_path):
+    from core import bench_speed
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    assert bench_speed.main(["--json", str(tmp_path / "s.json"), "--device", "cuda"]) == 2
+    assert "no CUDA device" in capsys.readouterr().err
+    assert not (tmp_path / "s.json").exists()
+
+
+def test_bench_speed_several_weights_need_a_gpu(tmp_path):
+    from core import bench_speed
+
+    with pytest.raises(SystemExit) as e:
+        bench_speed.main(["--json", str(tmp_path / "s.json"), "--weights", "a.safetensors", "b.safetensors"])
+    assert e.value.code == 2
+
+
+def test_hidden_points_are_those_the_occluder_paints_black():
+    from core.protocols import face_rng, hidden_points, occlude
+
+    pts = np.random.default_rng(0).uniform(40, 150, (68, 2))
+    covered = 0
+    for seed in range(5):
+        painted = occlude(np.full((192, 192, 3), 255, np.uint8), pts, face_rng(seed, 3))
+        xy = np.round(pts).astype(int)
+        hidden = hidden_points(192, pts, face_rng(seed, 3))
+        np.testing.assert_array_equal(hidden, painted[xy[:, 1], xy[:, 0], 0] == 0)
+        covered += hidden.sum()
+    assert 0 < covered < 5 * 68
