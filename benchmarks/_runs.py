@@ -71,20 +71,31 @@ def budget_parser(doc: str, runs: str) -> argparse.ArgumentParser:
     ap.add_argument("--parallel", type=int, default=2, help="runs at once (1 thread each)")
     ap.add_argument("--runs", default=str(ROOT / "runs" / runs))
     ap.add_argument("--skip-training", action="store_true", help="score the runs already in --runs")
+    ap.add_argument("--only", nargs="+", metavar="NAME", help="these variants only (their run folder names)")
+    ap.add_argument("--device", default="cpu", help="train on this device (cpu, cuda); occlusion_training also scores there")
+    ap.add_argument("--workers", type=int, default=1, help="data-loading processes per run")
     return ap
 
 
 def budget_sets(args: argparse.Namespace) -> list[str]:
     """core.train overrides that give every variant the same budget."""
     return ["--set", f"epochs={args.epochs}", "--set", f"model.input_size={args.input_size}", "--set", "threads=1",
-            "--set", f"data.root={args.data}", "--set", "warmup_epochs=1"]
+            "--set", f"data.root={args.data}", "--set", "warmup_epochs=1", "--set", f"device={args.device}",
+            "--set", f"workers={args.workers}"]
 
 
 def train_on_budget(doc: str, runs_name: str, variants: dict, argv=None):
     """Parse a short-budget benchmark's options, write the validation split, train every variant
-    (unless --skip-training). Returns (args, data folder, runs folder, val folder, wall seconds)."""
-    args = budget_parser(doc, runs_name).parse_args(argv)
+    (or those --only names; none with --skip-training). Returns (args, data folder, runs folder,
+    val folder, wall seconds, the variants chosen)."""
+    ap = budget_parser(doc, runs_name)
+    args = ap.parse_args(argv)
+    if args.only:
+        unknown = sorted(set(args.only) - {slug(n) for n in variants})
+        if unknown:
+            ap.error(f"--only: unknown variant(s) {unknown}; known: {sorted(slug(n) for n in variants)}")
+        variants = {n: v for n, v in variants.items() if slug(n) in args.only}
     data, runs = Path(args.data), Path(args.runs)
     val_dir = write_val_split(data, runs)
     wall = 0.0 if args.skip_training else train_variants(variants, budget_sets(args), runs, args.parallel)
-    return args, data, runs, val_dir, wall
+    return args, data, runs, val_dir, wall, variants

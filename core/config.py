@@ -86,6 +86,10 @@ class ModelConfig:
     channels: int = 128  # fused feature channels
     node_channels: int = 4  # n in map-to-node (N*n channels)
     k: int = 3  # neighbours per landmark (plus self)
+    # directed: landmark i hears its own top k; undirected: also every landmark that has i in its top k,
+    # so every landmark can reach every other through the graph (core.graph.neighbourhood)
+    edges: typing.Literal["directed", "undirected"] = "directed"
+    edge_reliability: bool = False  # dynamic edge weights also score each source node from its own features
     adjacency: typing.Literal["dynamic", "binary"] = "dynamic"
     graph_blocks: int = 4
     graph_hidden: int = 128
@@ -114,6 +118,8 @@ class ModelConfig:
             raise ConfigError(f"model.node_dropout must be in [0, 1), got {self.node_dropout}")
         if self.node_dropout and self.head not in ("graph", "fc"):
             raise ConfigError(f"model.node_dropout applies to the graph and fc heads, not {self.head!r}")
+        if self.edge_reliability and not (self.head == "graph" and self.adjacency == "dynamic"):
+            raise ConfigError("model.edge_reliability applies to the graph head with dynamic adjacency")
         if self.heatmap_stride not in (4, 8):
             raise ConfigError(f"model.heatmap_stride must be 4 or 8, got {self.heatmap_stride}")
         if self.head in ("heatmap", "hybrid") and self.num_landmarks != NUM_LANDMARKS:

@@ -246,3 +246,15 @@ def test_normalized_shapes_in_unit_crop(tmp_path):
     # square box crop with margin 1.3: the larger box side spans 1 / 1.3 of the crop
     span = (shapes.max(1) - shapes.min(1)).max(1)
     assert np.allclose(span, 1 / 1.3, atol=2 / 64)
+
+
+def test_downscale_data_scales_images_and_landmarks(tmp_path):
+    from benchmarks.downscale_data import main as downscale
+
+    objs = write_split(tmp_path / "d", n=3, size=256)
+    assert downscale(["--data", str(tmp_path / "d"), "--out", str(tmp_path / "o"), "--size", "128"]) == 0
+    small = load_jsonl(tmp_path / "o" / "train.jsonl")
+    assert len(small) == 3
+    for obj, rec in zip(objs, small):
+        assert read_image(rec.image).shape[:2] == (128, 128)
+        np.testing.assert_allclose(rec.landmarks, (np.asarray(obj["landmarks"]) + 0.5) / 2 - 0.5, atol=1e-3)

@@ -109,3 +109,18 @@ def test_bad_shapes_raise(bad):
 def test_bad_k_raises(k):
     with pytest.raises(ValueError, match="k must be"):
         neighbourhood(_paired(), k=k)
+
+
+def test_undirected_neighbourhood_is_symmetric_superset_and_connects_everything():
+    shapes = synthetic_shapes(40)
+    directed, undirected = neighbourhood(shapes, k=3), neighbourhood(shapes, k=3, undirected=True)
+    np.testing.assert_array_equal(undirected, undirected.T)
+    assert (undirected >= directed).all() and (undirected > directed).any()
+    reach = undirected.astype(np.float64)
+    for _ in range(7):  # paths of up to 2**7 edges
+        reach = np.minimum(reach @ reach, 1.0)
+    assert reach.all(), "every landmark reaches every other"
+    reach = directed.astype(np.float64)
+    for _ in range(7):
+        reach = np.minimum(reach @ reach, 1.0)
+    assert not reach.all(), "the directed top-k graph leaves some pairs unreachable"

@@ -147,6 +147,41 @@ def test_node_dropout_config_rejected(bad):
         ModelConfig(**{**TINY_CONFIG, **bad}).validate()
 
 
+def test_edge_reliability_scores_source_nodes(graph_inputs):
+    nb = graph_inputs[0]
+    n, dim = nb.shape[0], 6
+    torch.manual_seed(0)
+    adj = DynamicAdjacency(8, nb, node_dim=dim)
+    feats, nodes = torch.randn(2, 8, 4, 4), torch.randn(2, n, dim)
+    plain = DynamicAdjacency(8, nb)
+    plain.fc.load_state_dict(adj.fc.state_dict())
+    torch.testing.assert_close(adj(feats, nodes), plain(feats))  # zero-initialised: starts as the plain layer
+    j = int(torch.nonzero(nb.sum(0) > 1)[0])  # a node that is some other node's neighbour
+    nodes[:, j] = 1.0
+    with torch.no_grad():
+        adj.reliability.weight.fill_(1.0)  # node j scores high: every row that holds j leans on it
+    a = adj(feats, nodes)
+    torch.testing.assert_close(a.sum(-1), torch.ones(2, n))
+    assert torch.all(a[nb.expand(2, -1, -1) == 0] == 0)
+    rows = nb[:, j] > 0
+    assert torch.all(a[:, rows, j] > plain(feats)[:, rows, j])
+
+
+@pytest.mark.parametrize("bad", [dict(head="fc"), dict(adjacency="binary"), dict(head="hybrid")])
+def test_edge_reliability_needs_the_dynamic_graph_head(bad):
+    from core.config import ConfigError
+
+    with pytest.raises(ConfigError, match="edge_reliability"):
+        ModelConfig(**{**TINY_CONFIG, "edge_reliability": True, **bad}).validate()
+
+
+def test_edge_reliability_model_trains_through(graph_inputs):
+    m = _model(graph_inputs, edge_reliability=True)
+    out = m(torch.rand(2, 3, 64, 64))
+    (out["coords"].sum() + (out["adjacency"] * torch.rand_like(out["adjacency"])).sum()).backward()
+    assert m.adjacency.reliability.weight.grad.abs().sum() > 0
+
+
 def test_build_rejects_wrong_graph_shapes(graph_inputs):
     nb, mean = graph_inputs
     with pytest.raises(ValueError, match="neighbours"):

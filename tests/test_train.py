@@ -232,3 +232,14 @@ def test_missing_data_exits_2(tmp_path, capsys):
 def test_config_json_written(straight_run):
     cfg = json.loads((straight_run / "config.json").read_text())
     assert cfg["model"]["input_size"] == 64 and cfg["epochs"] == 3
+
+
+def test_undirected_edges_train_with_a_symmetric_neighbourhood(tmp_path, data_root, straight_run):
+    cfg = _write_cfg(tmp_path / "cfg.yaml", _cfg_dict(data_root, epochs=1, model={"edges": "undirected"}))
+    assert main(["--config", cfg, "--out", str(tmp_path / "run")]) == 0
+    undirected = np.asarray(read_meta(tmp_path / "run" / "best.safetensors")["neighbours"])
+    directed = np.asarray(read_meta(straight_run / "best.safetensors")["neighbours"])
+    np.testing.assert_array_equal(undirected, undirected.T)
+    np.testing.assert_array_equal(undirected, np.maximum(directed, directed.T))
+    model, _ = load_model(tmp_path / "run" / "best.safetensors")
+    np.testing.assert_array_equal(model.neighbours.numpy(), undirected)

@@ -54,7 +54,7 @@ class LandmarkModel(nn.Module):
         self.out_dim = 2 + (3 if cfg.uncertainty else 0)
         if cfg.head == "graph":
             if cfg.dynamic_adjacency:
-                self.adjacency = DynamicAdjacency(c, self.neighbours)
+                self.adjacency = DynamicAdjacency(c, self.neighbours, node_dim if cfg.edge_reliability else 0)
             self.head = GraphHead(node_dim, cfg.graph_hidden, cfg.graph_blocks, n, self.out_dim)
         else:
             self.head = FCHead(node_dim, cfg.fc_hidden, n, self.out_dim)
@@ -81,7 +81,7 @@ class LandmarkModel(nn.Module):
             nodes = F.dropout1d(nodes, self.cfg.node_dropout)
         b = x.shape[0]
         if self.cfg.dynamic_adjacency:
-            adj = self.adjacency(f)
+            adj = self.adjacency(f, nodes)
         else:
             adj = binary_adjacency(self.neighbours).expand(b, -1, -1)
         out = self.head(nodes, adj)

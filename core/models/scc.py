@@ -70,7 +70,7 @@ class DynamicAdjacency(nn.Module):
     """Per-image edge weights on the fixed sparse neighbourhood M:
     A = row_softmax(W) over the non-zeros of M, W from GAP(features) -> FC -> ReLU -> FC."""
 
-    def __init__(self, channels: int, mask: torch.Tensor):
+    def __init__(self, channels: int, mask: torch.Tensor, node_dim: int = 0):
         super().__init__()
         # Derived from the model's `neighbours` buffer at build time, so not saved twice.
         self.register_buffer("mask", mask.float().clone(), persistent=False)
@@ -80,10 +80,17 @@ class DynamicAdjacency(nn.Module):
         self.fc = nn.Sequential(nn.Linear(channels, channels), nn.ReLU(inplace=True), nn.Linear(channels, rows.numel()))
         nn.init.zeros_(self.fc[2].weight)  # starts uniform over each neighbourhood
         nn.init.zeros_(self.fc[2].bias)
+        # optional reliability of each source node from its own features: W_ij += r(h_j)
+        self.reliability = nn.Linear(node_dim, 1) if node_dim else None
+        if self.reliability is not None:
+            nn.init.zeros_(self.reliability.weight)
+            nn.init.zeros_(self.reliability.bias)
 
-    def forward(self, feats):
+    def forward(self, feats, nodes=None):
         b, n = feats.shape[0], self.mask.shape[0]
         w = self.fc(feats.mean((2, 3)))
+        if self.reliability is not None:
+            w = w + self.reliability(nodes)[:, self.cols, 0]
         logits = torch.full((b, n * n), -1e4, dtype=w.dtype, device=w.device)
         logits = logits.index_copy(1, self.rows * n + self.cols, w).reshape(b, n, n)
         return torch.softmax(logits, -1) * self.mask
