@@ -1,11 +1,12 @@
-"""Does a training choice make the graph head lose less under occlusion than the FC head? Graph and
-FC heads are trained on the same budget, as shipped and with one change each: node dropout
+"""Does a training choice make the graph head lose less under occlusion than the FC head? Graph and FC
+heads are trained on the same budget, as shipped and with one change each: node dropout
 (model.node_dropout: whole map-to-node nodes zeroed in training, so a node must be inferred from
 the others), a 4x heavier Laplacian loss, k=6 neighbours, undirected edges (model.edges), heavier
-occlusion augmentation, per-node edge reliability (model.edge_reliability, graph only) and a second
-training seed; then scored on the validation split held out from train, clean and under the
-occlusion protocol over several seeds. The NME occlusion adds is split into the part added on the
-points the occluder covers and the part added on the visible ones. Test is not used.
+occlusion augmentation, per-node edge reliability (model.edge_reliability, graph only), a virtual
+node (model.graph_context, graph only) and a second training seed; then scored on the validation
+split held out from train, clean and under the occlusion protocol over several seeds. The NME
+occlusion adds is split into the part added on the points the occluder covers and the part added on
+the visible ones. Test is not used.
 
     python benchmarks/occlusion_training.py --data ../shared/data/faces68 [--epochs 40] [--input-size 64]
         [--only graph_head fc_head ...] [--device cuda --workers 5 --parallel 3]
@@ -49,6 +50,8 @@ VARIANTS = {
     "graph head, training seed 1": ("sdfl_graph.yaml", ["seed=1"]),
     "graph head, edge reliability": ("sdfl_graph.yaml", ["model.edge_reliability=true"]),
     "graph head, edge reliability, seed 1": ("sdfl_graph.yaml", ["model.edge_reliability=true", "seed=1"]),
+    "graph head, virtual node": ("sdfl_graph.yaml", ["model.graph_context=true"]),
+    "graph head, virtual node, seed 1": ("sdfl_graph.yaml", ["model.graph_context=true", "seed=1"]),
     "FC head, training seed 1": ("sdfl_fc.yaml", ["seed=1"]),
 }
 

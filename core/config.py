@@ -93,6 +93,7 @@ class ModelConfig:
     adjacency: typing.Literal["dynamic", "binary"] = "dynamic"
     graph_blocks: int = 4
     graph_hidden: int = 128
+    graph_context: bool = False  # graph blocks also hear a virtual node (attention pooling of all nodes)
     fc_hidden: int = 256
     uncertainty: bool = True
     node_dropout: float = 0.0  # training only (graph / fc heads): zero whole map-to-node nodes with this probability
@@ -120,6 +121,8 @@ class ModelConfig:
             raise ConfigError(f"model.node_dropout applies to the graph and fc heads, not {self.head!r}")
         if self.edge_reliability and not (self.head == "graph" and self.adjacency == "dynamic"):
             raise ConfigError("model.edge_reliability applies to the graph head with dynamic adjacency")
+        if self.graph_context and self.head != "graph":
+            raise ConfigError(f"model.graph_context applies to the graph head, not {self.head!r}")
         if self.heatmap_stride not in (4, 8):
             raise ConfigError(f"model.heatmap_stride must be 4 or 8, got {self.heatmap_stride}")
         if self.head in ("heatmap", "hybrid") and self.num_landmarks != NUM_LANDMARKS:

@@ -12,7 +12,7 @@ from core.config import ModelConfig
 from core.graph import neighbourhood
 from core.models import LandmarkModel, build_model, cholesky_to_cov
 from core.models.backbones import MOBILENET_V2_FILE, MobileNetV2, build_backbone, find_mobilenet_weights
-from core.models.scc import DynamicAdjacency, binary_adjacency
+from core.models.scc import DynamicAdjacency, GraphHead, binary_adjacency
 
 from conftest import TINY_CONFIG, synthetic_shapes
 
@@ -180,6 +180,34 @@ def test_edge_reliability_model_trains_through(graph_inputs):
     out = m(torch.rand(2, 3, 64, 64))
     (out["coords"].sum() + (out["adjacency"] * torch.rand_like(out["adjacency"])).sum()).backward()
     assert m.adjacency.reliability.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("context", [False, True])
+def test_graph_context_reaches_nodes_outside_the_graph(graph_inputs, context):
+    """Without the virtual node a node hears only nodes with a path to it; with it, every node."""
+    nb = graph_inputs[0]
+    n = nb.shape[0]
+    reach = (nb > 0).float()  # reach[i, j]: a path from j into i (self-loops included)
+    for _ in range(7):  # paths of up to 2**7 > n edges
+        reach = (reach @ reach).clamp(max=1.0)
+    i, j = next((a, b) for a in range(n) for b in range(n) if reach[a, b] == 0)
+    torch.manual_seed(0)
+    head = GraphHead(8, 16, 2, n, 2, context=context).eval()
+    x = torch.randn(1, n, 8)
+    y = x.clone()
+    y[0, j] += 5.0
+    adj = binary_adjacency(nb)[None]
+    with torch.no_grad():
+        changed = not torch.allclose(head(x, adj)[0, i], head(y, adj)[0, i])
+    assert changed == context
+
+
+@pytest.mark.parametrize("head", ["fc", "heatmap", "hybrid"])
+def test_graph_context_rejected_without_graph_head(head):
+    from core.config import ConfigError
+
+    with pytest.raises(ConfigError, match="graph_context"):
+        ModelConfig(**{**TINY_CONFIG, "head": head, "graph_context": True}).validate()
 
 
 def test_build_rejects_wrong_graph_shapes(graph_inputs):

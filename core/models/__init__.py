@@ -55,7 +55,7 @@ class LandmarkModel(nn.Module):
         if cfg.head == "graph":
             if cfg.dynamic_adjacency:
                 self.adjacency = DynamicAdjacency(c, self.neighbours, node_dim if cfg.edge_reliability else 0)
-            self.head = GraphHead(node_dim, cfg.graph_hidden, cfg.graph_blocks, n, self.out_dim)
+            self.head = GraphHead(node_dim, cfg.graph_hidden, cfg.graph_blocks, n, self.out_dim, cfg.graph_context)
         else:
             self.head = FCHead(node_dim, cfg.fc_hidden, n, self.out_dim)
         last = self.head.out if cfg.head == "graph" else self.head.body[-1]

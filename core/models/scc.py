@@ -113,27 +113,34 @@ class GraphConv(nn.Module):
 
 
 class GraphBlock(nn.Module):
-    """Residual graph block: H + LN(GC(ReLU(LN(GC(H))))), then ReLU."""
+    """Residual graph block: H + LN(GC(ReLU(LN(GC(H) [+ 1 c^T W_c])))), then ReLU; the optional c is a
+    virtual node linked to every landmark: c = sum_i softmax_i(h_i . a) h_i (attention pooling)."""
 
-    def __init__(self, hidden):
+    def __init__(self, hidden, context: bool = False):
         super().__init__()
         self.gc1, self.gc2 = GraphConv(hidden, hidden), GraphConv(hidden, hidden)
         self.ln1, self.ln2 = nn.LayerNorm(hidden), nn.LayerNorm(hidden)
+        self.pool = nn.Linear(hidden, 1) if context else None
+        self.context = nn.Linear(hidden, hidden, bias=False) if context else None
 
     def forward(self, h, adj):
-        y = F.relu(self.ln1(self.gc1(h, adj)))
+        y = self.gc1(h, adj)
+        if self.context is not None:
+            c = (torch.softmax(self.pool(h), 1) * h).sum(1, keepdim=True)
+            y = y + self.context(c)
+        y = F.relu(self.ln1(y))
         return F.relu(h + self.ln2(self.gc2(y, adj)))
 
 
 class GraphHead(nn.Module):
     """Node features -> graph conv -> residual graph blocks -> per-node outputs."""
 
-    def __init__(self, in_dim, hidden, blocks, num_nodes, out_dim):
+    def __init__(self, in_dim, hidden, blocks, num_nodes, out_dim, context: bool = False):
         super().__init__()
         self.inp = GraphConv(in_dim, hidden)
         self.ln = nn.LayerNorm(hidden)
         self.node_embed = nn.Parameter(torch.zeros(num_nodes, hidden))
-        self.blocks = nn.ModuleList(GraphBlock(hidden) for _ in range(blocks))
+        self.blocks = nn.ModuleList(GraphBlock(hidden, context) for _ in range(blocks))
         self.out = nn.Linear(hidden, out_dim)
 
     def forward(self, nodes, adj):
