@@ -5,7 +5,8 @@
 Evaluates the default model (Wasserstein heatmap head) and its int8 ONNX export, the app's
 graph-head / FC-head pair (same budget), the graph model's int8 export the webcam runs and the fast
 64 px graph head (fp32, int8) under the default, synthetic-occlusion and motion-blur protocols
-(core.evaluate), the float models under --occlusion-seeds occlusion seeds, and dlib's 68-point
+(core.evaluate), the float models under --occlusion-seeds occlusion seeds, how much their error
+ellipses grow on the points the occluder covers (and on the visible ones), and dlib's 68-point
 predictor on the same crops when dlib is installed (benchmark only: pip install dlib-bin
 face-recognition-models "setuptools<81").
 Writes benchmarks/results/<model>_<protocol>.json, benchmarks/results/table.md and docs/ced.png."""
@@ -22,12 +23,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from core.checkpoint import DEFAULT_WEIGHTS, FAST_WEIGHTS, FC_WEIGHTS, GRAPH_WEIGHTS  # noqa: E402
-from core.data import load_jsonl  # noqa: E402
-from core.evaluate import evaluate, protocol_crops, write_ced  # noqa: E402
+from core.checkpoint import DEFAULT_WEIGHTS, FAST_WEIGHTS, FC_WEIGHTS, GRAPH_WEIGHTS, load_model  # noqa: E402
+from core.data import canonical_crop, load_jsonl  # noqa: E402
+from core.evaluate import evaluate, predict_records, protocol_crops, write_ced  # noqa: E402
 from core.inference import onnx_path_for  # noqa: E402
 from core.landmarks import apply_affine, invert_affine  # noqa: E402
-from core.metrics import summarize  # noqa: E402
+from core.metrics import ellipse_growth, summarize  # noqa: E402
+from core.protocols import face_rng, hidden_points  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 DLIB_CROP = 256  # dlib sees the same canonical crop as our model, at 256 px
@@ -89,6 +91,18 @@ def occlusion_seeds(models: dict, results: dict, args) -> dict[str, dict]:
     return out
 
 
+def ellipse_growth_under_occlusion(weights, records, seed: int) -> dict:
+    """How much the model's ellipses grow under the occlusion protocol (seed), on the points the
+    occluder covers and on the visible ones (core.metrics.ellipse_growth)."""
+    model, _ = load_model(weights)
+    _, _, clean = predict_records(model, records)
+    _, _, occluded = predict_records(model, records, occlusion=seed)
+    size = model.cfg.input_size
+    hidden = np.stack([hidden_points(size, apply_affine(canonical_crop(r.landmarks, size), r.landmarks),
+                                     face_rng(seed, i)) for i, r in enumerate(records)])
+    return ellipse_growth(clean, occluded, hidden)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "faces68"))
@@ -120,9 +134,9 @@ def main(argv=None) -> int:
             (RESULTS / f"{stem}_{proto}.json").write_text(json.dumps({"name": name, **r}, indent=1))
             print(f"{name:36s} {proto:9s} NME {r['nme']:.4%} FR10 {r['fr10']:.2%} AUC10 {r['auc10']:.4f} "
                   f"({time.time() - t:.0f} s)", flush=True)
+    records = load_jsonl(Path(args.data) / f"{args.split}.jsonl")
     peer = None if args.no_dlib else dlib_predictor()
     if peer is not None:
-        records = load_jsonl(Path(args.data) / f"{args.split}.jsonl")
         for proto in protocols:
             r, found = run_dlib(records, proto, args.seed, peer)
             r["dlib_detected"] = found
@@ -147,6 +161,13 @@ def main(argv=None) -> int:
             added = r["added"]
             sd = np.std(added, ddof=1) if len(added) > 1 else 0.0
             lines.append(f"- {name}: {np.mean(added):+.2%} ± {sd:.2%}")
+    growth = {name: ellipse_growth_under_occlusion(w, records, args.seed) for name, (w, precision) in models.items()
+              if not precision and (name, "occlusion") in results and "calibration" in results[(name, "occlusion")]}
+    if growth:
+        (RESULTS / "ellipse_growth.json").write_text(json.dumps(growth, indent=1))
+        lines.append(f"\nEllipse size under occlusion (seed {args.seed}) / clean, median per point:")
+        for name, g in growth.items():
+            lines.append(f"- {name}: covered points x{g['marked']:.2f}, visible points x{g['others']:.2f}")
     table = "\n".join(lines)
     (RESULTS / "table.md").write_text(table + "\n")
     print(table)

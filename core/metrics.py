@@ -80,6 +80,17 @@ def calibration(pred, gt, cov) -> dict:
             "ideal_1sigma": float(GAUSSIAN_COVERAGE[0]), "ideal_2sigma": float(GAUSSIAN_COVERAGE[1])}
 
 
+def ellipse_growth(cov_clean, cov_changed, mask) -> dict:
+    """How the predicted ellipses react to a change of the input: the median over points of
+    sigma_changed / sigma_clean, sigma = sqrt(trace Sigma), for the points `mask` marks (e.g. those an
+    occluder covers) and for the others. An uncertainty head that sees the occluder grows the first."""
+    ratio = np.sqrt(np.trace(np.asarray(cov_changed, np.float64), axis1=-2, axis2=-1)
+                    / np.trace(np.asarray(cov_clean, np.float64), axis1=-2, axis2=-1))
+    mask = np.asarray(mask, bool)
+    return {"marked": float(np.median(ratio[mask])) if mask.any() else float("nan"),
+            "others": float(np.median(ratio[~mask])) if (~mask).any() else float("nan")}
+
+
 def summarize(pred, gt, threshold: float = 0.10) -> dict:
     """All headline metrics as fractions (not percent)."""
     per_face = nme(pred, gt)

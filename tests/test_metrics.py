@@ -122,3 +122,16 @@ def test_summarize_fields():
     assert 0 <= s["nme_normal"] <= s["nme"] + 1e-12 and 0 <= s["nme_tangent"] <= s["nme"] + 1e-12
     # each point's error splits into normal and tangent parts: n^2 + t^2 = e^2 per point
     assert s["nme_normal"] + s["nme_tangent"] >= s["nme"] - 1e-9
+
+
+def test_ellipse_growth_medians_marked_and_other_points():
+    from core.metrics import ellipse_growth
+
+    clean = np.tile(np.eye(2) * 4.0, (2, 3, 1, 1))  # sigma = sqrt(8) everywhere
+    changed = clean.copy()
+    changed[:, 0] *= 9.0  # point 0: 3x the sigma
+    mask = np.zeros((2, 3), bool)
+    mask[:, 0] = True
+    g = ellipse_growth(clean, changed, mask)
+    assert g["marked"] == pytest.approx(3.0) and g["others"] == pytest.approx(1.0)
+    assert np.isnan(ellipse_growth(clean, changed, np.zeros((2, 3), bool))["marked"])
