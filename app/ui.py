@@ -561,7 +561,8 @@ class LandmarkApp:
             out = disp
             for c, o in zip(clean, occ):
                 out = ov.draw_points(out, (c["landmarks"] - off) * s, ov.REFERENCE_COLOR, hollow=True)
-                out = ov.draw_face(out, ov.scale_face(o, s, off), nb, ov.OverlayOptions(points=True, box=True))
+                out = ov.draw_face(out, ov.scale_face(o, s, off), nb,
+                                   ov.OverlayOptions(points=True, box=True, ellipses=True))
             images.append(out)
             mean_px = float(np.mean([d.mean() for d in d_px])) if d_px else float("nan")
             rel = [d.mean() / i for d, i in zip(d_px, iods) if i > 1.0]
@@ -576,7 +577,7 @@ class LandmarkApp:
                                        + (" (face #0)" if len(boxes) > 1 else ""))
         status = (f"{len(boxes)} face(s) · occluder: {kind} · both models ran on the same occluded image with the "
                   f"boxes detected on the clean one ({latency:.0f} ms for both) · filled green = occluded input, "
-                  f"hollow blue = the same model without occlusion")
+                  f"with its 1σ / 2σ error ellipses · hollow blue = the same model without occlusion")
         return images[0], texts[0], images[1], texts[1], fig, status, st
 
     # -- benchmark tab ---------------------------------------------------------------------

@@ -58,6 +58,9 @@ def train_variants(variants: dict[str, tuple[str, list[str]]], base: list[str], 
     return time.time() - started
 
 
+# The short-budget tables were measured with NLL weight 0.05, the configs' value before the shipped
+# graph / FC pair moved to 2.0; pinned so that they reproduce.
+BENCHMARK_NLL = 0.05
 SHORT_EPOCHS = 12  # the short budget both benchmarks share (the ablation's reference = the family's graph row)
 SHORT_INPUT = 128
 
@@ -81,7 +84,7 @@ def budget_sets(args: argparse.Namespace) -> list[str]:
     """core.train overrides that give every variant the same budget."""
     return ["--set", f"epochs={args.epochs}", "--set", f"model.input_size={args.input_size}", "--set", "threads=1",
             "--set", f"data.root={args.data}", "--set", "warmup_epochs=1", "--set", f"device={args.device}",
-            "--set", f"workers={args.workers}"]
+            "--set", f"workers={args.workers}", "--set", f"loss.nll={BENCHMARK_NLL}"]
 
 
 def train_on_budget(doc: str, runs_name: str, variants: dict, argv=None):

@@ -10,8 +10,8 @@ activations, min-max ranges over CALIB_FACES training crops) of the layers under
 quantized_scope(head): the convolutional feature layers: the backbone, plus the multi-scale fusion,
 CBAM and map-to-node of a graph/FC head or the FPN decoder of a heatmap head. The adjacency, graph,
 heatmap-attention and covariance layers stay float, where int8 costs accuracy (graph head,
-validation NME: fp32 4.01 %, backbone 4.03 %, + fusion/CBAM/map-to-node 4.04 %, every layer
-4.86 %; fast 64 px graph head: 5.18 % fp32, 5.19 % int8; Wasserstein heatmap head: all
+validation NME of the first shipped graph head: fp32 4.01 %, backbone 4.03 %, + fusion/CBAM/
+map-to-node 4.04 %, every layer 4.86 %; fast 64 px graph head: 5.18 % fp32, 5.19 % int8; Wasserstein heatmap head: all
 layers 3.86 -> 5.14 %, backbone 3.87 %, backbone + decoder 3.87 % and 1.2x faster).
 
 FaceAligner(backend="auto") uses `<stem>.onnx` next to `<stem>.safetensors` when it exists.
