@@ -90,7 +90,7 @@ def budget_sets(args: argparse.Namespace) -> list[str]:
 def train_on_budget(doc: str, runs_name: str, variants: dict, argv=None):
     """Parse a short-budget benchmark's options, write the validation split, train every variant
     (or those --only names; none with --skip-training). Returns (args, data folder, runs folder,
-    val folder, wall seconds, the variants chosen)."""
+    val folder, wall seconds)."""
     ap = budget_parser(doc, runs_name)
     args = ap.parse_args(argv)
     if args.only:
@@ -101,4 +101,4 @@ def train_on_budget(doc: str, runs_name: str, variants: dict, argv=None):
     data, runs = Path(args.data), Path(args.runs)
     val_dir = write_val_split(data, runs)
     wall = 0.0 if args.skip_training else train_variants(variants, budget_sets(args), runs, args.parallel)
-    return args, data, runs, val_dir, wall, variants
+    return args, data, runs, val_dir, wall

@@ -30,7 +30,7 @@ VARIANTS = {
 
 
 def main(argv=None) -> int:
-    args, data, runs, val_dir, wall, variants = train_on_budget(__doc__, "ablation", VARIANTS, argv)
+    args, data, runs, val_dir, wall = train_on_budget(__doc__, "ablation", VARIANTS, argv)
     rows = {}
     for name in VARIANTS:
         best = runs / slug(name) / "best.safetensors"

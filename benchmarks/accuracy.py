@@ -24,12 +24,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from core.checkpoint import DEFAULT_WEIGHTS, FAST_WEIGHTS, FC_WEIGHTS, GRAPH_WEIGHTS, load_model  # noqa: E402
-from core.data import canonical_crop, load_jsonl  # noqa: E402
-from core.evaluate import evaluate, predict_records, protocol_crops, write_ced  # noqa: E402
+from core.data import load_jsonl  # noqa: E402
+from core.evaluate import evaluate, predict_records, protocol_crops, protocol_hidden, write_ced  # noqa: E402
 from core.inference import onnx_path_for  # noqa: E402
 from core.landmarks import apply_affine, invert_affine  # noqa: E402
 from core.metrics import ellipse_growth, summarize  # noqa: E402
-from core.protocols import face_rng, hidden_points  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 DLIB_CROP = 256  # dlib sees the same canonical crop as our model, at 256 px
@@ -97,10 +96,7 @@ def ellipse_growth_under_occlusion(weights, records, seed: int) -> dict:
     model, _ = load_model(weights)
     _, _, clean = predict_records(model, records)
     _, _, occluded = predict_records(model, records, occlusion=seed)
-    size = model.cfg.input_size
-    hidden = np.stack([hidden_points(size, apply_affine(canonical_crop(r.landmarks, size), r.landmarks),
-                                     face_rng(seed, i)) for i, r in enumerate(records)])
-    return ellipse_growth(clean, occluded, hidden)
+    return ellipse_growth(clean, occluded, protocol_hidden(records, model.cfg.input_size, seed))
 
 
 def main(argv=None) -> int:

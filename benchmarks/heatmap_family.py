@@ -102,7 +102,7 @@ def markdown(meta: dict) -> str:
 
 
 def main(argv=None) -> int:
-    args, data, runs, val_dir, wall, variants = train_on_budget(__doc__, "heatmap_family", VARIANTS, argv)
+    args, data, runs, val_dir, wall = train_on_budget(__doc__, "heatmap_family", VARIANTS, argv)
     val, test = load_jsonl(val_dir / "val.jsonl"), load_jsonl(data / "test.jsonl")
     rows = {}
     for name, (config, _) in VARIANTS.items():

@@ -26,11 +26,9 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks._runs import slug, train_on_budget  # noqa: E402
 from core.checkpoint import load_model  # noqa: E402
-from core.data import canonical_crop, load_jsonl  # noqa: E402
-from core.evaluate import predict_records  # noqa: E402
-from core.landmarks import apply_affine  # noqa: E402
+from core.data import load_jsonl  # noqa: E402
+from core.evaluate import predict_records, protocol_hidden  # noqa: E402
 from core.metrics import landmark_errors  # noqa: E402
-from core.protocols import face_rng, hidden_points  # noqa: E402
 
 NODE_DROPOUT = 0.3
 SEEDS = range(5)  # occlusion protocol seeds
@@ -63,12 +61,11 @@ def occlusion_penalty(weights: Path, val_dir: Path, device: str = "cpu") -> dict
     records, size = load_jsonl(val_dir / "val.jsonl"), model.cfg.input_size
     pred, gt, _ = predict_records(model, records, device=device)
     clean = landmark_errors(pred, gt)  # (faces, points) / inter-ocular distance
-    crop_points = [apply_affine(canonical_crop(r.landmarks, size), r.landmarks) for r in records]
     added, on_hidden = [], []
     for s in SEEDS:
         pred, _, _ = predict_records(model, records, occlusion=s, device=device)
         diff = landmark_errors(pred, gt) - clean
-        hidden = np.stack([hidden_points(size, p, face_rng(s, i)) for i, p in enumerate(crop_points)])
+        hidden = protocol_hidden(records, size, s)
         added.append(float(diff.mean()))
         on_hidden.append(float((diff * hidden).sum() / diff.size))
     return {"val_nme": float(clean.mean()), "added": added, "added_mean": float(np.mean(added)),
@@ -77,7 +74,7 @@ def occlusion_penalty(weights: Path, val_dir: Path, device: str = "cpu") -> dict
 
 
 def main(argv=None) -> int:
-    args, _, runs, val_dir, wall, _ = train_on_budget(__doc__, "occlusion_training", VARIANTS, argv)
+    args, _, runs, val_dir, wall = train_on_budget(__doc__, "occlusion_training", VARIANTS, argv)
     rows = {}
     for name in VARIANTS:  # every variant trained in --runs, not only those --only trained now
         best = runs / slug(name) / "best.safetensors"

@@ -24,7 +24,7 @@ from .data import DataError, canonical_crop, load_jsonl, read_image
 from .heatmaps import READOUTS
 from .landmarks import CROP_SCALE, apply_affine, invert_affine
 from .metrics import calibration, ced, summarize
-from .protocols import face_rng, motion_blur, occlude
+from .protocols import face_rng, hidden_points, motion_blur, occlude
 
 
 def protocol_crops(records, size: int, occlusion: int | None = None, blur: int | None = None):
@@ -38,6 +38,13 @@ def protocol_crops(records, size: int, occlusion: int | None = None, blur: int |
         if blur is not None:
             crop = motion_blur(crop, face_rng(blur, i))
         yield crop, m
+
+
+def protocol_hidden(records, size: int, occlusion: int) -> np.ndarray:
+    """(faces, points) bool: which landmarks the occlusion protocol (seed `occlusion`) covers in the
+    `size` px crops that protocol_crops draws."""
+    return np.stack([hidden_points(size, apply_affine(canonical_crop(r.landmarks, size), r.landmarks),
+                                   face_rng(occlusion, i)) for i, r in enumerate(records)])
 
 
 def protocol_batches(model, records, occlusion: int | None = None, blur: int | None = None, device: str = "cpu",

@@ -173,3 +173,18 @@ def test_hidden_points_are_those_the_occluder_paints_black():
         np.testing.assert_array_equal(hidden, painted[xy[:, 1], xy[:, 0], 0] == 0)
         covered += hidden.sum()
     assert 0 < covered < 5 * 68
+
+
+def test_protocol_hidden_marks_the_landmarks_the_occluded_crops_paint_black(data_root):
+    from core.evaluate import protocol_crops, protocol_hidden
+    from core.landmarks import apply_affine
+
+    records = load_jsonl(data_root / "test.jsonl")
+    hidden = protocol_hidden(records, 64, occlusion=3)
+    assert hidden.shape == (len(records), 68) and 0 < hidden.sum() < hidden.size
+    pairs = zip(protocol_crops(records, 64, occlusion=3), protocol_crops(records, 64))
+    for i, ((crop, m), (clean, _)) in enumerate(pairs):
+        xy = np.clip(np.round(apply_affine(m, records[i].landmarks)).astype(int), 0, 63)
+        not_black_before = (clean[xy[:, 1], xy[:, 0]] != 0).any(-1)
+        black_now = (crop[xy[:, 1], xy[:, 0]] == 0).all(-1)
+        np.testing.assert_array_equal(hidden[i] & not_black_before, black_now & not_black_before)
