@@ -101,12 +101,20 @@ class ModelConfig:
     # heatmap / hybrid heads (core.models.heatmap); ignored by the graph and fc heads
     heatmap_stride: int = 4  # heatmaps at 1/4 (or 1/8) of the input
     readout: typing.Literal["soft_argmax", "get_max", "get_bc"] = "soft_argmax"  # heatmap -> coordinates
+    # hybrid head (core.models.refine): node features local to each landmark (heatmap-attended pooling +
+    # rings sampled at the estimate) or the whole-crop map-to-node (ablation); graph stages after the
+    # first that re-sample at the refined positions
+    node_features: typing.Literal["local", "whole"] = "local"
+    refine_stages: int = 0
+    stage_head: typing.Literal["graph", "fc"] = "graph"  # hybrid: "fc" = the baseline on the same nodes
 
     @property
     def dynamic_adjacency(self) -> bool:
         """Whether the head predicts per-image edge weights (graph or hybrid head with dynamic
         adjacency); otherwise its adjacency output is the fixed, row-normalised neighbourhood."""
-        return self.head in ("graph", "hybrid") and self.adjacency == "dynamic"
+        if self.head == "hybrid":
+            return self.adjacency == "dynamic" and self.stage_head == "graph"
+        return self.head == "graph" and self.adjacency == "dynamic"
 
     def validate(self):
         if self.num_landmarks < 2:
@@ -123,6 +131,12 @@ class ModelConfig:
             raise ConfigError("model.edge_reliability applies to the graph head with dynamic adjacency")
         if self.graph_context and self.head != "graph":
             raise ConfigError(f"model.graph_context applies to the graph head, not {self.head!r}")
+        if not 0 <= self.refine_stages <= 3:
+            raise ConfigError(f"model.refine_stages must be in [0, 3], got {self.refine_stages}")
+        if self.stage_head != "graph" and self.head != "hybrid":
+            raise ConfigError(f"model.stage_head applies to the hybrid head, not {self.head!r}")
+        if self.refine_stages and self.head != "hybrid":
+            raise ConfigError(f"model.refine_stages applies to the hybrid head, not {self.head!r}")
         if self.heatmap_stride not in (4, 8):
             raise ConfigError(f"model.heatmap_stride must be 4 or 8, got {self.heatmap_stride}")
         if self.head in ("heatmap", "hybrid") and self.num_landmarks != NUM_LANDMARKS:
@@ -143,6 +157,7 @@ class LossConfig:
     heatmap: typing.Literal["awing", "l2", "wasserstein"] = "awing"  # loss on the landmark heatmaps
     heatmap_weight: float = 1.0  # weight of the heatmap terms (landmark maps; point + edge maps, AWing)
     heatmap_sigma: float = 1.5  # target Gaussian sigma in heatmap pixels: 1, 1.5 or 3
+    stage_weight: float = 0.5  # hybrid head: weight of the coord loss on each graph stage before the last
 
     def validate(self):
         if self.heatmap_sigma not in HEATMAP_SIGMAS:
@@ -195,10 +210,15 @@ class TrainConfig:
     val_every: int = 1
     time_limit_min: float = 0.0  # stop (resumable) after this many minutes (0 = no limit)
     init_weights: str = ""  # fine-tune: start from this checkpoint's model weights (same model config)
+    # warm start: copy every tensor of this checkpoint whose name and shape match (e.g. a heatmap head's
+    # backbone, decoder and attention into a hybrid head); the rest starts fresh
+    init_features: str = ""
 
     def validate(self):
         if self.epochs < 1 or self.batch_size < 1:
             raise ConfigError("epochs and batch_size must be >= 1")
+        if self.init_weights and self.init_features:
+            raise ConfigError("init_weights and init_features are exclusive: choose one")
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> TrainConfig:

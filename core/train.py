@@ -56,18 +56,24 @@ def set_train_mode(model: LandmarkModel):
             p.requires_grad_(False)
 
 
+def coord_loss(lc, pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+    """The configured coordinate loss (loss.coord) on (B, N, 2) input pixels."""
+    if lc.coord == "adl":
+        return adl_loss(pred, gt, lc.adl_lambda)
+    if lc.coord == "smooth_adl1":
+        return smooth_adl1_loss(pred, gt, lc.adl_lambda)
+    return COORD_LOSSES[lc.coord](pred, gt)
+
+
 def compute_loss(cfg: TrainConfig, model: LandmarkModel, out: dict, target: torch.Tensor) -> tuple[torch.Tensor, dict]:
-    """Total loss in input pixels: coord + w_lap * Laplacian + w_nll * NLL(detached coords)."""
+    """Total loss in input pixels: coord + w_stage * sum_s coord(stage s) + w_lap * Laplacian
+    + w_nll * NLL(detached coords) (+ heatmap terms)."""
     s = model.cfg.input_size
     pred, gt = out["coords"] * s, target * s
     lc = cfg.loss
-    if lc.coord == "adl":
-        coord = adl_loss(pred, gt, lc.adl_lambda)
-    elif lc.coord == "smooth_adl1":
-        coord = smooth_adl1_loss(pred, gt, lc.adl_lambda)
-    else:
-        coord = COORD_LOSSES[lc.coord](pred, gt)
-    parts = {"coord": coord}
+    parts = {"coord": coord_loss(lc, pred, gt)}
+    if out.get("stage_coords") and lc.stage_weight > 0:  # hybrid head: graph stages before the last
+        parts["stages"] = lc.stage_weight * sum(coord_loss(lc, c * s, gt) for c in out["stage_coords"])
     if lc.laplacian > 0:
         parts["lap"] = lc.laplacian * laplacian_loss(pred, gt, model.neighbours)
     if lc.nll > 0 and "cov" in out:
@@ -144,6 +150,8 @@ class Trainer:
         self.model = build_model(cfg.model, self.neighbours, self.mean_shape).to(self.device)
         if cfg.init_weights:
             self.init_from(Path(cfg.init_weights))
+        if cfg.init_features:
+            self.warm_start(Path(cfg.init_features))
         set_train_mode(self.model)
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -167,6 +175,21 @@ class Trainer:
         if not torch.equal(tensors["neighbours"].to(self.model.neighbours.dtype), self.model.neighbours.cpu()):
             raise CheckpointError(f"{path}: trained with another neighbourhood (another training split or k)")
         load_state_strict(self.model, tensors, str(path))  # copies into the parameters, on their device
+
+    def warm_start(self, path: Path):
+        """Copy the tensors of checkpoint `path` whose names and shapes match this model's (buffers
+        that describe the training split, such as the neighbourhood and mean shape, are not copied)."""
+        own = self.model.state_dict()
+        skip = {"neighbours", "mean_shape", "cov_scale"}
+        copied = {k: v for k, v in model_state(load_tensors(path)).items()
+                  if k in own and k not in skip and tuple(v.shape) == tuple(own[k].shape)}
+        if not copied:
+            raise CheckpointError(f"{path}: no tensor matches this model; cannot warm-start from it")
+        with torch.no_grad():
+            for k, v in copied.items():
+                own[k].copy_(v.to(own[k].dtype))
+        self.warm_started = {"from": str(path), "tensors": len(copied), "of": len(own)}
+        print(f"warm start from {path}: {len(copied)} of {len(own)} tensors", file=sys.stderr)
 
     def meta(self) -> dict:
         return {"train_config": to_dict(self.cfg), "epoch": self.epoch, "best_val_nme": self.best,

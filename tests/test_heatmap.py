@@ -318,7 +318,7 @@ def test_hybrid_starts_at_the_readout_and_gets_coordinate_gradients():
     base = heatmap_to_crop(get_max(out["heatmaps"]), 64, 4)
     assert (out["coords"] - base).abs().max() < 0.05  # graph offset starts near zero
     out["coords"].sum().backward()  # get_max has no gradient; the graph offset does
-    assert model.head.out.weight.grad.abs().sum() > 0
+    assert model.stages[0].head.out.weight.grad.abs().sum() > 0
 
 
 def test_compute_loss_adds_heatmap_terms_only_for_heatmap_models():
@@ -472,3 +472,86 @@ def test_cli_train_evaluate_and_resume_old_format(tmp_path):
         meta["model"].pop(k)
     (out / "last.json").write_text(json.dumps(meta))
     assert train_main(["--config", str(cfg_path), "--out", str(out), "--resume"]) == 0  # old JSON = defaults
+
+
+# ------------------------------------------------------------------------ flagship: local nodes, stages
+def test_ring_sampler_reads_the_map_at_the_landmark():
+    """A map whose value is its own x coordinate (crop units) reads back each estimate's x at the ring
+    centre, and x + r * stride / S on the ring's first point, at any stride."""
+    from core.models.refine import SAMPLE_RADII, LocalSampler
+
+    size = 64
+    for stride in (4, 8):
+        sampler = LocalSampler(8, stride, size)
+        w = size // stride
+        xs = (torch.arange(w) * stride + (stride - 1) / 2) / size  # cell centres in crop units
+        g = xs.view(1, 1, 1, w).expand(1, 1, w, w).contiguous()
+        pts = torch.tensor([[[0.3, 0.5], [0.62, 0.41]]])
+        out = sampler(g, pts).view(1, 2, -1)  # one channel: (B, N, K)
+        assert torch.allclose(out[..., 0], pts[..., 0], atol=1e-5)
+        assert torch.allclose(out[..., 1], pts[..., 0] + SAMPLE_RADII[0] * stride / size, atol=1e-5)
+
+
+def test_local_nodes_ignore_an_occluder_far_from_the_landmark():
+    """Local node features: changing the image far from landmark i leaves node i's sampled features
+    unchanged (away from the decoder's receptive field); whole-crop nodes all change."""
+    from core.models.refine import LocalSampler, WholeCropNodes
+
+    torch.manual_seed(0)
+    f = torch.rand(1, 32, 16, 16)
+    sampler, whole = LocalSampler(32, 4, 64).eval(), WholeCropNodes(32, 2, 4).eval()
+    pts = torch.tensor([[[0.15, 0.15], [0.85, 0.85]]])
+    g = sampler.reduced(f)
+    f2 = f.clone()
+    f2[..., 10:, 10:] = torch.rand(1, 32, 6, 6)  # occluder over the second landmark's corner
+    with torch.no_grad():
+        a, b = sampler(g, pts), sampler(sampler.reduced(f2), pts)
+        assert torch.equal(a[0, 0], b[0, 0]) and not torch.equal(a[0, 1], b[0, 1])
+        wa, wb = whole(f), whole(f2)
+        assert not torch.equal(wa[0, 0], wb[0, 0]) and not torch.equal(wa[0, 1], wb[0, 1])
+
+
+@pytest.mark.parametrize("nodes,stages,stage_head", [("local", 1, "graph"), ("whole", 1, "graph"),
+                                                     ("local", 2, "fc")])
+def test_hybrid_refinement_stages_train_and_export(tmp_path, nodes, stages, stage_head):
+    """Every graph stage before the last is supervised (stage_coords in training only), the exported
+    ONNX model (grid_sample at the refined positions) matches torch, and the FC baseline reports the
+    fixed neighbourhood as its adjacency."""
+    import onnxruntime as ort
+
+    from core.export_onnx import export
+
+    shapes = synthetic_shapes()
+    torch.manual_seed(0)
+    model = _model("hybrid", node_features=nodes, refine_stages=stages, stage_head=stage_head)
+    assert len(model.stages) == stages + 1
+    x, target = torch.rand(2, 3, 64, 64), torch.as_tensor(shapes[:2])
+    model.train()
+    out = model(x)
+    assert len(out["stage_coords"]) == stages
+    cfg = TrainConfig(model=model.cfg, loss=LossConfig(coord="smooth_adl1", heatmap="wasserstein"))
+    total, parts = compute_loss(cfg, model, out, target)
+    assert "stages" in parts and torch.isfinite(total)
+    total.backward()
+    assert all(p.grad is not None for p in model.stages[0].parameters() if p.requires_grad)
+    model.eval()
+    with torch.inference_mode():
+        ref = model(x)
+    assert "stage_coords" not in ref
+    if stage_head == "fc":
+        m = model.neighbours
+        assert torch.allclose(ref["adjacency"][0], m / m.sum(-1, keepdim=True))
+    path = export(model, tmp_path / "m.onnx")
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    coords = sess.run(["coords"], {"image": x.numpy()})[0]
+    assert np.abs(coords - ref["coords"].numpy()).max() < 1e-3
+
+
+def test_stage_options_belong_to_the_hybrid_head():
+    with pytest.raises(ConfigError, match="refine_stages"):
+        ModelConfig(head="graph", refine_stages=1).validate()
+    with pytest.raises(ConfigError, match="stage_head"):
+        ModelConfig(head="heatmap", stage_head="fc").validate()
+    assert not ModelConfig(head="hybrid", stage_head="fc").dynamic_adjacency
+    with pytest.raises(ConfigError, match="exclusive"):
+        from_dict(TrainConfig, {"init_weights": "a", "init_features": "b"})

@@ -195,6 +195,25 @@ def test_init_weights_with_another_neighbourhood_is_refused(tmp_path, data_root,
     assert "another neighbourhood" in capsys.readouterr().err
 
 
+def test_init_features_copies_the_matching_tensors(tmp_path, data_root, straight_run, capsys):
+    """Warm start: a graph head's backbone reaches an FC head (same names and shapes); the neighbourhood,
+    mean shape and tensors of other shapes do not; a checkpoint with nothing in common is refused."""
+    src = straight_run / "best.safetensors"
+    cfg = from_dict(TrainConfig, _cfg_dict(data_root, model={"head": "fc"}, init_features=str(src)))
+    trainer = Trainer(cfg, tmp_path / "warm")
+    want, got = load_file(str(src)), trainer.model.state_dict()
+    backbone = [k for k in want if k.startswith("backbone.")]
+    assert backbone and all(torch.equal(got[k], want[k]) for k in backbone)
+    assert trainer.warm_started["tensors"] == sum(
+        k in got and got[k].shape == want[k].shape for k in want if k not in ("neighbours", "mean_shape", "cov_scale"))
+    empty = tmp_path / "empty.safetensors"
+    from safetensors.torch import save_file
+    save_file({"nothing": torch.zeros(1)}, str(empty))
+    bad = _write_cfg(tmp_path / "cfg.yaml", _cfg_dict(data_root, init_features=str(empty)))
+    assert main(["--config", bad, "--out", str(tmp_path / "w2")]) == 2
+    assert "no tensor matches" in capsys.readouterr().err
+
+
 # ---------------------------------------------------------------- refusals
 def test_second_run_into_existing_out_is_refused(tmp_path, data_root, straight_run, capsys):
     cfg = _write_cfg(tmp_path / "cfg.yaml", _cfg_dict(data_root))

@@ -9,10 +9,12 @@ hybrid.
       -> read-out (model.readout: soft_argmax | get_max | get_bc, core.heatmaps) -> coords
     head "heatmap": coords = read-out; adjacency = uniform binary adjacency of the sparse neighbourhood;
                     cov (if uncertainty) from a per-node linear layer on the node features below.
-    head "hybrid":  node features = softmax(z'_i)-weighted average of the decoder feature map (B, N, C),
-                    plus the read-out coordinates and the log spread of softmax(z'_i); the sparse dynamic
-                    graph (DynamicAdjacency + GraphHead, core.models.scc) predicts an offset (and cov):
-                    coords = read-out + offset.
+    head "hybrid":  (the flagship) node features local to each landmark (model.node_features="local":
+                    softmax(z'_i)-attended pooling of the decoder map + rings sampled at the read-out;
+                    "whole": the SCC's whole-crop map-to-node, for the ablation), plus the read-out and
+                    the log spread of softmax(z'_i); a sparse dynamic graph stage (core.models.refine)
+                    predicts an offset (and cov): p_1 = read-out + dp_0; each of model.refine_stages
+                    re-samples at p_s and predicts p_{s+1} = p_s + dp_s. stage_head="fc": FC baseline.
 
 The forward returns the graph model's dict (coords (B, N, 2) in crop units, adjacency (B, N, N), cov
 (B, N, 2, 2) if uncertainty) plus "heatmaps" (attended landmark logits, (B, N, H/r, W/r)),
@@ -27,7 +29,8 @@ from ..config import ModelConfig
 from ..heatmaps import heatmap_to_crop, landmark_curve_index, readout, softmax_moments
 from ..landmarks import CURVES
 from . import LOG_SIGMA_INIT, cholesky_to_cov, init_landmark_model
-from .scc import DynamicAdjacency, GraphHead, binary_adjacency, conv_bn_relu
+from .refine import GraphStage, LocalSampler, WholeCropNodes
+from .scc import binary_adjacency, conv_bn_relu
 
 ATTENTION_FLOOR = 1e-6  # log-attention floor: a cell with A below it is suppressed by ~ log(1e-6)
 MAP_PRIOR_LOGIT = -2.0  # initial point / edge logits (sigmoid ~ 0.12): most of each map is background
@@ -101,24 +104,28 @@ class HeatmapLandmarkModel(nn.Module):
         c = cfg.channels
         self.decoder = FPNDecoder(self.backbone.out_channels, c, cfg.heatmap_stride)
         self.attention = AnisotropicAttention(c, n, torch.as_tensor(landmark_curve_index(n)), len(CURVES))
-        node_dim = c + 4  # gathered features, read-out (x, y) centred, log spread (x, y)
         self.out_dim = 2 + (3 if cfg.uncertainty else 0)
-        last = None
         if cfg.head == "hybrid":
-            if cfg.dynamic_adjacency:
-                self.adjacency = DynamicAdjacency(c, self.neighbours)
-            self.head = GraphHead(node_dim, cfg.graph_hidden, cfg.graph_blocks, n, self.out_dim)
-            last = self.head.out
+            self._build_hybrid(cfg, c)
         elif cfg.uncertainty:
-            self.uncertainty = nn.Linear(node_dim, 3)
-            last = self.uncertainty
-        if last is not None:
-            nn.init.normal_(last.weight, std=1e-3)
-            nn.init.zeros_(last.bias)
-            if cfg.uncertainty:
-                with torch.no_grad():
-                    last.bias[-3] = LOG_SIGMA_INIT
-                    last.bias[-1] = LOG_SIGMA_INIT
+            self.uncertainty = nn.Linear(c + 4, 3)  # gathered features, read-out (x, y), log spread (x, y)
+            nn.init.normal_(self.uncertainty.weight, std=1e-3)
+            nn.init.zeros_(self.uncertainty.bias)
+            with torch.no_grad():
+                self.uncertainty.bias[0] = LOG_SIGMA_INIT
+                self.uncertainty.bias[2] = LOG_SIGMA_INIT
+
+    def _build_hybrid(self, cfg: ModelConfig, c: int):
+        """Graph stage 0 on the read-out, then cfg.refine_stages stages that re-sample at p + dp."""
+        n, dyn = cfg.num_landmarks, cfg.dynamic_adjacency
+        if cfg.node_features == "local":
+            self.sampler = LocalSampler(c, cfg.heatmap_stride, cfg.input_size)
+            dims = [c + self.sampler.out_dim + 4] + [self.sampler.out_dim + 2] * cfg.refine_stages
+        else:
+            self.whole = WholeCropNodes(c, n, cfg.node_channels)
+            dims = [self.whole.out_dim + 4] + [self.whole.out_dim + 2] * cfg.refine_stages
+        self.stages = nn.ModuleList(GraphStage(d, c, self.neighbours, cfg.graph_hidden, cfg.graph_blocks, dyn,
+                                               cfg.uncertainty, cfg.stage_head, cfg.fc_hidden) for d in dims)
 
     def features(self, x):
         return self.decoder(self.backbone((x - self.pixel_mean) / self.pixel_std))
@@ -129,23 +136,39 @@ class HeatmapLandmarkModel(nn.Module):
         gathered = torch.matmul(p.flatten(2), f.flatten(2).transpose(1, 2))
         return torch.cat([gathered, coords - 0.5, torch.log(var + SPREAD_FLOOR)], -1)
 
+    def hybrid(self, z, f, coords):
+        """Graph stages: p_{s+1} = p_s + dp_s(nodes(p_s)); returns (coords, Cholesky params, adjacency,
+        the coordinates of every stage before the last)."""
+        g = self.sampler.reduced(f) if self.cfg.node_features == "local" else None
+        whole = self.whole(f) if g is None else None
+        p, _, var = softmax_moments(z)
+        spread = torch.log(var + SPREAD_FLOOR)
+        earlier = []
+        for i, stage in enumerate(self.stages):
+            local = self.sampler(g, coords) if g is not None else whole
+            parts = [local, coords - 0.5]
+            if i == 0:
+                parts.append(spread)
+                if g is not None:
+                    parts.insert(0, torch.matmul(p.flatten(2), f.flatten(2).transpose(1, 2)))
+            offset, params, adj = stage(torch.cat(parts, -1), f)
+            if i:
+                earlier.append(coords)
+            coords = coords + offset
+        return coords, params, adj, earlier
+
     def forward(self, x):
         cfg = self.cfg
         f = self.features(x)
         z, point, edge = self.attention(f)
         coords = heatmap_to_crop(readout(z, cfg.readout), cfg.input_size, cfg.input_size // z.shape[-1])
-        b = x.shape[0]
         result = {}
         if cfg.head == "hybrid":
-            if cfg.dynamic_adjacency:
-                adj = self.adjacency(f)
-            else:
-                adj = binary_adjacency(self.neighbours).expand(b, -1, -1)
-            out = self.head(self.nodes(z, f, coords), adj)
-            coords = coords + out[..., :2]
-            params = out[..., 2:5] if cfg.uncertainty else None
+            coords, params, adj, earlier = self.hybrid(z, f, coords)
+            if earlier and self.training:
+                result["stage_coords"] = earlier
         else:
-            adj = binary_adjacency(self.neighbours).expand(b, -1, -1)
+            adj = binary_adjacency(self.neighbours).expand(x.shape[0], -1, -1)
             params = self.uncertainty(self.nodes(z, f, coords)) if cfg.uncertainty else None
         result["coords"], result["adjacency"] = coords, adj
         if params is not None:
