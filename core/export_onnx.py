@@ -109,9 +109,10 @@ def export(model, out: str | Path, opset: int = OPSET) -> Path:
 
 def quantized_scope(head: str) -> tuple[str, ...]:
     """ONNX node-name prefixes quantized for a model head: the backbone, plus the fusion / CBAM /
-    map-to-node layers of a graph or FC head, or the FPN decoder of the pure heatmap head (the
-    adjacency, graph, attention, heatmap and read-out layers stay float)."""
-    return {"heatmap": (BACKBONE_SCOPE, DECODER_SCOPE), "graph": (BACKBONE_SCOPE, *FEATURE_SCOPES),
+    map-to-node layers of a graph or FC head, or the FPN decoder of a heatmap or hybrid head (the
+    adjacency, graph, attention, heatmap, ring-sampling and read-out layers stay float)."""
+    return {"heatmap": (BACKBONE_SCOPE, DECODER_SCOPE), "hybrid": (BACKBONE_SCOPE, DECODER_SCOPE),
+            "graph": (BACKBONE_SCOPE, *FEATURE_SCOPES),
             "fc": (BACKBONE_SCOPE, *FEATURE_SCOPES)}.get(head, (BACKBONE_SCOPE,))
 
 

@@ -122,7 +122,7 @@ def test_int8_heatmap_head_quantizes_backbone_and_decoder(tiny_heatmap_weights, 
     from core.export_onnx import BACKBONE_SCOPE, DECODER_SCOPE, quantized_scope
     from synth_faces import write_split
 
-    assert quantized_scope("hybrid") == (BACKBONE_SCOPE,)
+    assert quantized_scope("hybrid") == quantized_scope("heatmap") == (BACKBONE_SCOPE, DECODER_SCOPE)
     for suffix in (".safetensors", ".json"):
         shutil.copy(tiny_heatmap_weights.with_suffix(suffix), tmp_path / f"hm{suffix}")
     weights = tmp_path / "hm.safetensors"
