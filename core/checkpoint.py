@@ -18,7 +18,9 @@ WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 # The package default (FaceAligner, evaluate, predict, export, bench_speed): the most accurate shipped
 # model, the Wasserstein heatmap head. The app serves the graph-head / FC-head pair trained with one
 # budget: its dynamic edges and the occlusion comparison are what the app demonstrates.
-DEFAULT_WEIGHTS = WEIGHTS_DIR / "sdfl_wasserstein.safetensors"
+WASSERSTEIN_WEIGHTS = WEIGHTS_DIR / "sdfl_wasserstein.safetensors"
+FLAGSHIP_WEIGHTS = WEIGHTS_DIR / "sdfl_flagship.safetensors"
+DEFAULT_WEIGHTS = WASSERSTEIN_WEIGHTS
 GRAPH_WEIGHTS = WEIGHTS_DIR / "sdfl_graph.safetensors"
 FC_WEIGHTS = WEIGHTS_DIR / "sdfl_fc.safetensors"
 # The speed tier: the graph head at 64 px with a narrow fusion and a 1-block graph (configs/sdfl_fast.yaml).

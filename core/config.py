@@ -213,6 +213,9 @@ class TrainConfig:
     # warm start: copy every tensor of this checkpoint whose name and shape match (e.g. a heatmap head's
     # backbone, decoder and attention into a hybrid head); the rest starts fresh
     init_features: str = ""
+    # top-level model modules kept frozen (eval-mode BN, no gradients), e.g. a warm-started hybrid head's
+    # ["backbone", "decoder", "attention"] so that only its graph stages train
+    freeze: list[str] = field(default_factory=list)
 
     def validate(self):
         if self.epochs < 1 or self.batch_size < 1:

@@ -38,19 +38,22 @@ def resolve_device(name: str) -> torch.device:
     return dev
 
 
-def frozen_modules(model: LandmarkModel) -> list[torch.nn.Module]:
-    """The stride<=4 layers kept frozen when model.freeze_stem (ImageNet low-level filters)."""
+def frozen_modules(model: LandmarkModel, prefixes: tuple[str, ...] = ()) -> list[torch.nn.Module]:
+    """The stride<=4 layers kept frozen when model.freeze_stem (ImageNet low-level filters), and the
+    top-level modules named in `prefixes` (TrainConfig.freeze)."""
+    out = [m for name, m in model.named_children() if name in prefixes]
     if not model.cfg.freeze_stem:
-        return []
+        return out
     bb = model.backbone
     if model.cfg.backbone == "mobilenet_v2":
-        return list(bb.features[:4])
-    return [bb.conv1, bb.bn1, bb.layer1]
+        return out + list(bb.features[:4])
+    return out + [bb.conv1, bb.bn1, bb.layer1]
 
 
-def set_train_mode(model: LandmarkModel):
+def set_train_mode(model: LandmarkModel, freeze: tuple[str, ...] = ()):
+    """Training mode, except the frozen modules: eval mode (BN statistics kept), no gradients."""
     model.train()
-    for m in frozen_modules(model):
+    for m in frozen_modules(model, tuple(freeze)):
         m.eval()
         for p in m.parameters():
             p.requires_grad_(False)
@@ -78,7 +81,7 @@ def compute_loss(cfg: TrainConfig, model: LandmarkModel, out: dict, target: torc
         parts["lap"] = lc.laplacian * laplacian_loss(pred, gt, model.neighbours)
     if lc.nll > 0 and "cov" in out:
         parts["nll"] = lc.nll * gaussian_nll(pred, gt, out["cov"] * s * s)
-    if "heatmaps" in out:  # heatmap / hybrid heads: targets rendered from the ground truth
+    if "heatmaps" in out and lc.heatmap_weight > 0:  # heatmap / hybrid heads: targets from the ground truth
         parts.update(heatmap_loss_parts(lc, model.cfg, out, target))
     total = sum(parts.values())
     return total, {k: float(v.detach()) for k, v in parts.items()}
@@ -148,11 +151,15 @@ class Trainer:
         self.train_ds = FaceDataset(self.train_records, size, cfg.augment, cache=dc.cache, seed=cfg.seed)
         self.val_ds = FaceDataset(self.val_records, size, None, cache=dc.cache)
         self.model = build_model(cfg.model, self.neighbours, self.mean_shape).to(self.device)
+        unknown = sorted(set(cfg.freeze) - {name for name, _ in self.model.named_children()})
+        if unknown:
+            raise ConfigError(f"freeze: {unknown} are not modules of this model; "
+                              f"choose from {sorted(n for n, _ in self.model.named_children())}")
         if cfg.init_weights:
             self.init_from(Path(cfg.init_weights))
         if cfg.init_features:
             self.warm_start(Path(cfg.init_features))
-        set_train_mode(self.model)
+        set_train_mode(self.model, self.cfg.freeze)
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.epoch, self.best, self.history = 0, float("inf"), []
@@ -236,7 +243,7 @@ class Trainer:
         start = time.time()
         while self.epoch < cfg.epochs:
             self.train_ds.set_epoch(self.epoch)
-            set_train_mode(self.model)
+            set_train_mode(self.model, self.cfg.freeze)
             loader = self.loader()
             steps = len(loader)
             bar = tqdm(loader, desc=f"epoch {self.epoch + 1}/{cfg.epochs}", leave=True, dynamic_ncols=True, mininterval=5)

@@ -214,6 +214,22 @@ def test_init_features_copies_the_matching_tensors(tmp_path, data_root, straight
     assert "no tensor matches" in capsys.readouterr().err
 
 
+def test_freeze_keeps_named_modules_fixed(tmp_path, data_root, capsys):
+    """freeze: the named modules keep their weights and BN statistics through training; the rest
+    trains; a name that is no module of the model is refused with the choices."""
+    cfg = from_dict(TrainConfig, _cfg_dict(data_root, epochs=1, freeze=["backbone", "fusion"]))
+    trainer = Trainer(cfg, tmp_path / "frozen")
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    trainer.fit()
+    after = trainer.model.state_dict()
+    frozen = [k for k in before if k.startswith(("backbone.", "fusion."))]
+    assert frozen and all(torch.equal(before[k], after[k]) for k in frozen)
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("head."))
+    bad = _write_cfg(tmp_path / "cfg.yaml", _cfg_dict(data_root, freeze=["decoder"]))
+    assert main(["--config", bad, "--out", str(tmp_path / "f2")]) == 2
+    assert "not modules of this model" in capsys.readouterr().err
+
+
 # ---------------------------------------------------------------- refusals
 def test_second_run_into_existing_out_is_refused(tmp_path, data_root, straight_run, capsys):
     cfg = _write_cfg(tmp_path / "cfg.yaml", _cfg_dict(data_root))
