@@ -28,7 +28,8 @@ MAX_FILE_BYTES = 512 * 1024 * 1024  # refuse larger files before reading them
 REDUCE_FACTORS = (1, 2, 4, 8)
 # OpenCV cannot decode reduced and holds float formats at 12 bytes/pixel (a 24 MP HDR: 290 MB).
 OPENCV_MAX_PIXELS = DECODE_MAX_PIXELS
-PIL_EXCLUDED_FORMATS = ("EPS",)  # Pillow decodes EPS by running Ghostscript on the file
+PIL_EXCLUDED_FORMATS = ("EPS",)
+REDUCIBLE_MODES = ("L", "LA", "La", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "I", "F")  # Pillow decodes EPS by running Ghostscript on the file
 FLOAT_TOLERANCE = 1e-3  # float images may exceed [0, 1] by this much (rounding)
 
 
@@ -176,6 +177,8 @@ def _decode_pil(im, what: str) -> tuple[np.ndarray, float]:
                 im.draft("RGB", (-(-w // factor), -(-h // factor)))  # DCT scaling: never decodes full size
             im.load()  # raises on truncated / corrupt data
             if factor > 1 and im.size == (w, h):
+                if im.mode not in REDUCIBLE_MODES:  # reduce() refuses e.g. "1" and "P"
+                    im = im.convert("I" if im.mode.startswith("I;16") else "RGB")
                 im = im.reduce(factor)
             scale = float(round(w / im.size[0]))  # DCT scaling and reduce() both use blocks of `factor`
             im = ImageOps.exif_transpose(im)
