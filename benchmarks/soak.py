@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import threading
@@ -95,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # `kill` still stops the server it started
     if args.callers < 1 or args.minutes < 1:
         raise SystemExit("--callers and --minutes must be positive")
     proc, url, pid = None, args.url, args.pid
