@@ -162,6 +162,8 @@ def test_app_refuses_the_corpus_and_nothing_else_changes(served, tmp_path):
             if not all(s in msg for s in case.app):
                 failures.append(f"{case.name}: {msg}")
     peak = _status(pid, "VmHWM")
+    print(f"\nserver idle RSS {idle:.0f} MB, peak while refusing {len(CASES)} files {peak:.0f} MB "
+          f"({peak / idle:.3f} x idle)")
     assert not failures, failures
     assert peak < PEAK_FACTOR * idle, f"peak {peak:.0f} MB while refusing vs idle {idle:.0f} MB"
     assert len(_landmarks(client, ASTRONAUT)["faces"]) >= 1  # the server still answers
