@@ -66,12 +66,14 @@ def start_server(args) -> tuple[subprocess.Popen, str]:
     return proc, f"http://127.0.0.1:{port}/"
 
 
-def caller(url: str, image: str, deadline: dict, records: list, lock: threading.Lock, start_evt: threading.Event):
-    """Call /landmarks in a loop from start_evt until deadline["t"] (set when the clock starts)."""
+def caller(url: str, image: str, deadline: dict, records: list, lock: threading.Lock, start_evt: threading.Event,
+           timeout: float | None = None):
+    """Call /landmarks in a loop from start_evt until deadline["t"] (set when the clock starts).
+    `timeout`: the client's HTTP timeout in seconds (None: gradio_client's own, a few seconds)."""
     from gradio_client import Client, handle_file
 
     try:
-        client = Client(url, verbose=False)
+        client = Client(url, verbose=False, httpx_kwargs={"timeout": timeout} if timeout else None)
     except Exception as e:  # noqa: BLE001 - counted as a failure
         with lock:
             records.append({"ok": False, "t": 0.0, "latency": 0.0, "error": f"connect: {type(e).__name__}: {e}"})

@@ -4,7 +4,7 @@ size, training data). Training state (optimizer, epoch, RNG) uses the same pair 
 The pair is one atomic unit: the tensors file is written first (temp file + rename) and carries
 the metadata inside its own header (safetensors metadata key META_KEY, with a random save_id);
 the JSON, written second, is a readable copy that also records the tensors file's SHA-256.
-read_checkpoint() verifies the pair: a JSON from another save (a kill between the two renames)
+verified_meta() verifies the pair: a JSON from another save (a kill between the two renames)
 is replaced by the tensors' own metadata, loudly (CheckpointPairWarning), so nothing is lost and
 epoch and weights always match; a tensors file whose hash differs from the JSON of the same save is
 refused. Pairs written before this scheme (no hash, no embedded metadata) load unverified."""
