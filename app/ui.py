@@ -22,7 +22,6 @@ import threading
 import time
 import traceback
 import types
-import warnings
 from collections import OrderedDict, deque
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -34,7 +33,6 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no network calls f
 import cv2  # noqa: E402
 import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
-import PIL.Image  # noqa: E402
 import plotly.graph_objects as go  # noqa: E402
 import torch  # noqa: E402
 
@@ -44,6 +42,7 @@ from core.images import fit_within  # noqa: E402
 from core.metrics import interocular as _interocular  # noqa: E402
 
 from . import plots  # noqa: E402
+from .errors import public_reason  # noqa: E402
 
 log = logging.getLogger("sdfl.app")
 
@@ -53,7 +52,7 @@ RESULTS_DIR = ROOT / "benchmarks" / "results"
 ASTRONAUT = EXAMPLES_DIR / "astronaut.jpg"
 TWO_FACES = EXAMPLES_DIR / "two_faces.jpg"
 
-MAX_PIXELS = 50_000_000  # refuse larger images with a message (core.images: 100 MP at most)
+MAX_PIXELS = 50_000_000  # refuse larger images: passed to core.images.decode_image, whose header check quotes it
 MAX_FILE_SIZE = "25mb"  # upload limit, Blocks.launch(max_file_size=...)
 DISPLAY_MAX_SIDE = 1600  # annotated images are drawn on a copy at most this large
 OCCLUSION_VIEW_SIDE = 800  # the occlusion views zoom on the faces: at most (and at least half) this large
@@ -242,8 +241,7 @@ def options_from(selected: Sequence[str] | None) -> ov.OverlayOptions:
 
 
 def _reason(e: BaseException) -> str:
-    msg = str(e).strip() or type(e).__name__
-    return re.sub(r"(/[^\s'\"]+/)+", "", msg)[:300]  # no server paths in user messages
+    return public_reason(e)  # no server paths in user messages (app.errors)
 
 
 def read_image_file(path: str | os.PathLike | None, max_pixels: int = MAX_PIXELS) -> tuple[np.ndarray, float]:
@@ -251,7 +249,7 @@ def read_image_file(path: str | os.PathLike | None, max_pixels: int = MAX_PIXELS
     is an image of at most max_pixels. Returns (image, scale): scale = file pixels per returned
     pixel (core.images decodes very large files reduced). Raises UserInputError with a readable
     message."""
-    from core.images import decode_image
+    from core.images import ImageTooLarge, decode_image
 
     if path is None or str(path) == "":
         raise UserInputError("No image: upload a photo (JPEG, PNG or WebP) first.")
@@ -261,29 +259,17 @@ def read_image_file(path: str | os.PathLike | None, max_pixels: int = MAX_PIXELS
     if p.stat().st_size == 0:
         raise UserInputError("The uploaded file is empty (0 bytes).")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", PIL.Image.DecompressionBombWarning)
-            with PIL.Image.open(p) as im:
-                w, h = im.size
-    except PIL.Image.DecompressionBombError:
-        raise UserInputError(f"The image is far too large (over {2 * PIL.Image.MAX_IMAGE_PIXELS / 1e6:.0f} "
-                             f"megapixels); this app accepts up to {max_pixels / 1e6:.0f} MP.") from None
-    except Exception:
-        w = h = None  # not a format Pillow knows: core.images tries OpenCV, or explains
-    if w is not None and w * h > max_pixels:
-        raise UserInputError(f"The image is {w}x{h} ({w * h / 1e6:.0f} megapixels); this app accepts up to "
-                             f"{max_pixels / 1e6:.0f} MP. Please downscale it and try again.")
-    try:
-        img, scale = decode_image(str(p))
+        img, scale = decode_image(str(p), max_pixels=max_pixels)  # core.images' gate: header size first
+    except ImageTooLarge as e:
+        size = f"{e.width}x{e.height} ({e.pixels / 1e6:.0f} megapixels)" if e.width else f"over {e.pixels / 1e6:.0f} megapixels"
+        raise UserInputError(f"The image is {size}; this app accepts up to {e.limit / 1e6:.0f} MP"
+                             f"{'' if e.limit == max_pixels else ' for this format'}. Please downscale it and try again.") from None
     except (ValueError, OSError) as e:
         reason = _reason(e)
         if "not a readable image" in reason or "unknown or unsupported format" in reason:
             raise UserInputError("The uploaded file is not an image this app can read (JPEG, PNG, WebP, BMP, "
                                  "TIFF); is it a renamed or damaged file?") from None
         raise UserInputError(f"Could not use this image: {reason}") from None
-    if img.shape[0] * img.shape[1] * scale * scale > max_pixels * 1.01:
-        raise UserInputError(f"The image has {img.shape[0] * img.shape[1] * scale * scale / 1e6:.0f} megapixels; "
-                             f"this app accepts up to {max_pixels / 1e6:.0f} MP.")
     return img, float(scale)
 
 
@@ -859,7 +845,7 @@ def launch(demo: gr.Blocks, host: str | None = None, port: int | None = None, *,
     for attempt in range(LAUNCH_ATTEMPTS):
         try:
             return demo.launch(server_name=host, server_port=port or None, max_file_size=max_file_size,
-                               prevent_thread_lock=prevent_thread_lock, quiet=quiet, share=share, show_error=True,
+                               prevent_thread_lock=prevent_thread_lock, quiet=quiet, share=share, show_error=False,
                                ssr_mode=False, footer_links=["api", "gradio"], state_session_capacity=state_sessions)
         except ValueError as e:
             # Gradio's start-up probe of its own page gives up after one 3 s timeout, which a busy

@@ -1,12 +1,13 @@
 """Load test of the served app's JSON API (`/landmarks`) with concurrent gradio_client callers.
 
     nice python -m benchmarks.load_test                          # starts launch_app.py locally
-    nice python -m benchmarks.load_test --callers 20 --seconds 60 --out benchmarks/load_test.json
+    nice python -m benchmarks.load_test --callers 20 --seconds 60 --json benchmarks/load_test.json
     nice python -m benchmarks.load_test --url http://127.0.0.1:7860/   # an already running server
 
 Each caller is its own gradio_client.Client calling /landmarks on the example photo in a loop until
 the time is up. Prints failed requests (with their messages), p50/p95/p99 latency as the client
-sees it (queueing included), the server-side model latency, and throughput; writes it all as JSON.
+sees it (queueing included), the server-side model latency, and throughput; writes it all as JSON
+only when --json names a file (the tracked benchmarks/load_test.json is never overwritten by default).
 """
 from __future__ import annotations
 
@@ -65,12 +66,14 @@ def start_server(args) -> tuple[subprocess.Popen, str]:
     return proc, f"http://127.0.0.1:{port}/"
 
 
-def caller(url: str, image: str, deadline: dict, records: list, lock: threading.Lock, start_evt: threading.Event):
-    """Call /landmarks in a loop from start_evt until deadline["t"] (set when the clock starts)."""
+def caller(url: str, image: str, deadline: dict, records: list, lock: threading.Lock, start_evt: threading.Event,
+           timeout: float | None = None):
+    """Call /landmarks in a loop from start_evt until deadline["t"] (set when the clock starts).
+    `timeout`: the client's HTTP timeout in seconds (None: gradio_client's own, a few seconds)."""
     from gradio_client import Client, handle_file
 
     try:
-        client = Client(url, verbose=False)
+        client = Client(url, verbose=False, httpx_kwargs={"timeout": timeout} if timeout else None)
     except Exception as e:  # noqa: BLE001 - counted as a failure
         with lock:
             records.append({"ok": False, "t": 0.0, "latency": 0.0, "error": f"connect: {type(e).__name__}: {e}"})
@@ -114,7 +117,7 @@ def summarize(records: list[dict], elapsed: float, callers: int) -> dict:
     }
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--url", help="test this running server instead of starting one")
     ap.add_argument("--callers", type=int, default=20)
@@ -125,7 +128,13 @@ def main(argv=None) -> int:
     ap.add_argument("--concurrency", type=int, default=0, help="server --concurrency (0: launch_app's default)")
     ap.add_argument("--startup-timeout", type=float, default=300.0)
     ap.add_argument("--server-log", help="write the local server's output here")
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "load_test.json"), help="JSON summary")
+    ap.add_argument("--json", "--out", dest="json", default=None,
+                    help="write the JSON summary here (default: print only)")
+    return ap
+
+
+def main(argv=None) -> int:
+    ap = build_parser()
     args = ap.parse_args(argv)
     if args.callers < 1 or args.seconds <= 0:
         ap.error("--callers and --seconds must be positive")
@@ -174,10 +183,11 @@ def main(argv=None) -> int:
     print(f"latency p50 {lat['p50']} ms  p95 {lat['p95']} ms  p99 {lat['p99']} ms  (server model p50 "
           f"{summary['server_model_ms']['p50']} ms)")
     print(f"throughput {summary['throughput_rps']} requests/s")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(summary, indent=1))
-    print(f"wrote {out}")
+    if args.json:
+        out = Path(args.json)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(summary, indent=1))
+        print(f"wrote {out}")
     return 0 if summary["failed"] == 0 and summary["succeeded"] > 0 else 1
 
 

@@ -1,14 +1,25 @@
 """Weights on disk: `<stem>.safetensors` (tensors) + `<stem>.json` (config, neighbourhood, input
-size, training data). Training state (optimizer, epoch, RNG) uses the same pair of files, written
-atomically so a kill never leaves a half-written checkpoint."""
+size, training data). Training state (optimizer, epoch, RNG) uses the same pair of files.
+
+The pair is one atomic unit: the tensors file is written first (temp file + rename) and carries
+the metadata inside its own header (safetensors metadata key META_KEY, with a random save_id);
+the JSON, written second, is a readable copy that also records the tensors file's SHA-256.
+verified_meta() verifies the pair: a JSON from another save (a kill between the two renames)
+is replaced by the tensors' own metadata, loudly (CheckpointPairWarning), so nothing is lost and
+epoch and weights always match; a tensors file whose hash differs from the JSON of the same save is
+refused. Pairs written before this scheme (no hash, no embedded metadata) load unverified."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
+import uuid
+import warnings
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from .config import ConfigError, DataConfig, ModelConfig, from_dict, to_dict
@@ -28,8 +39,16 @@ FAST_WEIGHTS = WEIGHTS_DIR / "sdfl_fast.safetensors"
 FORMAT_VERSION = 1
 
 
+META_KEY = "sdfl_meta"  # the JSON metadata, stored again inside the tensors file's header
+HASH_CHUNK = 1 << 22
+
+
 class CheckpointError(ValueError):
     """A missing, unreadable or incompatible checkpoint."""
+
+
+class CheckpointPairWarning(UserWarning):
+    """The JSON of a checkpoint came from another save than its tensors (an interrupted save)."""
 
 
 def atomic_write(path: Path, write):
@@ -64,10 +83,69 @@ def save_weights(path, model: LandmarkModel, meta: dict | None = None, extra_ten
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     tensors.update({k: v.detach().contiguous().cpu() for k, v in (extra_tensors or {}).items()})
     info = {"format": FORMAT_VERSION, "model": to_dict(model.cfg), "num_landmarks": model.cfg.num_landmarks,
-            "input_size": model.cfg.input_size, "neighbours": model.neighbours.int().tolist(), **(meta or {})}
-    # JSON first, tensors second: a checkpoint counts as complete once its tensors file exists.
+            "input_size": model.cfg.input_size, "neighbours": model.neighbours.int().tolist(), **(meta or {}),
+            "save_id": uuid.uuid4().hex}
+    # Tensors (with the metadata inside) first: that one file is the atomic unit; the JSON follows.
+    atomic_write(st_path, lambda t: save_file(tensors, t, metadata={META_KEY: json.dumps(info)}))
+    _write_json(js_path, {**info, "tensors_sha256": file_sha256(st_path)})
+
+
+def _write_json(js_path: Path, info: dict):
     atomic_write(js_path, lambda t: Path(t).write_text(json.dumps(info, indent=1)))
-    atomic_write(st_path, lambda t: save_file(tensors, t))
+
+
+def file_sha256(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(HASH_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def embedded_meta(path) -> dict | None:
+    """The metadata stored inside a tensors file (None for files written before it was)."""
+    st_path, _ = stem_paths(path)
+    try:
+        with safe_open(str(st_path), "pt") as f:
+            text = (f.metadata() or {}).get(META_KEY)
+    except Exception as e:  # safetensors raises its own error types
+        raise CheckpointError(f"{st_path}: not a readable safetensors file ({e})") from e
+    try:
+        return json.loads(text) if text else None
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{st_path}: unreadable embedded metadata ({e})") from e
+
+
+def verified_meta(path, repair: bool = False) -> dict:
+    """The metadata of a checkpoint, checked against its tensors file (see the module docstring).
+    A JSON from another save is replaced by the tensors' own metadata (rewritten on disk when
+    `repair`); CheckpointError when the tensors file is not the one its JSON hashed."""
+    st_path, js_path = stem_paths(path)
+    if not st_path.is_file():
+        raise CheckpointError(f"weights not found: {st_path}")
+    inner = embedded_meta(st_path)
+    try:
+        outer = read_meta(path)
+    except CheckpointError:
+        if inner is None:
+            raise
+        outer = None
+    if inner is None:  # written before the pair was verifiable
+        return outer
+    if outer is None or outer.get("save_id") != inner.get("save_id"):
+        said = "missing or unreadable" if outer is None else f"from another save (epoch {outer.get('epoch')})"
+        warnings.warn(f"{js_path} is {said}, not the one of {st_path.name} (epoch {inner.get('epoch')}): an "
+                      f"interrupted save. Using the metadata stored inside {st_path.name}"
+                      f"{' and rewriting the JSON' if repair else ''}.", CheckpointPairWarning, stacklevel=2)
+        fixed = {**inner, "tensors_sha256": file_sha256(st_path)}
+        if repair:
+            _write_json(js_path, fixed)
+        return fixed
+    sha = outer.get("tensors_sha256")
+    if sha is not None and sha != file_sha256(st_path):
+        raise CheckpointError(f"{st_path} does not match {js_path.name} (SHA-256 differs): the tensors file was "
+                              "modified or damaged after it was saved; refusing it")
+    return outer
 
 
 def read_meta(path) -> dict:
@@ -115,7 +193,7 @@ def model_config(meta: dict, path) -> ModelConfig:
 def load_model(path=None, device: str | torch.device = "cpu") -> tuple[LandmarkModel, dict]:
     """Rebuild the model from `<stem>.json` and load `<stem>.safetensors` strictly; eval mode."""
     path = Path(path) if path else DEFAULT_WEIGHTS
-    meta = read_meta(path)
+    meta = verified_meta(path)
     cfg = model_config(meta, path)
     model_tensors = model_state(load_tensors(path))
     if "neighbours" not in model_tensors or "mean_shape" not in model_tensors:

