@@ -18,7 +18,8 @@ import numpy as np
 JPEG_QUALITY = 92
 
 
-def downscale_split(data: Path, out: Path, split: str, size: int) -> int:
+def downscale_split(data: Path, out: Path, split: str, size: int, limit: int = 0) -> int:
+    """Write the first `limit` faces of `split` (0 = all) at most `size` px; returns how many."""
     src = data / f"{split}.jsonl"
     if not src.is_file():
         raise FileNotFoundError(f"{src} not found")
@@ -28,6 +29,8 @@ def downscale_split(data: Path, out: Path, split: str, size: int) -> int:
         for line in f:
             if not line.strip():
                 continue
+            if limit and n >= limit:
+                break
             rec = json.loads(line)
             img = cv2.imread(str(data / rec["image"]), cv2.IMREAD_COLOR)
             if img is None:

@@ -195,6 +195,11 @@ class TrainConfig:
     val_every: int = 1
     time_limit_min: float = 0.0  # stop (resumable) after this many minutes (0 = no limit)
     init_weights: str = ""  # fine-tune: start from this checkpoint's model weights (same model config)
+    # Scaling (core.distributed; docs/TRAINING.md). batch_size is the global batch: under torchrun each of
+    # the W processes takes batch_size / W. Mixed precision is for CUDA.
+    precision: typing.Literal["fp32", "bf16", "fp16"] = "fp32"  # bf16/fp16: autocast (fp16 with a GradScaler)
+    channels_last: bool = False  # NHWC activations and weights (faster convolutions on tensor cores)
+    sync_bn: bool = True  # under torchrun, BatchNorm statistics over the global batch (SyncBatchNorm)
 
     def validate(self):
         if self.epochs < 1 or self.batch_size < 1:
