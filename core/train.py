@@ -203,6 +203,12 @@ class Trainer:
 
     def resume(self):
         path = self.out / "last.safetensors"
+        self._resume(path)
+        # every rank must read the same checkpoint: on several nodes --out has to be a shared folder
+        distributed.same_on_all_ranks(self.epoch, f"the epoch resumed from {path} (is --out shared by all nodes?)",
+                                      self.dist)
+
+    def _resume(self, path: Path):
         if not path.is_file():
             self.log(f"no checkpoint at {path}: starting from scratch")
             return
