@@ -18,7 +18,8 @@ import numpy as np
 JPEG_QUALITY = 92
 
 
-def downscale_split(data: Path, out: Path, split: str, size: int) -> int:
+def downscale_split(data: Path, out: Path, split: str, size: int, limit: int = 0, quality: int = JPEG_QUALITY) -> int:
+    """Write the first `limit` faces of `split` (0 = all) at most `size` px, JPEG `quality`; returns how many."""
     src = data / f"{split}.jsonl"
     if not src.is_file():
         raise FileNotFoundError(f"{src} not found")
@@ -28,6 +29,8 @@ def downscale_split(data: Path, out: Path, split: str, size: int) -> int:
         for line in f:
             if not line.strip():
                 continue
+            if limit and n >= limit:
+                break
             rec = json.loads(line)
             img = cv2.imread(str(data / rec["image"]), cv2.IMREAD_COLOR)
             if img is None:
@@ -37,7 +40,7 @@ def downscale_split(data: Path, out: Path, split: str, size: int) -> int:
             dst = out / rec["image"]
             dst.parent.mkdir(parents=True, exist_ok=True)
             small = cv2.resize(img, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA) if s < 1 else img
-            cv2.imwrite(str(dst), small, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+            cv2.imwrite(str(dst), small, [cv2.IMWRITE_JPEG_QUALITY, quality])
             if rec.get("landmarks") is not None:
                 scale = np.array([small.shape[1] / w, small.shape[0] / h])
                 rec["landmarks"] = ((np.asarray(rec["landmarks"]) + 0.5) * scale - 0.5).round(3).tolist()

@@ -225,6 +225,11 @@ class TrainConfig:
     # top-level model modules kept frozen (eval-mode BN, no gradients), e.g. a warm-started hybrid head's
     # ["backbone", "decoder", "attention"] so that only its graph stages train
     freeze: list[str] = field(default_factory=list)
+    # Scaling (core.distributed; docs/TRAINING.md). batch_size is the global batch: under torchrun each of
+    # the W processes takes batch_size / W. Mixed precision is for CUDA.
+    precision: typing.Literal["fp32", "bf16", "fp16"] = "fp32"  # bf16/fp16: autocast (fp16 with a GradScaler)
+    channels_last: bool = False  # NHWC activations and weights (faster convolutions on tensor cores)
+    sync_bn: bool = True  # under torchrun, BatchNorm statistics over the global batch (SyncBatchNorm)
 
     def validate(self):
         if self.epochs < 1 or self.batch_size < 1:

@@ -156,11 +156,12 @@ def _blur(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 class FaceDataset(Dataset):
-    """Yields (image (3,S,S) float in [0,1], landmarks (N,2) in crop units, weight)."""
+    """Yields (image (3,S,S) float in [0,1], landmarks (N,2) in crop units, weight); with uint8=True
+    the image stays uint8 in [0, 255] (4x less to pin and copy; the trainer divides on the GPU)."""
 
     def __init__(self, records: list[Record], input_size: int = INPUT_SIZE, augment: AugmentConfig | None = None,
-                 cache: bool = False, seed: int = 0):
-        self.records, self.size, self.aug, self.seed = records, input_size, augment, seed
+                 cache: bool = False, seed: int = 0, uint8: bool = False):
+        self.records, self.size, self.aug, self.seed, self.uint8 = records, input_size, augment, seed, uint8
         self.epoch = 0
         self._cache = [read_image(r.image) for r in records] if cache else None
 
@@ -200,5 +201,6 @@ class FaceDataset(Dataset):
     def __getitem__(self, i):
         rng = np.random.default_rng((self.seed, self.epoch, i)) if self.aug is not None else None
         crop, pts, _ = self.sample(i, rng)
-        x = torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1).float() / 255.0
+        x = torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1)
+        x = x.contiguous() if self.uint8 else x.float() / 255.0
         return x, torch.from_numpy(pts / self.size), torch.tensor(self.records[i].weight, dtype=torch.float32)

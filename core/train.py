@@ -1,9 +1,11 @@
 """Train the landmark model.
 
     python -m core.train --config configs/sdfl_graph.yaml --out runs/sdfl_graph [--resume] [--set a.b=v]
+    torchrun --nproc_per_node=N -m core.train --config ... --out ...     (data-parallel, docs/TRAINING.md)
 
 Writes <out>/last.* every epoch (atomic; `--resume` continues from it, losing at most the epoch in
-progress) and <out>/best.* (chosen on the validation split held out from train, never on test)."""
+progress) and <out>/best.* (chosen on the validation split held out from train, never on test).
+Under torchrun, batch_size is the global batch and rank 0 alone validates, writes and logs."""
 from __future__ import annotations
 
 import argparse
@@ -16,8 +18,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, WeightedRandomSampler
+from torch.utils.data import DataLoader
 from tqdm import tqdm
+
+from . import distributed
 
 from .checkpoint import (TRAIN_STATE_PREFIX, CheckpointError, load_state_strict, load_tensors, model_state, read_meta,
                          save_weights, verified_meta)
@@ -125,7 +129,10 @@ def _load_opt(opt: torch.optim.Optimizer, tensors: dict, meta: dict):
 class Trainer:
     def __init__(self, cfg: TrainConfig, out: Path):
         self.cfg, self.out = cfg, out
-        self.device = resolve_device(cfg.device)
+        self.dist = distributed.current()  # world size 1 unless started by torchrun
+        self.device = distributed.rank_device(resolve_device(cfg.device), self.dist)
+        self.batch = distributed.per_rank_batch(cfg.batch_size, self.dist)
+        self.amp = distributed.MixedPrecision(cfg.precision, self.device)
         torch.manual_seed(cfg.seed)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
@@ -149,7 +156,8 @@ class Trainer:
             self.train_records += extra
             weights = np.r_[weights, np.full(len(extra), dc.extra_weight)]
         self.sample_weights = weights
-        self.train_ds = FaceDataset(self.train_records, size, cfg.augment, cache=dc.cache, seed=cfg.seed)
+        self.train_ds = FaceDataset(self.train_records, size, cfg.augment, cache=dc.cache, seed=cfg.seed,
+                                    uint8=self.device.type == "cuda")
         self.val_ds = FaceDataset(self.val_records, size, None, cache=dc.cache)
         self.model = build_model(cfg.model, self.neighbours, self.mean_shape).to(self.device)
         unknown = sorted(set(cfg.freeze) - {name for name, _ in self.model.named_children()})
@@ -161,6 +169,10 @@ class Trainer:
             print("WARNING: model.pretrained is true but no ImageNet weights were loaded: training starts from "
                   "random weights; the checkpoint records pretrained: false (see requirements-train.txt)",
                   file=sys.stderr)
+        if self.dist.active and cfg.sync_bn:
+            self.model = distributed.sync_batchnorm(self.model, self.device)
+        if cfg.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
         if cfg.init_weights:
             self.init_from(Path(cfg.init_weights))
         if cfg.init_features:
@@ -222,10 +234,21 @@ class Trainer:
         if best:
             save_weights(self.out / "best", self.model, self.meta())
 
+    def log(self, msg: str, stdout: bool = False):
+        """A message from rank 0 alone (stderr unless stdout)."""
+        if self.dist.is_main:
+            tqdm.write(msg, file=sys.stdout if stdout else sys.stderr)
+
     def resume(self):
         path = self.out / "last.safetensors"
+        self._resume(path)
+        # every rank must read the same checkpoint: on several nodes --out has to be a shared folder
+        distributed.same_on_all_ranks(self.epoch, f"the epoch resumed from {path} (is --out shared by all nodes?)",
+                                      self.dist)
+
+    def _resume(self, path: Path):
         if not path.is_file():
-            print(f"no checkpoint at {path}: starting from scratch", file=sys.stderr)
+            self.log(f"no checkpoint at {path}: starting from scratch")
             return
         meta = verified_meta(path, repair=True)  # a JSON from an interrupted save is replaced, loudly
         if not self.same_model(path):
@@ -237,13 +260,23 @@ class Trainer:
         self.elapsed_s = float(meta.get("elapsed_s", self.history[-1]["time_s"] if self.history else 0.0))
         self.imagenet_init = bool(meta.get("imagenet_init", self.imagenet_init))  # how the run was initialised
         self.model.cfg = dataclasses.replace(self.model.cfg, pretrained=self.cfg.model.pretrained and self.imagenet_init)
-        print(f"resumed from {path} after epoch {self.epoch} (best val NME {self.best:.4f})", file=sys.stderr)
+        self.log(f"resumed from {path} after epoch {self.epoch} (best val NME {self.best:.4f})")
 
     def loader(self) -> DataLoader:
-        g = torch.Generator().manual_seed(self.cfg.seed * 1000 + self.epoch)
-        sampler = WeightedRandomSampler(self.sample_weights, len(self.train_ds), replacement=True, generator=g)
-        return DataLoader(self.train_ds, batch_size=self.cfg.batch_size, sampler=sampler, drop_last=True,
-                          num_workers=self.cfg.workers, persistent_workers=False)
+        """This rank's share of the epoch's global batches (the same global order for any world size)."""
+        sampler = distributed.ShardedWeightedSampler(self.sample_weights, len(self.train_ds), self.batch,
+                                                     self.cfg.seed, self.dist.rank, self.dist.world)
+        sampler.set_epoch(self.epoch)
+        cuda = self.device.type == "cuda"
+        return DataLoader(self.train_ds, batch_size=self.batch, sampler=sampler, drop_last=True,
+                          num_workers=self.cfg.workers, persistent_workers=False, pin_memory=cuda,
+                          prefetch_factor=4 if cuda and self.cfg.workers else None)
+
+    def to_device(self, x: torch.Tensor) -> torch.Tensor:
+        """A batch on the device (uint8 batches, from the CUDA loader, become float in [0, 1] there)."""
+        x = x.to(self.device, non_blocking=True)
+        x = x.float().div_(255.0) if x.dtype == torch.uint8 else x
+        return x.contiguous(memory_format=torch.channels_last) if self.cfg.channels_last else x
 
     def validate(self) -> float:
         pred, gt = predict_dataset(self.model, self.val_ds, self.device)
@@ -253,42 +286,60 @@ class Trainer:
         cfg = self.cfg
         start = time.time()
         before = self.elapsed_s  # time_s continues from the checkpoint's clock after --resume
+        net = distributed.wrap(self.model, self.dist, self.device)  # DDP under torchrun, else the model
         while self.epoch < cfg.epochs:
             self.train_ds.set_epoch(self.epoch)
             set_train_mode(self.model, self.cfg.freeze)
+            if self.dist.active:  # per-rank, per-epoch stream (node dropout); world 1 keeps today's stream
+                torch.manual_seed(cfg.seed * 1000 + self.epoch * 100 + self.dist.rank)
             loader = self.loader()
             steps = len(loader)
-            bar = tqdm(loader, desc=f"epoch {self.epoch + 1}/{cfg.epochs}", leave=True, dynamic_ncols=True, mininterval=5)
+            bar = tqdm(loader, desc=f"epoch {self.epoch + 1}/{cfg.epochs}", leave=True, dynamic_ncols=True, mininterval=5,
+                       disable=not self.dist.is_main)
             running = None
             for i, (x, y, _) in enumerate(bar):
                 lr = lr_at(cfg, self.epoch * steps + i, steps)
                 for g in self.opt.param_groups:
                     g["lr"] = lr
-                out = self.model(x.to(self.device))
-                loss, parts = compute_loss(cfg, self.model, out, y.to(self.device))
+                with self.amp.autocast():
+                    out = net(self.to_device(x))
+                loss, parts = compute_loss(cfg, self.model, self.amp.fp32(out), y.to(self.device, non_blocking=True))
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"non-finite loss at epoch {self.epoch + 1} step {i}: {parts}")
                 self.opt.zero_grad(set_to_none=True)
-                loss.backward()
+                self.amp.backward(loss, self.opt)  # DDP averages the gradients over ranks here
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), 10.0)
-                self.opt.step()
+                self.amp.step(self.opt)
                 value = float(loss.detach())
                 running = value if running is None else 0.9 * running + 0.1 * value
                 bar.set_postfix(loss=f"{running:.3f}", lr=f"{lr:.2e}")
             self.epoch += 1
-            val = self.validate() if self.epoch % cfg.val_every == 0 or self.epoch == cfg.epochs else float("nan")
-            improved = val < self.best
-            if improved:
-                self.best = val
-            self.elapsed_s = before + time.time() - start
-            self.history.append({"epoch": self.epoch, "loss": running, "val_nme": val, "lr": lr,
-                                 "time_s": round(self.elapsed_s, 1)})
-            self.save(best=improved)
-            tqdm.write(f"epoch {self.epoch}: loss {running:.4f}  val NME {val:.4%}  best {self.best:.4%}")
-            if cfg.time_limit_min and time.time() - start > cfg.time_limit_min * 60 and self.epoch < cfg.epochs:
-                tqdm.write(f"time limit of {cfg.time_limit_min} min reached: stopping; --resume continues")
+            if self.end_epoch(distributed.all_mean(running, self.dist), lr, start, before):
                 break
         return self.best
+
+    def end_epoch(self, running: float, lr: float, start: float, before: float = 0.0) -> bool:
+        """Rank 0 validates and saves; every rank gets its figures, so all keep the same history and
+        stop together; time_s continues the clock of earlier sessions (`before`). Returns whether to
+        stop (time limit)."""
+        cfg = self.cfg
+        val = float("nan")
+        if self.dist.is_main and (self.epoch % cfg.val_every == 0 or self.epoch == cfg.epochs):
+            val = self.validate()
+        val, elapsed = distributed.broadcast_floats([val, time.time() - start], self.dist)
+        improved = val < self.best
+        if improved:
+            self.best = val
+        self.elapsed_s = before + elapsed
+        self.history.append({"epoch": self.epoch, "loss": running, "val_nme": val, "lr": lr,
+                             "time_s": round(self.elapsed_s, 1)})
+        if self.dist.is_main:
+            self.save(best=improved)
+            tqdm.write(f"epoch {self.epoch}: loss {running:.4f}  val NME {val:.4%}  best {self.best:.4%}")
+        if cfg.time_limit_min and elapsed > cfg.time_limit_min * 60 and self.epoch < cfg.epochs:
+            self.log(f"time limit of {cfg.time_limit_min} min reached: stopping; --resume continues", stdout=True)
+            return True
+        return False
 
 
 def main(argv=None) -> int:
@@ -303,16 +354,21 @@ def main(argv=None) -> int:
         out = Path(args.out)
         if not args.resume and (out / "last.safetensors").exists():
             raise CheckpointError(f"{out} already holds a run: pass --resume to continue it or choose another --out")
+        ctx = distributed.init_from_env(resolve_device(cfg.device).type)  # world 1 without torchrun
         trainer = Trainer(cfg, out)
         if args.resume:
             trainer.resume()
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(json.dumps(to_dict(cfg), indent=1))
+        if ctx.is_main:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "config.json").write_text(json.dumps(to_dict(cfg), indent=1))
         best = trainer.fit()
     except (ConfigError, DataError, CheckpointError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(json.dumps({"best_val_nme": best, "epochs": trainer.epoch, "out": str(out)}))
+    finally:
+        distributed.shutdown()
+    if ctx.is_main:
+        print(json.dumps({"best_val_nme": best, "epochs": trainer.epoch, "out": str(out)}))
     return 0
 
 
