@@ -26,12 +26,13 @@ from .config import ConfigError, DataConfig, ModelConfig, from_dict, to_dict
 from .models import LandmarkModel, build_model
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
-# The package default (FaceAligner, evaluate, predict, export, bench_speed): the most accurate shipped
-# model, the Wasserstein heatmap head. The app serves the graph-head / FC-head pair trained with one
-# budget: its dynamic edges and the occlusion comparison are what the app demonstrates.
+# The package default (FaceAligner, evaluate, predict, export, bench_speed, the app's upload tab, webcam
+# and API): the flagship, a heatmap-to-graph hybrid with local node features and a refinement stage
+# (configs/sdfl_flagship*.yaml). The occlusion tab compares the graph-head / FC-head pair trained with
+# one budget. The Wasserstein heatmap head is the flagship's warm start and a benchmark row.
 WASSERSTEIN_WEIGHTS = WEIGHTS_DIR / "sdfl_wasserstein.safetensors"
 FLAGSHIP_WEIGHTS = WEIGHTS_DIR / "sdfl_flagship.safetensors"
-DEFAULT_WEIGHTS = WASSERSTEIN_WEIGHTS
+DEFAULT_WEIGHTS = FLAGSHIP_WEIGHTS
 GRAPH_WEIGHTS = WEIGHTS_DIR / "sdfl_graph.safetensors"
 FC_WEIGHTS = WEIGHTS_DIR / "sdfl_fc.safetensors"
 # The speed tier: the graph head at 64 px with a narrow fusion and a 1-block graph (configs/sdfl_fast.yaml).
