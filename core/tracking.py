@@ -17,8 +17,9 @@ Per frame (time t, seconds; real timestamps, or 1 / fps steps):
      (two passes, smoothing restarted); without one it is dropped (no ghost faces);
   5. a dropped track is remembered for `lost_keep_s`: a new detection on its predicted path takes
      its id again (identity kept when a face passes behind another or an occluder);
-  6. One-Euro smoothing with the real interval between frames (core.smoothing), restarted after a
-     gap longer than `smooth_gap_s` and whenever the track restarts from a detection."""
+  6. One-Euro smoothing with one cutoff per face (core.smoothing.FaceSmoother) on the real interval
+     between frames, restarted after a gap longer than `smooth_gap_s` and whenever the track
+     restarts from a detection."""
 from __future__ import annotations
 
 import math
@@ -29,13 +30,16 @@ import numpy as np
 
 from .detectors import Detection, box_iou
 from .landmarks import crop_from_box
-from .smoothing import DEFAULT_FPS, OneEuroFilter
+from .smoothing import DEFAULT_FPS, FaceSmoother
 
 MIN_FACE_SIDE = 8.0  # px: a landmark box smaller than this is a lost track
 TRACK_MIN_INSIDE = 0.3  # share of a landmark box that must lie inside the frame
 MATCH_IOU = 0.3  # a detection continues a track when it overlaps the track's predicted box this much
 KEEP_IOU = 0.5  # ... and a healthy track keeps its own (landmark) box above this overlap
 DUPLICATE_IOU = 0.6  # two tracks overlapping more than this follow one face
+OVERLAP_IOU = 0.1  # tracks overlapping more than this may pull each other: a track jumping then is dropped
+MAX_JUMP = 0.08  # landmark-box sides: landmarks this far from the motion prediction = jumped
+MAX_DRIFT = 0.2  # landmark-box sides: ... or this far from the path remembered before the overlap
 VELOCITY_MEMORY = 0.4  # v <- (1 - m) v_measured + m v
 MAX_PREDICTED_SHIFT = 0.5  # landmark-box sides: cap on the motion prediction per frame
 MAX_PREDICTED_ZOOM = 0.3  # |log side change| cap on the motion prediction per frame
@@ -88,7 +92,15 @@ class Track:
     misses: int = 0
     from_detection: bool = True  # box came from a detector: two passes, motion unknown
     restart: bool = True  # smoothing starts over on the next output
-    smoother: OneEuroFilter | None = None
+    smoother: FaceSmoother | None = None
+    anchor: tuple | None = None  # (box, velocity, zoom_rate, t) of the last frame it overlapped no other track
+
+    def remembered_box(self, t: float) -> np.ndarray:
+        """Predicted box from the anchor (a lost track's last trustworthy state)."""
+        if self.anchor is None:
+            return self.predicted_box(t)
+        box, v, z, t0 = self.anchor
+        return Track(self.id, box, self.score, t0, velocity=v, zoom_rate=z).predicted_box(t)
 
     def predicted_box(self, t: float, motion: bool = True) -> np.ndarray:
         x0, y0, x1, y1 = self.box
@@ -176,8 +188,8 @@ class VideoTracker:
         for d in (dets[j] for j in range(len(dets)) if j not in used_d):
             if len(self.tracks) >= self.max_faces:
                 break
-            best = max(self.lost, key=lambda r: box_iou(r.predicted_box(t, self.cfg.predict_motion), d.box), default=None)
-            if best is not None and box_iou(best.predicted_box(t, self.cfg.predict_motion), d.box) >= self.cfg.revive_iou:
+            best = max(self.lost, key=lambda r: box_iou(r.remembered_box(t), d.box), default=None)
+            if best is not None and box_iou(best.remembered_box(t), d.box) >= self.cfg.revive_iou:
                 self.lost.remove(best)
                 tr = best
                 tr.score, tr.misses, tr.velocity, tr.zoom_rate = d.score, 0, np.zeros(2), 0.0
@@ -299,16 +311,24 @@ class VideoTracker:
             self.lost.append(tr)
 
     def _drop_duplicates(self, res, boxes, t) -> None:
-        """Two tracks on one face: keep the one whose landmarks stayed nearer its own prediction
-        (the other jumped onto a neighbour); ties keep the older."""
-        def jump(tr):
-            lb, pb = landmark_box(res[tr.id]["pts"]), tr.predicted_box(t, self.cfg.predict_motion)
+        """Two tracks on one face (landmark boxes overlapping > DUPLICATE_IOU), or overlapping
+        (> OVERLAP_IOU) while one of them jumped away from its motion prediction (pulled onto the
+        face in front): drop the one that jumped more (ties: the younger); it is remembered."""
+        def off(tr, pb):
+            lb = landmark_box(res[tr.id]["pts"])
             side = max(pb[2] - pb[0], pb[3] - pb[1], 1.0)
-            return float(np.hypot(*((lb[:2] + lb[2:]) - (pb[:2] + pb[2:])) / 2)) / side if tr.landmarks is not None else 1.0
-        order = sorted(self.tracks, key=lambda tr: (jump(tr), tr.id))
+            return float(np.hypot(*((lb[:2] + lb[2:]) - (pb[:2] + pb[2:])) / 2)) / side
+
+        def jump(tr):
+            if tr.landmarks is None:
+                return 1.0
+            j = off(tr, tr.predicted_box(t, self.cfg.predict_motion))
+            return max(j, off(tr, tr.remembered_box(t)) * MAX_JUMP / MAX_DRIFT) if tr.anchor is not None else j
+        jumps = {tr.id: jump(tr) for tr in self.tracks}
         keep: list[Track] = []
-        for tr in order:
-            if any(box_iou(landmark_box(res[tr.id]["pts"]), landmark_box(res[k.id]["pts"])) > DUPLICATE_IOU for k in keep):
+        for tr in sorted(self.tracks, key=lambda tr: (jumps[tr.id], tr.id)):
+            ious = [box_iou(landmark_box(res[tr.id]["pts"]), landmark_box(res[k.id]["pts"])) for k in keep]
+            if any(i > DUPLICATE_IOU for i in ious) or (any(i > OVERLAP_IOU for i in ious) and jumps[tr.id] > MAX_JUMP):
                 self._drop(tr)
             else:
                 keep.append(tr)
@@ -328,9 +348,11 @@ class VideoTracker:
             s = float(r["sigma"])
             tr.sigma_level = s if tr.sigma_level is None else SIGMA_MEMORY * tr.sigma_level + (1 - SIGMA_MEMORY) * s
         if tr.smoother is None or tr.restart or gap:
-            tr.smoother = OneEuroFilter(fps=self.cfg.fps)
+            tr.smoother = FaceSmoother(fps=self.cfg.fps)
         tr.landmarks, tr.box, tr.t = pts, lb, t
         tr.from_detection = tr.restart = False
+        if all(box_iou(lb, o.box) <= OVERLAP_IOU for o in self.tracks if o is not tr):
+            tr.anchor = (lb.copy(), tr.velocity.copy(), tr.zoom_rate, t)
 
 
 def _side(pts) -> float:
