@@ -65,11 +65,11 @@ class OneEuroFilter:
 
 # FaceSmoother: tuned on the video protocol's validation sequences (benchmarks/video.py --split val):
 # on 2 faces x still/translate/zoom/rotate x 3/10/30 fps, raw video-mode landmarks: still-face jitter at
-# 30 fps 0.76 -> ~0.17 px (face ~165 px), mean NME +0.05 points at most on the moving sequences
+# 30 fps 0.76 -> 0.13 px (face ~165 px), mean NME +0.09 points at most on the moving sequences
 # (per-coordinate OneEuroFilter with its defaults: jitter 0.07 px but +1.1 to +1.9 points when translating).
-FACE_MIN_CUTOFF = 0.3  # Hz: cutoff of a still face
+FACE_MIN_CUTOFF = 0.1  # Hz: cutoff of a still face
 FACE_BETA = 40.0  # Hz per (face size / s) of RMS point speed
-FACE_D_CUTOFF = 1.0  # Hz: cutoff of the speed estimate
+FACE_D_CUTOFF = 0.7  # Hz: cutoff of the speed estimate
 
 
 class FaceSmoother:
