@@ -15,8 +15,9 @@ Per frame (time t, seconds; real timestamps, or 1 / fps steps):
      crop units) exceeds `max_sigma` or jumps above `sigma_jump` x its running level. A lost
      track triggers the detector on this frame; a detection that continues it restarts it
      (two passes, smoothing restarted); without one it is dropped (no ghost faces);
-  5. a dropped track is remembered for `lost_keep_s`: a new detection on its predicted path takes
-     its id again (identity kept when a face passes behind another or an occluder);
+  5. a dropped track is remembered for `lost_keep_s`, and meanwhile the detector runs on every
+     frame: a new detection on its predicted path takes its id again (identity kept when a face
+     passes behind another or an occluder, found again on the frame it comes back);
   6. One-Euro smoothing with one cutoff per face (core.smoothing.FaceSmoother) on the real interval
      between frames, restarted after a gap longer than `smooth_gap_s` and whenever the track
      restarts from a detection."""
@@ -43,6 +44,7 @@ MAX_DRIFT = 0.2  # landmark-box sides: ... or this far from the path remembered 
 VELOCITY_MEMORY = 0.4  # v <- (1 - m) v_measured + m v
 MAX_PREDICTED_SHIFT = 0.5  # landmark-box sides: cap on the motion prediction per frame
 MAX_PREDICTED_ZOOM = 0.3  # |log side change| cap on the motion prediction per frame
+REMEMBER_MAX_SHIFT = 3.0  # landmark-box sides: cap on a remembered (lost) track's predicted path
 SIGMA_MEMORY = 0.8  # running uncertainty level: s <- m s + (1 - m) sigma (healthy frames only)
 
 
@@ -100,16 +102,16 @@ class Track:
         if self.anchor is None:
             return self.predicted_box(t)
         box, v, z, t0 = self.anchor
-        return Track(self.id, box, self.score, t0, velocity=v, zoom_rate=z).predicted_box(t)
+        return Track(self.id, box, self.score, t0, velocity=v, zoom_rate=z).predicted_box(t, max_shift=REMEMBER_MAX_SHIFT)
 
-    def predicted_box(self, t: float, motion: bool = True) -> np.ndarray:
+    def predicted_box(self, t: float, motion: bool = True, max_shift: float = MAX_PREDICTED_SHIFT) -> np.ndarray:
         x0, y0, x1, y1 = self.box
         side = max(x1 - x0, y1 - y0, 1.0)
         dt = max(0.0, t - self.t)
         shift = self.velocity * dt if motion else np.zeros(2)
         n = float(np.hypot(*shift))
-        if n > MAX_PREDICTED_SHIFT * side:
-            shift = shift * (MAX_PREDICTED_SHIFT * side / n)
+        if n > max_shift * side:
+            shift = shift * (max_shift * side / n)
         z = math.exp(float(np.clip(self.zoom_rate * dt, -MAX_PREDICTED_ZOOM, MAX_PREDICTED_ZOOM))) if motion else 1.0
         cx, cy = (x0 + x1) / 2 + shift[0], (y0 + y1) / 2 + shift[1]
         hw, hh = (x1 - x0) * z / 2, (y1 - y0) * z / 2
@@ -248,7 +250,8 @@ class VideoTracker:
         motion = c.predict_motion and not gap
         boxes = {tr.id: tr.predicted_box(t, motion) for tr in self.tracks}
         healthy = {tr.id for tr in self.tracks if not tr.from_detection}
-        due = (self._frame - self._last_detect_frame >= c.redetect_every or t - self._last_detect_t >= c.redetect_s)
+        due = (self._frame - self._last_detect_frame >= c.redetect_every or t - self._last_detect_t >= c.redetect_s
+               or bool(self.lost))  # a face was lost lately: look for it on every frame
         detected = user is not None or not self.tracks or due
         matched: set[int] = set()
         if detected:
@@ -336,7 +339,7 @@ class VideoTracker:
     def _update(self, tr: Track, r: dict, t: float, gap: bool) -> None:
         pts = r["pts"].astype(np.float64)
         lb = landmark_box(pts)
-        if tr.landmarks is not None and not tr.from_detection and not gap and t > tr.t:
+        if tr.landmarks is not None and not gap and t > tr.t:  # the same face (matched, or revived on its path)
             dt = t - tr.t
             v = ((lb[:2] + lb[2:]) - (tr.box[:2] + tr.box[2:])) / 2 / dt
             z = math.log(_side(pts) / max(_side_box(tr.box), 1e-9)) / dt
