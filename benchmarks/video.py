@@ -110,7 +110,13 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "video.json"))
     ap.add_argument("--md", default=str(ROOT / "docs" / "VIDEO.md"))
+    ap.add_argument("--render", action="store_true", help="only rewrite --md from the results in --out")
     args = ap.parse_args(argv)
+    if args.render:
+        res = json.loads(Path(args.out).read_text())
+        Path(args.md).write_text(markdown(res["meta"], res["table"]))
+        print(targets(res["table"]))
+        return 0
     data = Path(args.data)
     motions = [m for m in args.motions.split(",") if m]
     rates = [float(f) for f in args.fps.split(",") if f]
@@ -152,6 +158,7 @@ def main(argv=None) -> int:
     Path(args.out).write_text(json.dumps({"meta": meta, "table": table}, indent=1))
     Path(args.md).parent.mkdir(parents=True, exist_ok=True)
     Path(args.md).write_text(markdown(meta, table))
+    print(targets(table))
     print(summary_lines(table))
     return 0
 
@@ -174,6 +181,37 @@ def summary_lines(table: dict) -> str:
                     f"{a['missed']} | {a['ghosts']} | {'–' if a['id_switches'] is None else a['id_switches']} | "
                     f"{a['recovery_frames_max']} | {jit} | {a['ms_per_frame']:.1f} |")
     return "\n".join(rows)
+
+
+def targets(table: dict) -> str:
+    """The issue's targets, checked on the table (synthetic sequences, all motions pooled per fps)."""
+    out = []
+    for fps in sorted({k.split("|")[2] for k in table if k.split("|")[1] != "youtube"}, key=float):
+        def pooled(name):
+            rows = [(k, a) for k, a in table.items() if k.startswith(name + "|") and k.endswith("|" + fps)
+                    and "|youtube|" not in k]
+            n = sum(a["face_frames"] for _, a in rows)
+            nme_w = sum((a["mean_nme"] or 0) * (a["face_frames"] - a["missed"]) for _, a in rows)
+            matched = sum(a["face_frames"] - a["missed"] for _, a in rows)
+            fails = sum(a["failure_rate"] * a["face_frames"] for _, a in rows)
+            return nme_w / max(matched, 1), fails / max(n, 1)
+        (vn, vf), (inn, inf) = pooled("video"), pooled("image")
+        ok = "yes" if vn <= inn and vf <= inf else "**no**"
+        out.append(f"| {fps} fps: mean NME / failures, video vs image | {100 * vn:.2f} % / {100 * vf:.1f} % vs "
+                   f"{100 * inn:.2f} % / {100 * inf:.1f} % | {ok} |")
+    v, r, i = (table.get(f"{m}|still|30") for m in ("video", "video_raw", "image"))
+    if v and i and v["jitter_px"] and i["jitter_px"]:
+        ratio = i["jitter_px"] / v["jitter_px"]
+        out.append(f"| 30 fps still-face jitter: image / video (video raw) | {i['jitter_px']:.3f} / {v['jitter_px']:.3f} px "
+                   f"({r['jitter_px']:.3f} raw) = {ratio:.1f}x | {'yes' if ratio >= 2 else '**no**'} |")
+    sw = [a["id_switches"] for k, a in table.items() if k.startswith("video|crossing|")]
+    if sw:
+        out.append(f"| identity switches, crossing (3/10/30 fps) | {sum(sw)} | {'yes' if sum(sw) == 0 else '**no**'} |")
+    rec = [a["recovery_frames_max"] for k, a in table.items() if k.startswith("video|") and "|youtube|" not in k]
+    if rec:
+        out.append(f"| recovery (longest run of failed clean frames), video mode | {max(rec)} frames | "
+                   f"{'yes' if max(rec) <= 2 else '**no**'} |")
+    return "| target | measured | met |\n|---|---|---|\n" + "\n".join(out)
 
 
 def markdown(meta: dict, table: dict) -> str:
@@ -199,6 +237,15 @@ face; missed = visible face-frames without a prediction; ghosts = predicted face
 ID sw. = a face's track id changing (video mode only); recovery = longest run of consecutive failed
 frames once the face is fully back in view and unoccluded; jitter = RMS frame-to-frame landmark motion on the still face (px, face ~165 px); ms/frame =
 wall time per frame on this machine (shared 2-core CPU: relative figures).
+
+## Targets (issue 13)
+
+{targets(table)}
+
+Speed (video mode at least 2x cheaper per frame than image mode): `python -m core.bench_speed`
+(benchmarks/speed.json); the ms/frame column above is the same comparison on these sequences.
+
+## Per sequence type
 
 {summary_lines(table)}
 """
