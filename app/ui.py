@@ -41,7 +41,7 @@ from core.checkpoint import FC_WEIGHTS, GRAPH_WEIGHTS  # noqa: E402
 from core.images import fit_within  # noqa: E402
 from core.metrics import interocular as _interocular  # noqa: E402
 
-from . import plots  # noqa: E402
+from . import plots, webcam  # noqa: E402
 from .errors import public_reason  # noqa: E402
 
 log = logging.getLogger("sdfl.app")
@@ -345,6 +345,7 @@ class LandmarkApp:
         self.display_max_side = int(display_max_side)
         self.pool = VideoPool(models.video)
         self.stats = FrameStats()
+        self.clock = webcam.StreamClock()
         self.neighbours = np.asarray(getattr(models.graph, "neighbours"))
         self.fc_neighbours = np.asarray(getattr(models.fc, "neighbours", self.neighbours))
         self.webcam_neighbours = np.asarray(getattr(models.video[0], "neighbours", self.neighbours))
@@ -463,29 +464,18 @@ class LandmarkApp:
     # -- webcam tab ------------------------------------------------------------------------
 
     def webcam_frame(self, frame: np.ndarray | None, overlays: list[str],
-                     session: str = "local") -> tuple[np.ndarray | None, str]:
-        """One streamed frame through a video-mode aligner -> (annotated frame, status)."""
+                     session: str = "local") -> tuple[np.ndarray | None, str, dict]:
+        """One streamed frame through a video-mode aligner -> (annotated frame, status, JSON):
+        frames received per second, model time per frame, model and device (app.webcam)."""
         if frame is None:
-            return None, "Waiting for the camera…"
+            return None, "Waiting for the camera…", {}
         frame = np.ascontiguousarray(frame[..., :3]).astype(np.uint8, copy=False)
-        t0 = time.perf_counter()
+        draw = lambda img, faces: ov.draw_faces(img, faces, self.webcam_neighbours, options_from(overlays), labels=False)  # noqa: E731
         try:
-            with self.pool.acquire(session) as aligner:
-                faces = aligner.predict(frame, timestamp=time.monotonic())
-                name, provider = getattr(aligner, "device_name", "?"), getattr(aligner, "provider", "")
-                if getattr(aligner, "precision", "fp32") != "fp32":
-                    provider = f"{provider}, {aligner.precision}"
+            out, readout, faces = webcam.process_frame(frame, session, self.pool, self.clock, draw, ov.draw_text_box)
         except ValueError as e:
-            return frame, f"**Problem:** {_reason(e)}"
-        latency = time.perf_counter() - t0
-        fps, lat = self.stats.update(session, latency)
-        out = ov.draw_faces(frame, faces, self.webcam_neighbours, options_from(overlays), labels=False)
-        device = f"{name} | {provider}" if provider else str(name)
-        out = ov.draw_text_box(out, [f"{fps:4.1f} FPS   {latency * 1000:5.1f} ms/frame", device,
-                                     f"{len(faces)} face(s)"], corner="bottom-left")  # top-left: the label
-        status = (f"**{fps:.1f} FPS** · {latency * 1000:.1f} ms per frame (avg {lat * 1000:.1f} ms) · "
-                  f"{len(faces)} face(s) · model: **{self.webcam_model}** · device: **{name}** ({provider})")
-        return out, status
+            return frame, f"**Problem:** {_reason(e)}", {"error": _reason(e)}
+        return out, readout.markdown(), webcam.stream_json(readout, faces)
 
     # -- occlusion tab ---------------------------------------------------------------------
 
@@ -683,7 +673,7 @@ def build_demo(graph_weights=None, fc_weights=None, *, accurate_weights=None, mo
 
     @handler
     def webcam(frame: np.ndarray | None, overlays: list[str],
-               request: gr.Request) -> tuple[np.ndarray | None, str]:
+               request: gr.Request) -> tuple[np.ndarray | None, str, dict]:
         session = getattr(request, "session_hash", None) or "anonymous"
         return app.webcam_frame(frame, overlays, session)
 
@@ -759,7 +749,8 @@ def build_demo(graph_weights=None, fc_weights=None, *, accurate_weights=None, mo
                         cam_out = gr.Image(label="Landmarks", type="numpy", interactive=False, format="jpeg",
                                            elem_id="webcam-output")
                         cam_status = gr.Markdown(f"Device: **{models.device}**", elem_id="webcam-status")
-                cam.stream(webcam, [cam, cam_overlays], [cam_out, cam_status], stream_every=STREAM_EVERY,
+                        cam_json = gr.JSON(label="Stream (JSON)", elem_id="webcam-json", open=False)
+                cam.stream(webcam, [cam, cam_overlays], [cam_out, cam_status, cam_json], stream_every=STREAM_EVERY,
                            time_limit=stream_time_limit, concurrency_limit=max(1, len(models.video)),
                            concurrency_id="webcam", show_progress="hidden", api_visibility="undocumented")
 

@@ -71,7 +71,7 @@ def webcam_overlay(app, image: Path, out: Path, camera: Path, frames: int = 30):
     camera.write_bytes(buf.tobytes() * 10)
     shown = None
     for _ in range(frames):
-        shown, status = app.webcam_frame(frame, ["points", "graph", "ellipses"], "screenshot")
+        shown, status, _ = app.webcam_frame(frame, ["points", "graph", "ellipses"], "screenshot")
     Image.fromarray(shown).save(out)
     return status
 

@@ -11,7 +11,7 @@ Crops: the detector gives an estimate of the landmark box (core.detectors); pass
 it, pass 2 re-crops around the landmark box predicted by pass 1 (exactly the training convention:
 square, side CROP_SCALE x the larger side, centred on the box) and predicts again. All faces of an
 image go through the model in one batch per pass. In video mode a face tracked from the previous
-frame is cropped around its previous landmarks and needs only one pass."""
+frame is cropped around its previous landmarks and needs only one pass (core.tracking)."""
 from __future__ import annotations
 
 import platform
@@ -26,16 +26,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .detectors import Detection, HaarDetector, LandmarkTracker, MediaPipeDetector
+from .detectors import Detection, HaarDetector, MediaPipeDetector
 from .images import decode_image
 from .landmarks import apply_affine, crop_from_box, crop_matrix, invert_affine
-from .smoothing import DEFAULT_FPS, OneEuroFilter
+from .tracking import TrackingConfig, VideoTracker
 
 REFINE_PASSES = 2  # image mode: detector crop, then a re-crop around the predicted landmarks
-REDETECT_EVERY = 10  # video mode: run the detector every N frames (and whenever no face is tracked)
-MIN_FACE_SIDE = 8.0  # px: a tracked landmark box smaller than this is a lost track
-TRACK_MIN_INSIDE = 0.3  # share of a tracked landmark box that must lie inside the frame
-TRACK_MAX_SIGMA = 0.08  # crop units: median predicted landmark std above this = lost track
 ANTIALIAS_BELOW = 0.5  # crops that shrink the image more than 2x are pre-resized with INTER_AREA
 USER_BOX_SCORE = 1.0  # score reported for faces whose boxes the caller gave
 BACKENDS = ("auto", "onnx", "torch")
@@ -49,6 +45,7 @@ class Face:
     landmarks: np.ndarray  # (68, 2) float32, original-image pixels, pixel centres at integers
     covariance: np.ndarray | None  # (68, 2, 2) float32 pixels^2; None without an uncertainty head
     adjacency: np.ndarray  # (68, 68) float32 per-image edge weights (rows sum to 1 over the neighbourhood)
+    track_id: int | None = None  # video mode: the same id while the same face is followed
 
     def to_dict(self, adjacency: bool = False) -> dict:
         """JSON-ready dict: box, score, landmarks, covariance (lists); adjacency only if asked."""
@@ -56,6 +53,8 @@ class Face:
              "landmarks": np.asarray(self.landmarks, dtype=np.float64).round(3).tolist(),
              "covariance": None if self.covariance is None
              else np.asarray(self.covariance, dtype=np.float64).round(4).tolist()}
+        if self.track_id is not None:
+            d["track_id"] = int(self.track_id)
         if adjacency:
             d["adjacency"] = np.asarray(self.adjacency, dtype=np.float64).round(5).tolist()
         return d
@@ -226,11 +225,12 @@ class FaceAligner:
     detector: "mediapipe", "haar", "none" (boxes must be given) or any object with
     `detect(rgb) -> list[Detection]`. video: track faces from frame to frame and smooth landmarks.
     threads: intra-op threads (ORT session; torch: process-wide set_num_threads); 0 = default.
-    max_faces: at most this many faces per image (highest detector scores)."""
+    max_faces: at most this many faces per image (highest detector scores).
+    tracking: video-mode parameters (core.tracking.TrackingConfig, or a mapping of its fields)."""
 
     def __init__(self, weights: str | Path | None = None, backend: str = "auto", device: str = "cpu",
                  detector="mediapipe", video: bool = False, threads: int = 0, max_faces: int = 8,
-                 precision: str = "fp32"):
+                 precision: str = "fp32", tracking: TrackingConfig | dict | None = None):
         from .checkpoint import DEFAULT_WEIGHTS, read_meta, stem_paths
 
         if backend not in BACKENDS:
@@ -288,13 +288,41 @@ class FaceAligner:
         self.device_name: str = self.runner.device_name
         self.has_uncertainty = "cov" in self.runner.outputs
         self.max_faces, self.video = max_faces, video
-        self.fps = DEFAULT_FPS  # video mode: frame rate assumed when predict() gets no timestamp
-        self.redetect_every = REDETECT_EVERY
+        if isinstance(tracking, dict):
+            from .config import from_dict
+
+            tracking = from_dict(TrackingConfig, tracking, "tracking")
+        if tracking is not None and not isinstance(tracking, TrackingConfig):
+            raise ValueError(f"tracking must be a TrackingConfig or a mapping, got {type(tracking).__name__}")
+        self.tracking = tracking or TrackingConfig()
         self.refine_passes = REFINE_PASSES  # model passes for a detector box (1 = no re-crop)
         self._detector_spec = detector
         self._detector = None
         self._lock = threading.RLock()
         self.reset()
+
+    @property
+    def fps(self) -> float:
+        """Video mode: frame rate assumed when predict() gets no timestamp."""
+        return self.tracking.fps
+
+    @fps.setter
+    def fps(self, value: float) -> None:
+        self._set_tracking(fps=float(value))
+
+    @property
+    def redetect_every(self) -> int:
+        """Video mode: the detector runs at least every this many frames."""
+        return self.tracking.redetect_every
+
+    @redetect_every.setter
+    def redetect_every(self, value: int) -> None:
+        self._set_tracking(redetect_every=int(value))
+
+    def _set_tracking(self, **changes) -> None:
+        with self._lock:
+            self.tracking = dataclasses.replace(self.tracking, **changes)
+            self._video.cfg = self.tracking
 
     @property
     def dynamic_adjacency(self) -> bool:
@@ -363,10 +391,7 @@ class FaceAligner:
     def reset(self) -> None:
         """Forget video tracking and smoothing state (call between videos)."""
         with self._lock:
-            self._tracker = LandmarkTracker(self.max_faces)
-            self._filters: dict[int, OneEuroFilter] = {}
-            self._frame = 0
-            self._last_detect = -(10 ** 9)
+            self._video = VideoTracker(self._run, self._detect, self.tracking, self.max_faces)
             self._shape = None
 
     def predict(self, image, boxes=None, color: str = "rgb", *, timestamp: float | None = None) -> list[Face]:
@@ -405,63 +430,16 @@ class FaceAligner:
         res = self._refine(img, [d.box for d in dets], [True] * len(dets))
         return self._faces(res, [d.box for d in dets], [d.score for d in dets])
 
-    def _track_ok(self, pts: np.ndarray, sigma, shape) -> bool:
-        if not np.isfinite(pts).all():
-            return False
-        x0, y0 = pts.min(0)
-        x1, y1 = pts.max(0)
-        if max(x1 - x0, y1 - y0) < MIN_FACE_SIDE:
-            return False
-        h, w = shape[:2]
-        iw = max(0.0, min(x1, w - 1) - max(x0, 0))
-        ih = max(0.0, min(y1, h - 1) - max(y0, 0))
-        if iw * ih < TRACK_MIN_INSIDE * max((x1 - x0) * (y1 - y0), 1e-9):
-            return False
-        return sigma is None or float(sigma) <= TRACK_MAX_SIGMA
-
     def _predict_video(self, img, user, timestamp) -> list[Face]:
         if self._shape is not None and img.shape != self._shape:
             self.reset()  # another video (or resolution): start over
         self._shape = img.shape
-        tracker = self._tracker
-        due = self._frame - self._last_detect >= self.redetect_every
-        if user is not None or not tracker.tracks or due:
-            dets = ([Detection(b, USER_BOX_SCORE, b.copy(), "user") for b in user[: self.max_faces]]
-                    if user is not None else self._detect(img))
-            tracker.associate(dets)
-            self._last_detect = self._frame
-        self._frame += 1
-        live = {t.id for t in tracker.tracks}
-        for tid in list(self._filters):
-            if tid not in live:
-                del self._filters[tid]
-        tracks = list(tracker.tracks)
-        if not tracks:
-            return []
-        boxes = [t.box.copy() for t in tracks]
-        res = self._refine(img, boxes, [t.from_detection for t in tracks])
-        keep, smoothed = [], []
-        for i, t in enumerate(tracks):
-            pts = res["pts"][i]
-            if not self._track_ok(pts, None if res["sigma"] is None else res["sigma"][i], img.shape):
-                tracker.update(t.id, None)
-                self._filters.pop(t.id, None)
-                self._last_detect = -(10 ** 9)  # lost: detect on the next frame
-                continue
-            tracker.update(t.id, pts)
-            f = self._filters.setdefault(t.id, OneEuroFilter(fps=self.fps))
-            side = float(max(np.ptp(pts[:, 0]), np.ptp(pts[:, 1]), 1.0))
-            keep.append(i)
-            smoothed.append(f(pts, timestamp, scale=side))
-        dropped = set(tracker.drop_duplicates())
-        sel = [(i, s) for i, s in zip(keep, smoothed) if tracks[i].id not in dropped]
-        for tid in dropped:
-            self._filters.pop(tid, None)
-        if not sel:
-            return []
-        idx = [i for i, _ in sel]
-        sub = {k: (None if v is None else v[idx]) for k, v in res.items()}
-        return self._faces(sub, [boxes[i] for i in idx], [tracks[i].score for i in idx], [s for _, s in sel])
+        dets = None if user is None else [Detection(b, USER_BOX_SCORE, b.copy(), "user") for b in user[: self.max_faces]]
+        out = []
+        for tr, r, shown in self._video.step(img, timestamp, dets):
+            cov = None if r["cov"] is None else r["cov"].astype(np.float32)
+            out.append(Face(r["crop_box"].copy(), float(tr.score), np.asarray(shown, np.float32), cov, r["adj"], tr.id))
+        return out
 
 
 _ALIGNERS: dict[tuple, FaceAligner] = {}

@@ -228,9 +228,14 @@ def test_handlers_upload_occlusion_webcam(demo, bad_files):
 
     frame = np.asarray(Image.open(ASTRONAUT).convert("RGB"))
     for _ in range(3):
-        shown, status = app.webcam_frame(frame, ["points", "graph", "ellipses"], "session-a")
+        shown, status, info = app.webcam_frame(frame, ["points", "graph", "ellipses"], "session-a")
     assert shown.shape == frame.shape and not np.array_equal(shown, frame)
     assert "FPS" in status and "ms" in status and app.models.video[0].device_name in status
+    # one readout, labelled, the same figures in the status line and the stream's JSON
+    assert "Frames received from the browser" in status and "Model time" in status and "Device" in status
+    assert info["device"] == app.models.video[0].device_name and f"{info['model_ms']:.1f} ms per frame" in status
+    assert f"{info['received_fps']:.1f} FPS" in status and info["received_fps"] > 0
+    assert info["faces"] and len(info["faces"][0]["landmarks"]) == 68 and info["faces"][0]["track_id"] is not None
     assert app.webcam_frame(None, [], "session-a")[0] is None
 
 
@@ -268,8 +273,9 @@ def test_webcam_can_run_its_own_model(tiny_weights, tiny_fc_weights, tiny_heatma
     app = LandmarkApp(models, results_dir=tmp_path)
     np.testing.assert_array_equal(app.webcam_neighbours, models.video[0].neighbours)
     frame = np.asarray(Image.open(ASTRONAUT).convert("RGB"))
-    out, status = app.webcam_frame(frame, ["points", "graph"], "session-a")
-    assert out.shape == frame.shape and "FPS" in status and "model: **tiny_heatmap**" in status
+    out, status, info = app.webcam_frame(frame, ["points", "graph"], "session-a")
+    assert out.shape == frame.shape and "FPS" in status and "Model: **tiny_heatmap**" in status
+    assert info["model"] == "tiny_heatmap"
     # default: the webcam runs the graph-head model
     assert Path(load_models(tiny_weights, tiny_fc_weights, webcam_slots=1).video[0].weights).stem == "tiny_graph"
 

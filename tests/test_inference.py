@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from core import images
-from core.detectors import (HaarDetector, LandmarkTracker, MediaPipeDetector, MP_SHORT_CALIBRATION, Detection,
+from core.detectors import (HaarDetector, MediaPipeDetector, MP_SHORT_CALIBRATION, Detection,
                             box_iou)
 from core.images import load_image
 from core.inference import Face, FaceAligner, warp_crop
@@ -377,16 +377,16 @@ def test_video_smoothing_reduces_jitter(tiny_weights):
     assert np.abs(s[10:].mean(0) - [150, 110]).max() < 0.5
 
 
-def test_tracker_lost_and_duplicates(aligner):
-    assert not aligner._track_ok(np.full((68, 2), 5.0), None, (100, 100, 3))  # collapsed
+def test_tracker_lost_checks():
+    from core.tracking import Track, VideoTracker
+
+    vt = VideoTracker(run=None, detect=None)
+    tr = Track(0, np.array([20.0, 20, 80, 80]), 0.9, 0.0)
+    assert vt._check(tr, np.full((68, 2), 5.0), None, tr.box, (100, 100, 3))[0]  # collapsed
     far = np.random.default_rng(0).uniform(500, 600, (68, 2))
-    assert not aligner._track_ok(far, None, (100, 100, 3))  # outside the frame
+    assert vt._check(tr, far, None, tr.box, (100, 100, 3))[0]  # outside the frame
     ok = np.random.default_rng(0).uniform(20, 80, (68, 2))
-    assert aligner._track_ok(ok, 0.01, (100, 100, 3)) and not aligner._track_ok(ok, 0.5, (100, 100, 3))
-    tr = LandmarkTracker()
-    tr.associate([Detection(FACE_BOX.copy(), 0.9), Detection(FACE_BOX + 2, 0.8)])
-    assert len(tr.tracks) == 2  # both start tracks (no tracks to match yet) ...
-    assert tr.drop_duplicates() == [1] and len(tr.tracks) == 1  # ... and the younger one is dropped
+    assert not vt._check(tr, ok, 0.01, tr.box, (100, 100, 3))[0] and vt._check(tr, ok, 0.5, tr.box, (100, 100, 3))[0]
 
 
 # --- CLI and packaging --------------------------------------------------------------------------

@@ -1,0 +1,196 @@
+"""Video tracking (core.tracking) with a stand-in model that sees the synthetic scene: it returns
+the landmarks of the face under a crop (core.landmarks crop convention), a high uncertainty when
+no face is there, and a detector that finds the visible faces. Checks re-detection on a jump,
+no ghost faces, identity kept when two faces cross, smoothing on the real frame interval."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from core.config import ConfigError, from_dict
+from core.detectors import Detection
+from core.landmarks import crop_from_box
+from core.tracking import TrackingConfig, VideoTracker
+from tests.synth_faces import face_points
+
+SIZE = 100  # face_points(SIZE): face ~70 px wide
+FRAME = (360, 640, 3)
+SIGMA_FACE, SIGMA_NONE = 0.01, 0.2  # crop units
+
+
+def face_at(cx, cy, noise=0.0, rng=None):
+    p = face_points(SIZE, noise=noise, rng=rng).astype(np.float64)
+    return p - (p.min(0) + p.max(0)) / 2 + [cx, cy]
+
+
+class Scene:
+    """The faces of the current frame (front face last) and a stand-in model/detector."""
+
+    def __init__(self):
+        self.faces: list[np.ndarray] = []
+        self.hidden: set[int] = set()  # faces behind another one: neither seen nor detected
+        self.detector_calls = 0
+
+    def seen(self):
+        return [f for i, f in enumerate(self.faces) if i not in self.hidden]
+
+    def run(self, img, boxes):
+        pts, sig = [], []
+        for b in boxes:
+            cx, cy, side = crop_from_box(b)
+            best = min(self.seen(), key=lambda f: np.hypot(*(f.mean(0) - [cx, cy])), default=None)
+            if best is not None and np.abs(best.mean(0) - [cx, cy]).max() < side / 2:
+                lo, hi = np.array([cx, cy]) - side / 2, np.array([cx, cy]) + side / 2
+                pts.append(np.clip(best, lo + 1, hi - 1))  # the model cannot point outside its crop
+                sig.append(SIGMA_FACE)
+            else:  # nothing there: a template in the middle, very unsure
+                pts.append(face_at(cx, cy) * 0 + face_at(cx, cy))
+                sig.append(SIGMA_NONE)
+        k = len(boxes)
+        return {"pts": np.stack(pts), "cov": None, "adj": np.zeros((k, 68, 68), np.float32), "sigma": np.array(sig)}
+
+    def detect(self, img):
+        self.detector_calls += 1
+        h, w = img.shape[:2]
+        out = []
+        for f in self.seen():
+            c = f.mean(0)
+            if 0 <= c[0] < w and 0 <= c[1] < h:
+                out.append(Detection(np.r_[f.min(0), f.max(0)] + [2, -2, 2, -2], 0.9))
+        return out
+
+
+def tracker(scene, **cfg):
+    return VideoTracker(scene.run, scene.detect, TrackingConfig(**cfg))
+
+
+def err(a, b):
+    return float(np.linalg.norm(np.asarray(a) - np.asarray(b), axis=1).mean())
+
+
+IMG = np.zeros(FRAME, np.uint8)
+
+
+def test_redetects_on_the_frame_of_a_jump():
+    scene, vt = Scene(), None
+    scene.faces = [face_at(200, 180)]
+    vt = tracker(scene, redetect_every=100, redetect_s=100.0)
+    for k in range(5):
+        out = vt.step(IMG, k / 30)
+    assert scene.detector_calls == 1 and len(out) == 1
+    scene.faces = [face_at(450, 180)]  # the face jumps far beyond its crop
+    out = vt.step(IMG, 5 / 30)
+    assert scene.detector_calls == 2  # lost -> detector on this very frame
+    assert len(out) == 1 and err(out[0][2], scene.faces[0]) < 2.0  # tracked (smoothed: part of the 3 px)  # recovered at once, no ghost left behind
+    scene.faces = [face_at(450 + 3, 180)]
+    out = vt.step(IMG, 6 / 30)
+    assert len(out) == 1 and err(out[0][2], scene.faces[0]) < 2.0  # tracked (smoothed: part of the 3 px)
+
+
+def test_crop_off_is_recropped_without_detector():
+    scene = Scene()
+    scene.faces = [face_at(200, 180)]
+    vt = tracker(scene, redetect_every=100, redetect_s=100.0, predict_motion=False, smooth=False)
+    vt.step(IMG, 0.0)
+    passes = vt.model_passes
+    scene.faces = [face_at(200 + 5, 180)]  # 5 px on a 65 px crop: landmarks off-centre, still inside
+    out = vt.step(IMG, 1 / 30)
+    assert scene.detector_calls == 1 and vt.model_passes == passes + 2  # tracked pass + re-crop pass
+    assert err(out[0][2], scene.faces[0]) < 0.5
+
+
+def test_no_ghost_faces_when_the_face_leaves_or_vanishes():
+    scene = Scene()
+    vt = tracker(scene)
+    t = 0.0
+    for x in range(300, 760, 40):  # walks out of the frame to the right
+        scene.faces = [face_at(x, 180)]
+        out = vt.step(IMG, t)
+        t += 1 / 10
+        lm = scene.faces[0]
+        inside = ((lm[:, 0] >= 0) & (lm[:, 0] < FRAME[1])).mean()
+        if inside < 0.3:
+            assert out == []  # nothing drawn beside the frame's edge
+        for _, _, shown in out:
+            assert err(shown, lm) < 15.0  # whatever is shown sits on the face
+    scene.faces = [face_at(300, 180)]
+    assert len(vt.step(IMG, t)) == 1
+    scene.faces = []  # cut to an empty scene
+    assert vt.step(IMG, t + 0.1) == []
+    assert vt.step(IMG, t + 0.2) == [] and vt.tracks == []
+
+
+def test_identity_kept_when_two_faces_cross():
+    """Face 0 walks right, face 1 (in front, lower) walks left; while they overlap face 0 is hidden."""
+    scene = Scene()
+    vt = tracker(scene)
+    ids: dict[int, set] = {0: set(), 1: set()}
+    missing = 0
+    for k in range(60):
+        t = k / 15
+        u = k / 59
+        scene.faces = [face_at(120 + 400 * u, 150), face_at(520 - 400 * u, 200)]
+        gap = abs(scene.faces[0].mean(0)[0] - scene.faces[1].mean(0)[0])
+        scene.hidden = {0} if gap < 60 else set()
+        out = vt.step(IMG, t)
+        for tr, _, shown in out:
+            d = [err(shown, f) for f in scene.faces]
+            j = int(np.argmin(d))
+            assert d[j] < 12.0 and j not in scene.hidden  # no ghost: every output sits on a visible face
+            ids[j].add(tr.id)
+        missing = missing + 1 if len(out) < len(scene.seen()) else 0
+        assert missing <= 2  # a face back in view is found again within 2 frames
+    assert ids[0] == {0} and ids[1] == {1}  # the hidden face comes back with its own id
+
+
+def test_smoothing_follows_the_real_frame_interval():
+    """At 3 fps a still face steps 2 px: smoothed with the real timestamps the landmarks settle
+    within a frame; the same frames smoothed as if they came at 30 fps trail several times longer."""
+    scene = Scene()
+    lags, alphas = {}, {}
+    for label, stamp in (("real", lambda k: k / 3), ("assumed_30fps", lambda k: None)):
+        vt = tracker(scene, redetect_every=1000, redetect_s=1000.0)
+        lag = []
+        for k in range(12):
+            scene.faces = [face_at(200 + (2 if k >= 8 else 0), 180)]
+            out = vt.step(IMG, stamp(k))
+            lag.append(err(out[0][2], scene.faces[0]))
+            if k == 7:
+                alphas[label] = vt.tracks[0].smoother.last_alpha  # still face
+        lags[label] = np.mean(lag[8:11])
+    assert vt.tracks[0].smoother._t == pytest.approx(11 / 30)  # no timestamps: 1 / fps steps
+    assert lags["real"] < 0.3
+    assert lags["assumed_30fps"] > 2 * lags["real"]
+    assert alphas["real"] > 3 * alphas["assumed_30fps"]  # 10x the interval: far less smoothing per frame
+
+
+def test_still_face_jitter_is_cut():
+    scene = Scene()
+    rng = np.random.default_rng(1)
+    vt = tracker(scene)
+    raw, shown = [], []
+    for k in range(90):
+        scene.faces = [face_at(300, 180, noise=0.5, rng=rng)]
+        raw.append(scene.faces[0])
+        shown.append(vt.step(IMG, k / 30)[0][2])
+
+    def jit(seq):
+        d = np.diff(np.stack(seq[30:]), axis=0)
+        return float(np.sqrt(np.mean(np.sum(d ** 2, -1))))
+    assert jit(shown) < 0.5 * jit(raw)
+
+
+def test_config_rejects_unknown_keys_and_bad_values(tiny_weights):
+    from core.inference import FaceAligner
+
+    assert from_dict(TrackingConfig, {"redetect_s": 0.5}).redetect_s == 0.5
+    with pytest.raises(ConfigError, match="unknown"):
+        from_dict(TrackingConfig, {"redetect_seconds": 0.5})
+    with pytest.raises(ValueError):
+        TrackingConfig(max_sigma=0)
+    with pytest.raises(ConfigError):
+        FaceAligner(tiny_weights, backend="torch", video=True, tracking={"smoothing": False})
+    fa = FaceAligner(tiny_weights, backend="torch", video=True, tracking={"smooth": False}, detector="none")
+    assert fa.tracking.smooth is False
+    fa.fps = 12
+    assert fa.tracking.fps == 12.0 and fa._video.cfg.fps == 12.0
