@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from core.detectors import MediaPipeDetector  # noqa: E402
 from core.face_finder import FaceFinder  # noqa: E402
-from core.image_faces import REJECT_RATIO, predict_image, uncertainty_ratio  # noqa: E402
+from core.image_faces import predict_image, uncertainty_ratio  # noqa: E402
 from core.inference import FaceAligner  # noqa: E402
 from core.photos import load_photos, match_faces, score_photos  # noqa: E402
 from photo_sets import VAL_SETS, noface_photos, val_photos  # noqa: E402
@@ -53,7 +53,9 @@ def ratio(face) -> float:
 
 def ours(aligner, detector, max_faces=64, min_confidence=0.0, upright_above=None):
     """Predictor: detector -> core.image_faces.predict_image -> (landmarks, r) per face."""
-    kw = {} if upright_above is None else {"upright_above": upright_above}
+    kw = {"reject_ratio": aligner.reject_ratio}
+    if upright_above is not None:
+        kw["upright_above"] = upright_above
 
     def run(rgb):
         faces = predict_image(aligner, rgb, detector.detect(rgb), max_faces, min_confidence, 2, **kw)
@@ -87,15 +89,13 @@ def pipelines(aligner, ablation: bool, with_dlib: bool) -> dict:
     if with_dlib and (d := dlib_peer()) is not None:
         p["dlib"] = d
     if ablation:
-        for name, cfg in {"short+full": dict(tile_levels=0, pad=0, rotations="none"),
-                          "+pad": dict(tile_levels=0, rotations="none"),
-                          "+tiles1": dict(rotations="none"),
-                          "+tiles2": dict(tile_levels=2, rotations="none"),
-                          "+rot_empty (default)": dict(),
-                          "+rot_always": dict(rotations="always"),
-                          "tiles2+rot_empty": dict(tile_levels=2),
-                          "min_score0.4": dict(min_score=0.4)}.items():
-            p[f"finder {name}"] = ours(aligner, FaceFinder(cfg, mediapipe=MediaPipeDetector("auto", min_score=cfg.get("min_score", 0.5))))
+        for name, cfg in {"short+full only": dict(tile_levels=0, pad=0, rotations="none"),
+                          "tiles 0": dict(tile_levels=0), "tiles 1": dict(tile_levels=1),
+                          "tiles 3": dict(tile_levels=3), "no pad": dict(pad=0.0),
+                          "rot none": dict(rotations="none"), "rot always": dict(rotations="always"),
+                          "min_score 0.4": dict(min_score=0.4), "min_score 0.6": dict(min_score=0.6)}.items():
+            mps = MediaPipeDetector("auto", min_score=cfg.get("min_score", 0.5))
+            p[f"finder {name}"] = ours(aligner, FaceFinder(cfg, mediapipe=mps))
         ff = FaceFinder(mediapipe=mp)
         p["upright never"] = ours(aligner, ff, upright_above=NO_UPRIGHT)
         p["upright always"] = ours(aligner, ff, upright_above=0.0)
@@ -170,7 +170,7 @@ def main(argv=None) -> int:
     if args.only:
         pipes = {k: v for k, v in pipes.items() if k in args.only}
     out = {"weights": str(aligner.weights), "runtime": f"{aligner.backend} {aligner.provider}",
-           "reject_ratio": REJECT_RATIO, "sets": {}}
+           "reject_ratio": aligner.reject_ratio, "sets": {}}
     for s in args.sets:
         records = load_set(s, Path(args.data), args.limit)
         print(f"== {s}: {len(records)} photos, {sum(len(r.faces) for r in records)} faces", flush=True)

@@ -42,7 +42,7 @@ class FinderConfig:
     nothing) or "always". min_score: mediapipe's min_detection_confidence."""
     short: bool = True
     full: bool = True
-    tile_levels: int = 1
+    tile_levels: int = 2
     tile_above: int = 480
     tile_min: int = 240
     pad: float = 0.25

@@ -10,9 +10,10 @@ the inverse of the same matrix, so they are exact in photo pixels whatever the a
 Confidence (rejection from the model's own evidence): r = sigma / d, sigma = median over points of
 the predicted standard deviation sqrt(trace(Sigma) / 2) (photo px), d = predicted inter-ocular
 distance (points 36, 45; at least INTEROCULAR_MIN_SHARE x the landmark box side so profiles
-are not punished for their short eye distance). confidence = 1 / (1 + (r / REJECT_RATIO)^2), so
-confidence 0.5 is the rejection threshold; faces below `min_confidence` are dropped. A model
-without an uncertainty head gives confidence None and rejects nothing.
+are not punished for their short eye distance). confidence = 1 / (1 + (r / reject_ratio)^2), so
+confidence 0.5 is at the model's threshold (REJECT_RATIOS); faces below `min_confidence` are
+dropped. A model without an uncertainty head or without a threshold gives confidence None and
+rejects nothing.
 
 Duplicates (two candidates that converged on one face) are merged by landmark-box IoU above
 DUPLICATE_IOU, keeping the more confident. `max_faces` keeps the most confident (then highest
@@ -25,7 +26,11 @@ from .detectors import Detection, box_iou
 from .landmarks import CROP_SCALE, LEFT_EYE_OUTER, RIGHT_EYE_OUTER, crop_matrix, invert_affine
 
 UPRIGHT_ABOVE_DEG = 30.0  # faces rolled more than this are cropped upright
-REJECT_RATIO = 0.12  # sigma / inter-ocular at confidence 0.5 (chosen on validation + no-face images)
+# sigma / inter-ocular at confidence 0.5, per shipped model (each head's sigma has its own scale);
+# chosen on validation faces + seeded no-face images by benchmarks/photos.py (docs/PHOTOS.md).
+# Other models: the "reject_ratio" of their <stem>.json, else no confidence and no rejection.
+REJECT_RATIOS = {"sdfl_wasserstein": 0.12, "sdfl_graph": 0.12}
+REJECT_RATIO = REJECT_RATIOS["sdfl_wasserstein"]  # the package default's
 DEFAULT_MIN_CONFIDENCE = 0.5
 INTEROCULAR_MIN_SHARE = 0.25  # normaliser floor, share of the landmark box's larger side
 DUPLICATE_IOU = 0.5
@@ -102,10 +107,19 @@ def confidence_of(ratio: float, reject_ratio: float = REJECT_RATIO) -> float:
     return float(1.0 / (1.0 + (ratio / reject_ratio) ** 2))
 
 
+def reject_ratio_for(weights, meta: dict) -> float | None:
+    """The rejection threshold of a model: REJECT_RATIOS by weights stem, else meta["reject_ratio"]."""
+    from pathlib import Path
+
+    r = REJECT_RATIOS.get(Path(str(weights)).stem, meta.get("reject_ratio"))
+    return None if r is None else float(r)
+
+
 def predict_image(aligner, img: np.ndarray, dets: list[Detection], max_faces: int,
                   min_confidence: float = DEFAULT_MIN_CONFIDENCE, passes: int = 2,
-                  upright_above: float = UPRIGHT_ABOVE_DEG, reject_ratio: float = REJECT_RATIO) -> FaceList:
-    """Faces (core.inference.Face) for detections on one image. See the module docstring."""
+                  upright_above: float = UPRIGHT_ABOVE_DEG, reject_ratio: float | None = REJECT_RATIO) -> FaceList:
+    """Faces (core.inference.Face) for detections on one image. See the module docstring.
+    reject_ratio None: confidence None, nothing rejected."""
     from .inference import Face
 
     dets = sorted(dets, key=lambda d: -d.score)[:MAX_CANDIDATES]
@@ -129,7 +143,7 @@ def predict_image(aligner, img: np.ndarray, dets: list[Detection], max_faces: in
         p = res["pts"][i]
         if not np.isfinite(p).all():
             continue
-        conf = None if res["sigma"] is None else confidence_of(uncertainty_ratio(p, res["sigma"][i]), reject_ratio)
+        conf = None if res["sigma"] is None or reject_ratio is None else confidence_of(uncertainty_ratio(p, res["sigma"][i]), reject_ratio)
         if conf is not None and conf < min_confidence:
             continue
         cov = None if res["cov"] is None else res["cov"][i].astype(np.float32)

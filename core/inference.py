@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 
 from .detectors import Detection, HaarDetector, LandmarkTracker, MediaPipeDetector
-from .image_faces import DEFAULT_MIN_CONFIDENCE, FaceList, predict_image
+from .image_faces import DEFAULT_MIN_CONFIDENCE, FaceList, predict_image, reject_ratio_for
 from .images import decode_image
 from .landmarks import apply_affine, crop_from_box, crop_matrix, invert_affine
 from .smoothing import DEFAULT_FPS, OneEuroFilter
@@ -298,6 +298,8 @@ class FaceAligner:
         self.provider: str = self.runner.provider
         self.device_name: str = self.runner.device_name
         self.has_uncertainty = "cov" in self.runner.outputs
+        # image mode: sigma / inter-ocular at confidence 0.5 (core.image_faces); None = no rejection
+        self.reject_ratio = reject_ratio_for(st_path, self.meta) if self.has_uncertainty else None
         self.max_faces, self.video = max_faces, video
         self.fps = DEFAULT_FPS  # video mode: frame rate assumed when predict() gets no timestamp
         self.redetect_every = REDETECT_EVERY
@@ -417,9 +419,11 @@ class FaceAligner:
         (core.image_faces). Boxes the caller gave are never rejected."""
         if user is not None:
             dets = [Detection(b, USER_BOX_SCORE, b.copy(), "user") for b in user]
-            return predict_image(self, img, dets, self.max_faces, 0.0, self.refine_passes)
+            return predict_image(self, img, dets, self.max_faces, 0.0, self.refine_passes,
+                                 reject_ratio=self.reject_ratio)
         dets = self.detector.detect(img)
-        return predict_image(self, img, dets, self.max_faces, self.min_confidence, self.refine_passes)
+        return predict_image(self, img, dets, self.max_faces, self.min_confidence, self.refine_passes,
+                             reject_ratio=self.reject_ratio)
 
     def _track_ok(self, pts: np.ndarray, sigma, shape) -> bool:
         if not np.isfinite(pts).all():

@@ -12,7 +12,7 @@ import pytest
 from core.detectors import Detection
 from core.face_finder import Candidate, FinderConfig, merge, rot90_matrix, tiles
 from core.image_faces import (REJECT_RATIO, FaceList, confidence_of, predict_image, roll_deg, rotate,
-                              uncertainty_ratio, upright_crop)
+                              reject_ratio_for, uncertainty_ratio, upright_crop)
 from core.landmarks import apply_affine, invert_affine
 from core.photos import match_faces, score_photos
 from tests.synth_faces import draw_face, face_points, face_template
@@ -166,6 +166,16 @@ def test_predict_image_rejects_uncertain_faces():
     assert len(flagged) == 2 and min(f.confidence for f in flagged) < 0.1
 
 
+def test_reject_ratio_per_model():
+    assert reject_ratio_for("weights/sdfl_wasserstein.safetensors", {}) == REJECT_RATIO
+    assert reject_ratio_for("runs/x/best.safetensors", {"reject_ratio": 0.2}) == 0.2
+    assert reject_ratio_for("runs/x/best.safetensors", {}) is None
+    pts = face_points(200, shift=(50, 50)).astype(np.float64)
+    faces = predict_image(oracle_aligner(0.3), np.zeros((300, 300, 3), np.uint8), [Detection(box_of(pts), 0.9)], 8,
+                          reject_ratio=None)
+    assert len(faces) == 1 and faces[0].confidence is None
+
+
 def test_duplicate_candidates_of_one_face_merge():
     pts = face_points(200, shift=(50, 50)).astype(np.float64)
     b = box_of(pts)
@@ -203,9 +213,11 @@ def test_face_aligner_max_faces_truncated_and_confidence(tiny_weights):
     img = np.zeros((120, 120 * 5, 3), np.uint8)
     fa = FaceAligner(tiny_weights, backend="torch", detector=StubDetector(_grid_dets(5)), max_faces=2,
                      min_confidence=0.0)
+    assert fa.reject_ratio is None  # a model without a chosen threshold: no confidence, no rejection
     faces = fa.predict(img)
-    assert len(faces) == 2 and faces.truncated
-    d = faces[0].to_dict()
+    assert len(faces) == 2 and faces.truncated and faces[0].to_dict()["confidence"] is None
+    fa.reject_ratio = REJECT_RATIO
+    d = fa.predict(img)[0].to_dict()
     assert 0.0 <= d["confidence"] <= 1.0 and len(d["landmarks"]) == 68
     fa5 = FaceAligner(tiny_weights, backend="torch", detector=StubDetector(_grid_dets(5)), max_faces=5,
                       min_confidence=0.0)
@@ -246,3 +258,13 @@ def test_cli_writes_truncated(tiny_weights, tmp_path, monkeypatch):
     assert rc == 0
     info = json.loads((tmp_path / "out" / "row.json").read_text())
     assert len(info["faces"]) == 3 and info["truncated"] is True and "confidence" in info["faces"][0]
+
+
+def test_app_truncation_hint():
+    from app.faces_limit import truncation_fields, truncation_note
+
+    some = FaceList([1, 2])
+    assert truncation_fields(some) == {} and truncation_note(some, 2) == ""
+    some.truncated = True
+    assert truncation_fields(some) == {"truncated": True} and "2 most confident" in truncation_note(some, 2)
+    assert truncation_fields([1]) == {}  # a plain list (boxes given, old aligners): nothing to say
