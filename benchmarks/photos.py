@@ -6,9 +6,11 @@ rejection, our pipeline before/after the detection stage of issue 19 and the pee
 
 Pipelines (all ours use the same model, FaceAligner defaults unless said):
 - today:  MediaPipeDetector("auto") (short range; full range only when short finds nothing),
-          8 faces, axis-aligned crops, no rejection (the code before issue 19)
+          8 faces, axis-aligned crops, no rejection (the code before issue 19; reproduces
+          `core.evaluate --protocol photos` run on that code exactly)
 - ours:   FaceAligner() image mode: core.face_finder.FaceFinder, upright crops, rejection
-- mp_short / mp_full: one mediapipe model's boxes -> our model, axis-aligned, no rejection
+- mp_short / mp_full: one mediapipe model's boxes -> our model, axis-aligned crops, no turn
+          search, no rejection
 - dlib:   dlib's HOG detector (upsampled once) + its 68-point predictor on the whole photo
 --ablation adds FaceFinder / crop / rejection variants (for choosing on photos_afw and val sets;
 never run it on photos_test). Sets: any faces68 photos_* split, benchmarks.photo_sets.VAL_SETS,
@@ -51,9 +53,11 @@ def ratio(face) -> float:
                              float(np.median(np.sqrt(np.clip(np.trace(c, axis1=1, axis2=2) / 2, 0, None)))))
 
 
-def ours(aligner, detector, max_faces=64, min_confidence=0.0, upright_above=None):
+def ours(aligner, detector, max_faces=64, min_confidence=0.0, upright_above=None, turn_search=None):
     """Predictor: detector -> core.image_faces.predict_image -> (landmarks, r) per face."""
     kw = {"reject_ratio": aligner.reject_ratio}
+    if turn_search is not None:
+        kw["turn_search"] = turn_search
     if upright_above is not None:
         kw["upright_above"] = upright_above
 
@@ -80,11 +84,11 @@ def dlib_peer():
 def pipelines(aligner, ablation: bool, with_dlib: bool) -> dict:
     mp = MediaPipeDetector("auto")
     p = {
-        "today": ours(aligner, mp, max_faces=8, upright_above=NO_UPRIGHT),
+        "today": ours(aligner, mp, max_faces=8, upright_above=NO_UPRIGHT, turn_search="none"),
         "ours": ours(aligner, FaceFinder(mediapipe=mp), min_confidence=0.5),
         "ours_no_rejection": ours(aligner, FaceFinder(mediapipe=mp)),
-        "mp_short": ours(aligner, MediaPipeDetector("short"), upright_above=NO_UPRIGHT),
-        "mp_full": ours(aligner, MediaPipeDetector("full"), upright_above=NO_UPRIGHT),
+        "mp_short": ours(aligner, MediaPipeDetector("short"), upright_above=NO_UPRIGHT, turn_search="none"),
+        "mp_full": ours(aligner, MediaPipeDetector("full"), upright_above=NO_UPRIGHT, turn_search="none"),
     }
     if with_dlib and (d := dlib_peer()) is not None:
         p["dlib"] = d
@@ -101,6 +105,8 @@ def pipelines(aligner, ablation: bool, with_dlib: bool) -> dict:
         p["upright always"] = ours(aligner, ff, upright_above=0.0)
         p["upright above 15"] = ours(aligner, ff, upright_above=15.0)
         p["upright above 45"] = ours(aligner, ff, upright_above=45.0)
+        p["turn doubtful"] = ours(aligner, ff, turn_search="doubtful")
+        p["turn none"] = ours(aligner, ff, turn_search="none")
     return p
 
 

@@ -6,6 +6,9 @@ landmark box). A face whose roll (eye line, core.face_finder angle convention) e
 UPRIGHT_ABOVE_DEG is cropped upright instead: the crop matrix rotates by -roll about the box
 centre, and the box is taken in that rotated frame; the landmarks come back to the photo through
 the inverse of the same matrix, so they are exact in photo pixels whatever the angle.
+Turn search: a pass-1 face whose uncertainty ratio (below) exceeds the threshold is cropped again
+turned by 90, 180 and 270 degrees, and keeps the turn the model is surest of (a face on its side
+whose eye keypoints the detector got wrong; a few extra crops, only for doubtful faces).
 
 Confidence (rejection from the model's own evidence): r = sigma / d, sigma = median over points of
 the predicted standard deviation sqrt(trace(Sigma) / 2) (photo px), d = predicted inter-ocular
@@ -34,6 +37,9 @@ REJECT_RATIO = REJECT_RATIOS["sdfl_wasserstein"]  # the package default's
 DEFAULT_MIN_CONFIDENCE = 0.5
 INTEROCULAR_MIN_SHARE = 0.25  # normaliser floor, share of the landmark box's larger side
 DUPLICATE_IOU = 0.5
+TURNS = (90.0, 180.0, 270.0)  # turn search: extra crops for faces the model doubts after pass 1
+TURN_GAIN = 0.8  # a turned crop replaces the current one when its ratio is below this share of it
+TURN_SEARCH = "always"  # "always", "doubtful" (faces above the threshold after pass 1) or "none"
 MAX_CANDIDATES = 64  # at most this many detector candidates go through the model
 RIGHT_EYE, LEFT_EYE = slice(36, 42), slice(42, 48)  # iBUG: image-left eye, image-right eye
 
@@ -115,9 +121,36 @@ def reject_ratio_for(weights, meta: dict) -> float | None:
     return None if r is None else float(r)
 
 
+def _ratios(res, idx) -> np.ndarray:
+    return np.array([uncertainty_ratio(res["pts"][i], res["sigma"][i]) if np.isfinite(res["pts"][i]).all()
+                     else np.inf for i in idx])
+
+
+def _turn_search(aligner, img, dets, angles, res, threshold: float) -> None:
+    """Pass-1 faces the model doubts (ratio above `threshold`) are cropped again turned by 90, 180
+    and 270 degrees; each keeps the turn with the lowest ratio, if below TURN_GAIN x the current
+    one (res updated in place). A face the
+    detector found on its side, with unreliable eye keypoints, comes back upright this way."""
+    idx = [i for i, r in zip(range(len(dets)), _ratios(res, range(len(dets)))) if r > threshold]
+    if not idx:
+        return
+    best = _ratios(res, idx)
+    size = aligner.input_size
+    for turn in TURNS:
+        rt = run_crops(aligner, img, [upright_crop(dets[i].box, angles[i] + turn, size, -1.0) for i in idx])
+        rr = _ratios(rt, range(len(idx)))
+        for k, i in enumerate(idx):
+            if rr[k] < TURN_GAIN * best[k]:
+                best[k] = rr[k]
+                for key in res:
+                    if res[key] is not None:
+                        res[key][i] = rt[key][k]
+
+
 def predict_image(aligner, img: np.ndarray, dets: list[Detection], max_faces: int,
                   min_confidence: float = DEFAULT_MIN_CONFIDENCE, passes: int = 2,
-                  upright_above: float = UPRIGHT_ABOVE_DEG, reject_ratio: float | None = REJECT_RATIO) -> FaceList:
+                  upright_above: float = UPRIGHT_ABOVE_DEG, reject_ratio: float | None = REJECT_RATIO,
+                  turn_search: str = TURN_SEARCH) -> FaceList:
     """Faces (core.inference.Face) for detections on one image. See the module docstring.
     reject_ratio None: confidence None, nothing rejected."""
     from .inference import Face
@@ -127,8 +160,11 @@ def predict_image(aligner, img: np.ndarray, dets: list[Detection], max_faces: in
     if not dets:
         return out
     size = aligner.input_size
-    mats = [upright_crop(d.box, getattr(d, "angle", 0.0), size, upright_above) for d in dets]
-    res = run_crops(aligner, img, mats)
+    angles = [getattr(d, "angle", 0.0) for d in dets]
+    angles = [a if abs(a) > upright_above else 0.0 for a in angles]
+    res = run_crops(aligner, img, [upright_crop(d.box, a, size, -1.0) for d, a in zip(dets, angles)])
+    if turn_search != "none" and res["sigma"] is not None:
+        _turn_search(aligner, img, dets, angles, res, 0.0 if turn_search == "always" else reject_ratio or REJECT_RATIO)
     for _ in range(passes - 1):
         ok = [i for i in range(len(dets)) if np.isfinite(res["pts"][i]).all()]
         if not ok:

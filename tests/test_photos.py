@@ -268,3 +268,30 @@ def test_app_truncation_hint():
     some.truncated = True
     assert truncation_fields(some) == {"truncated": True} and "2 most confident" in truncation_note(some, 2)
     assert truncation_fields([1]) == {}  # a plain list (boxes given, old aligners): nothing to say
+
+
+class TopBrightOracle(OracleRunner):
+    """Sure (std 0.005) of crops whose upper half is brighter than the lower half, unsure (0.1)
+    otherwise: a model that only recognises faces the right way up."""
+
+    def __call__(self, x):
+        out = super().__call__(x)
+        h = x.shape[2] // 2
+        up = x[:, :, :h].mean((1, 2, 3)) > x[:, :, h:].mean((1, 2, 3))
+        std = np.where(up, 0.005, 0.1).astype(np.float32)
+        out["cov"] = out["cov"] / self.std ** 2 * std[:, None, None, None] ** 2
+        return out
+
+
+def test_turn_search_finds_the_upright_crop_of_a_face_on_its_side():
+    """The detector says angle 0 (wrong eye keypoints) for a face whose top points to the image
+    left (roll -90): the turn search keeps the crop the model is sure of."""
+    img = np.zeros((300, 300, 3), np.uint8)
+    img[:, :150] = 255  # bright on the face's top side
+    pts = face_points(300, angle_deg=-90.0).astype(np.float64)
+    aligner = SimpleNamespace(input_size=SIZE, runner=TopBrightOracle())
+    det = [Candidate(box_of(pts), 0.9, None, "test", None, 0.0)]
+    found = predict_image(aligner, img, det, 4, turn_search="always")
+    assert abs(roll_deg(found[0].landmarks) + 90) < 1 and found[0].confidence > 0.9
+    stuck = predict_image(aligner, img, det, 4, min_confidence=0.0, turn_search="none")
+    assert abs(roll_deg(stuck[0].landmarks)) < 1 and stuck[0].confidence < 0.5
