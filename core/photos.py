@@ -29,6 +29,7 @@ from .metrics import FAILURE_THRESHOLDS, auc, failure_rate, nme
 
 MATCH_IOU = 0.3  # a prediction finds an annotated face when their landmark boxes overlap this much
 MISS_NME = 0.10  # nme_with_misses: a missed face counts the failure threshold
+SIZE_BINS = (0, 24, 40, 64, 128, 256, 10 ** 9)  # recall_by_size: landmark-box larger side, px
 
 
 @dataclass
@@ -93,9 +94,11 @@ def match_faces(pred: list[np.ndarray], gt: list[np.ndarray], min_iou: float = M
 
 def score_photos(results: list[tuple[list[np.ndarray], list[np.ndarray]]], threshold: float = 0.10) -> dict:
     """results: per photo (predicted landmark sets, annotated landmark sets). Metrics as fractions."""
-    matched_nme, n_gt, n_pred, unmatched, per_photo = [], 0, 0, 0, []
+    matched_nme, n_gt, n_pred, unmatched, per_photo, sizes = [], 0, 0, 0, [], []
     for pred, gt in results:
         m = match_faces(pred, gt)
+        found = {j for _, j, _ in m}
+        sizes += [(float(np.ptp(np.asarray(g), 0).max()), j in found) for j, g in enumerate(gt)]
         e = nme(np.stack([pred[i] for i, _, _ in m]), np.stack([gt[j] for _, j, _ in m])) if m else np.zeros(0)
         matched_nme += e.tolist()
         n_gt, n_pred, unmatched = n_gt + len(gt), n_pred + len(pred), unmatched + len(pred) - len(m)
@@ -113,8 +116,18 @@ def score_photos(results: list[tuple[list[np.ndarray], list[np.ndarray]]], thres
            "fr10_with_misses": failure_rate(with_miss, threshold) if n_gt else float("nan"),
            "auc10_with_misses": auc(with_miss, threshold) if n_gt else 0.0,
            "failure_rates_with_misses": {f"{t:.2f}": failure_rate(with_miss, t) for t in FAILURE_THRESHOLDS},
-           "match_iou": MATCH_IOU, "miss_nme": MISS_NME, "nme_per_face": me.tolist(), "per_photo": per_photo}
+           "recall_by_size": recall_by_size(sizes), "match_iou": MATCH_IOU, "miss_nme": MISS_NME, "nme_per_face": me.tolist(), "per_photo": per_photo}
     return res
+
+
+def recall_by_size(sizes: list[tuple[float, bool]]) -> dict:
+    """{"lo-hi px": [found, faces]} over SIZE_BINS of the annotated landmark box's larger side."""
+    out = {}
+    for lo, hi in zip(SIZE_BINS[:-1], SIZE_BINS[1:]):
+        sel = [f for s, f in sizes if lo <= s < hi]
+        if sel:
+            out[f"{lo}-{hi if hi < 10 ** 9 else 'inf'}"] = [int(sum(sel)), len(sel)]
+    return out
 
 
 Predictor = Callable[[np.ndarray], list[np.ndarray]]  # RGB photo -> (68, 2) landmarks per face found
