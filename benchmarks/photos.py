@@ -41,6 +41,7 @@ from core.photos import load_photos, match_faces, score_photos  # noqa: E402
 from photo_sets import VAL_SETS, noface_photos, val_photos  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
+SMALL_LIMIT = 20
 DLIB_SKIP = ("val_small", "val_mosaic")  # HOG upsampled on 3000 x 2000 / 1280 x 1024 photos: minutes per set
 NO_UPRIGHT = math.inf
 RATIOS = (0.02, 0.03, 0.035, 0.04, 0.045, 0.05, 0.06, 0.08, 0.10, 0.15, 0.20, 0.30)  # rejection analysis thresholds on r
@@ -118,6 +119,8 @@ def load_set(name: str, data: Path, limit: int | None):
         return noface_photos(100, seed=0)
     if name == "noface_report":
         return noface_photos(100, seed=1)
+    if name == "val_small":  # 3000 x 2000 photos: at most SMALL_LIMIT
+        return val_photos(data, name, min(limit or SMALL_LIMIT, SMALL_LIMIT))
     if name in VAL_SETS:
         return val_photos(data, name, limit)
     return load_photos(data / f"{name}.jsonl")

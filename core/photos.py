@@ -110,6 +110,7 @@ def score_photos(results: list[tuple[list[np.ndarray], list[np.ndarray]]], thres
     res = {"photos": len(results), "faces": n_gt, "predicted": n_pred, "matched": int(len(me)),
            "recall": len(me) / max(n_gt, 1), "missed": int(misses), "unmatched": int(unmatched),
            "nme": float(me.mean()) if len(me) else float("nan"),
+           "nme_median": float(np.median(me)) if len(me) else float("nan"),
            "fr10": failure_rate(me, threshold) if len(me) else float("nan"),
            "auc10": auc(me, threshold) if len(me) else 0.0,
            "nme_with_misses": float(np.r_[me, np.full(misses, MISS_NME)].mean()) if n_gt else float("nan"),
