@@ -416,11 +416,13 @@ class FaceAligner:
 
     def _predict_image(self, img, user) -> FaceList:
         """Detection stage (or the caller's boxes) -> upright two-pass crops -> confidence -> max_faces
-        (core.image_faces). Boxes the caller gave are never rejected."""
+        (core.image_faces). Boxes the caller gave keep the axis-aligned two-pass crops and are never
+        rejected (they still get a confidence)."""
         if user is not None:
             dets = [Detection(b, USER_BOX_SCORE, b.copy(), "user") for b in user]
-            return predict_image(self, img, dets, self.max_faces, 0.0, self.refine_passes,
-                                 reject_ratio=self.reject_ratio)
+            # the caller's boxes: the crops of before (axis-aligned, no turn search), never rejected
+            return predict_image(self, img, dets, self.max_faces, 0.0, self.refine_passes, upright_above=np.inf,
+                                 reject_ratio=self.reject_ratio, turn_search="none")
         dets = self.detector.detect(img)
         return predict_image(self, img, dets, self.max_faces, self.min_confidence, self.refine_passes,
                              reject_ratio=self.reject_ratio)
