@@ -37,7 +37,7 @@ from core.detectors import MediaPipeDetector  # noqa: E402
 from core.face_finder import FaceFinder  # noqa: E402
 from core.image_faces import predict_image, uncertainty_ratio  # noqa: E402
 from core.inference import FaceAligner  # noqa: E402
-from core.photos import load_photos, match_faces, score_photos  # noqa: E402
+from core.photos import annotation_groups, load_photos, match_faces, score_photos  # noqa: E402
 from photo_sets import VAL_SETS, noface_photos, val_photos  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -171,6 +171,8 @@ def main(argv=None) -> int:
     ap.add_argument("--no-dlib", action="store_true")
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--json", default=None)
+    ap.add_argument("--overlapping-only", action="store_true",
+                    help="only photos whose annotations overlap (core.photos.annotation_groups): duplicates")
     args = ap.parse_args(argv)
     if args.ablation and "photos_test" in args.sets:
         print("error: ablations choose the pipeline: not on photos_test (report only)", file=sys.stderr)
@@ -184,13 +186,15 @@ def main(argv=None) -> int:
            "reject_ratio": aligner.reject_ratio, "sets": {}}
     for s in args.sets:
         records = load_set(s, Path(args.data), args.limit)
+        if args.overlapping_only:
+            records = [r for r in records if len(set(annotation_groups(r.faces))) < len(r.faces)]
         print(f"== {s}: {len(records)} photos, {sum(len(r.faces) for r in records)} faces", flush=True)
         out["sets"][s] = {}
         for name, pred in pipes.items():
             if name == "dlib" and s in DLIB_SKIP:
                 continue
             r = run_set(pred, records)
-            out["sets"][s][name] = {k: v for k, v in r.items() if k not in ("nme_per_face", "per_photo")}
+            out["sets"][s][name] = {k: v for k, v in r.items() if k != "nme_per_face"}
             print(line(name, r), flush=True)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

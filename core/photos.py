@@ -12,6 +12,9 @@ photos.) Reported:
 - nme, fr10, auc10 over matched faces (inter-ocular NME, as core.metrics);
 - fr10_with_misses, auc10_with_misses: every missed annotation counts as a failure (NME = inf);
   nme_with_misses: mean NME where a missed face counts MISS_NME (the failure threshold);
+- recall_distinct: annotations of one photo whose landmark boxes overlap (IoU >= SAME_FACE_IOU)
+  are one face (photos_test annotates some HELEN faces two to four times, some copies misplaced,
+  and one-to-one matching then caps recall at 524 of 554): found distinct faces / distinct faces;
 - unmatched: predictions matching no annotation. Not errors: annotations do not cover every face
   of a photo (AFW annotates only some people); they are listed per photo for inspection."""
 from __future__ import annotations
@@ -29,6 +32,7 @@ from .metrics import FAILURE_THRESHOLDS, auc, failure_rate, nme
 
 MATCH_IOU = 0.3  # a prediction finds an annotated face when their landmark boxes overlap this much
 MISS_NME = 0.10  # nme_with_misses: a missed face counts the failure threshold
+SAME_FACE_IOU = 0.1  # annotations of one photo overlapping this much describe one face (photos_test has such duplicates)
 SIZE_BINS = (0, 24, 40, 64, 128, 256, 10 ** 9)  # recall_by_size: landmark-box larger side, px
 
 
@@ -92,12 +96,33 @@ def match_faces(pred: list[np.ndarray], gt: list[np.ndarray], min_iou: float = M
     return out
 
 
+def annotation_groups(gt: list[np.ndarray], iou: float = SAME_FACE_IOU) -> list[int]:
+    """Group id per annotation: annotations whose landmark boxes overlap by IoU >= iou (transitively)
+    are one face. (photos_test holds HELEN faces annotated twice or more, some copies misplaced.)"""
+    parent = list(range(len(gt)))
+
+    def root(i):
+        while parent[i] != i:
+            i = parent[i]
+        return i
+    boxes = [landmark_box(g) for g in gt]
+    for i in range(len(gt)):
+        for j in range(i + 1, len(gt)):
+            if box_iou(boxes[i], boxes[j]) >= iou:
+                parent[root(i)] = root(j)
+    return [root(i) for i in range(len(gt))]
+
+
 def score_photos(results: list[tuple[list[np.ndarray], list[np.ndarray]]], threshold: float = 0.10) -> dict:
     """results: per photo (predicted landmark sets, annotated landmark sets). Metrics as fractions."""
     matched_nme, n_gt, n_pred, unmatched, per_photo, sizes = [], 0, 0, 0, [], []
+    n_groups = groups_found = 0
     for pred, gt in results:
         m = match_faces(pred, gt)
         found = {j for _, j, _ in m}
+        g = annotation_groups(gt)
+        n_groups += len(set(g))
+        groups_found += len({g[j] for j in found})
         sizes += [(float(np.ptp(np.asarray(g), 0).max()), j in found) for j, g in enumerate(gt)]
         e = nme(np.stack([pred[i] for i, _, _ in m]), np.stack([gt[j] for _, j, _ in m])) if m else np.zeros(0)
         matched_nme += e.tolist()
@@ -117,6 +142,8 @@ def score_photos(results: list[tuple[list[np.ndarray], list[np.ndarray]]], thres
            "fr10_with_misses": failure_rate(with_miss, threshold) if n_gt else float("nan"),
            "auc10_with_misses": auc(with_miss, threshold) if n_gt else 0.0,
            "failure_rates_with_misses": {f"{t:.2f}": failure_rate(with_miss, t) for t in FAILURE_THRESHOLDS},
+           "faces_distinct": n_groups, "found_distinct": groups_found,
+           "recall_distinct": groups_found / max(n_groups, 1), "same_face_iou": SAME_FACE_IOU,
            "recall_by_size": recall_by_size(sizes), "match_iou": MATCH_IOU, "miss_nme": MISS_NME, "nme_per_face": me.tolist(), "per_photo": per_photo}
     return res
 

@@ -295,3 +295,10 @@ def test_turn_search_finds_the_upright_crop_of_a_face_on_its_side():
     assert abs(roll_deg(found[0].landmarks) + 90) < 1 and found[0].confidence > 0.9
     stuck = predict_image(aligner, img, det, 4, min_confidence=0.0, turn_search="none")
     assert abs(roll_deg(stuck[0].landmarks)) < 1 and stuck[0].confidence < 0.5
+
+
+def test_duplicate_annotations_are_one_distinct_face():
+    a, b = face_points(200), face_points(200, shift=(300, 0))
+    res = score_photos([([a + 1.0, b], [a, a + 5.0, b])])  # a annotated twice
+    assert res["faces"] == 3 and res["matched"] == 2 and res["faces_distinct"] == 2
+    assert res["recall_distinct"] == 1.0 and res["recall"] == pytest.approx(2 / 3)
