@@ -40,6 +40,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--device", default="cpu", help="cpu, cuda, cuda:0 ...")
     ap.add_argument("--detector", default="mediapipe", choices=["mediapipe", "haar"])
     ap.add_argument("--threads", type=int, default=0, help="inference threads (0 = library default)")
+    ap.add_argument("--max-faces", type=int, default=32, help="faces per photo, most confident first (default 32; "
+                    "the JSON says \"truncated\": true when faces were left out)")
     ap.add_argument("--webcam-precision", default="auto", choices=["auto", "fp32", "int8"],
                     help="webcam model: auto = int8 (<stem>.int8.onnx) on a CPU when it exists, else fp32")
     ap.add_argument("--concurrency", type=int, default=CONCURRENCY, help="requests processed at once")
@@ -74,7 +76,7 @@ def main(argv=None) -> int:
                              webcam_weights=args.webcam_weights or None,
                              backend=args.backend, device=args.device,
                              detector=args.detector, threads=args.threads, webcam_slots=args.webcam_slots,
-                             webcam_precision=args.webcam_precision)
+                             webcam_precision=args.webcam_precision, max_faces=args.max_faces)
     except (CheckpointError, ValueError, OSError, RuntimeError) as e:
         print(f"error: could not load the models: {e}", file=sys.stderr)
         return 2

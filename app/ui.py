@@ -43,6 +43,7 @@ from core.metrics import interocular as _interocular  # noqa: E402
 
 from . import plots, webcam  # noqa: E402
 from .errors import public_reason  # noqa: E402
+from .faces_limit import DEFAULT_MAX_FACES, truncation_fields, truncation_note  # noqa: E402
 
 log = logging.getLogger("sdfl.app")
 
@@ -121,7 +122,7 @@ def missing_weights(*paths) -> list[str]:
 
 def load_models(graph_weights=None, fc_weights=None, *, accurate_weights=None, webcam_weights=None,
                 backend: str = "auto", device: str = "cpu", detector: str = "mediapipe", threads: int = 0,
-                max_faces: int = 8, webcam_slots: int = WEBCAM_SLOTS, webcam_precision: str = "auto") -> Models:
+                max_faces: int = DEFAULT_MAX_FACES, webcam_slots: int = WEBCAM_SLOTS, webcam_precision: str = "auto") -> Models:
     """Load every aligner once. Raises core.checkpoint.CheckpointError / ValueError on missing or
     broken weights (launch_app.py turns that into a message and a non-zero exit).
     accurate_weights: a second photo model for the upload tab (launch_app.py passes
@@ -383,8 +384,9 @@ class LandmarkApp:
         t0 = time.perf_counter()
         faces = self.predict(self.models.graph, img)
         latency = (time.perf_counter() - t0) * 1000.0
-        return {"faces": [face_dict(f, scale) for f in faces],
-                "message": f"{len(faces)} face(s) found." if faces else "No face found in the image.",
+        return {"faces": [face_dict(f, scale) for f in faces], **truncation_fields(faces),
+                "message": (f"{len(faces)} face(s) found.{truncation_note(faces, self.models.graph.max_faces)}"
+                            if faces else "No face found in the image."),
                 "device": self.models.device,
                 "provider": getattr(self.models.graph, "provider", None), "latency_ms": round(latency, 2),
                 "image_size": [int(round(img.shape[1] * scale)), int(round(img.shape[0] * scale))]}
@@ -426,10 +428,11 @@ class LandmarkApp:
                                         f"{latency:.0f} ms on {self.models.device}).")
         payload = {"image": Path(str(image)).name, "image_size": [w, h], "model": model_name,
                    "device": self.models.device,
-                   "latency_ms": round(latency, 2), "faces": [face_dict(f, scale, adjacency=True) for f in faces]}
+                   "latency_ms": round(latency, 2), "faces": [face_dict(f, scale, adjacency=True) for f in faces],
+                   **truncation_fields(faces)}
         jpath = self._json_file(payload, Path(str(image)).stem)
         status = (f"**{len(faces)} face(s)** found in a {w}x{h} image · {model_name} · {latency:.0f} ms on "
-                  f"{self.models.device}")
+                  f"{self.models.device}{truncation_note(faces, getattr(aligner, 'max_faces', None))}")
         return self._upload_outputs(self.render_upload(state, overlays), jpath, views, state, status)
 
     def _upload_outputs(self, annotated: np.ndarray | None, json_path: str | None, views: list[dict],
@@ -641,13 +644,15 @@ def build_demo(graph_weights=None, fc_weights=None, *, accurate_weights=None, mo
                backend: str = "auto", device: str = "cpu", detector: str = "mediapipe", threads: int = 0,
                max_pixels: int = MAX_PIXELS, results_dir: str | Path = RESULTS_DIR,
                stream_time_limit: int = STREAM_TIME_LIMIT, webcam_slots: int = WEBCAM_SLOTS,
-               concurrency: int = CONCURRENCY, queue_max: int = QUEUE_MAX) -> gr.Blocks:
+               concurrency: int = CONCURRENCY, queue_max: int = QUEUE_MAX,
+               max_faces: int = DEFAULT_MAX_FACES) -> gr.Blocks:
     """The app as a gr.Blocks with its queue set. Loads the models once (unless `models` is
     given); graph_weights / fc_weights default to core.checkpoint.GRAPH_WEIGHTS / FC_WEIGHTS,
     accurate_weights (the upload tab's second model) to none."""
     if models is None:
         models = load_models(graph_weights, fc_weights, accurate_weights=accurate_weights, backend=backend,
-                             device=device, detector=detector, threads=threads, webcam_slots=webcam_slots)
+                             device=device, detector=detector, threads=threads, webcam_slots=webcam_slots,
+                             max_faces=max_faces)
     app = LandmarkApp(models, max_pixels=max_pixels, results_dir=results_dir)
     examples = [str(p) for p in (ASTRONAUT, TWO_FACES) if p.is_file()]
 

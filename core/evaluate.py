@@ -2,6 +2,8 @@
 
     python -m core.evaluate --data ../shared/data/faces68 --split test --json out.json
         [--weights weights/sdfl_graph.safetensors] [--occlusion SEED | --blur SEED] [--ced ced.html|ced.png]
+    python -m core.evaluate --data ../shared/data/faces68 --split photos_test --protocol photos --json out.json
+        [--max-faces N]     # whole photos through the full pipeline (core.photos; docs/PHOTOS.md)
 
 Default protocol: each face is cropped as in training, a square around its ground-truth landmark
 box with side CROP_SCALE (1.3) x the box's larger side, resized to the model input. Errors are
@@ -181,7 +183,13 @@ def main(argv=None) -> int:
     ap.add_argument("--readout", choices=READOUTS, help="heatmap/hybrid heads: read-out instead of the trained one")
     ap.add_argument("--precision", choices=["fp32", "int8"], help="score the ONNX export (<stem>.onnx / "
                     "<stem>.int8.onnx) with ONNX Runtime instead of the torch model")
+    ap.add_argument("--protocol", choices=["crops", "photos"], default="crops",
+                    help="crops: ground-truth-centred crops (default); photos: whole photos (photos_*.jsonl) "
+                    "through detector, model and rejection (core.photos)")
+    ap.add_argument("--max-faces", type=int, default=None, help="photos protocol: FaceAligner max_faces")
     args = ap.parse_args(argv)
+    if args.protocol == "photos":
+        return _main_photos(args)
     try:
         res = evaluate(args.weights, args.data, args.split, args.occlusion, args.blur, args.device,
                        readout=args.readout, precision=args.precision)
@@ -194,6 +202,23 @@ def main(argv=None) -> int:
         Path(args.json).write_text(json.dumps(res, indent=1))
     if args.ced:
         write_ced({Path(res["weights"]).stem + f" ({res['protocol']})": res}, args.ced)
+    return 0
+
+
+def _main_photos(args) -> int:
+    from .photos import evaluate_photos
+
+    if args.occlusion is not None or args.blur is not None or args.readout or args.precision or args.ced:
+        print("error: --protocol photos takes --data, --split, --weights, --device, --max-faces, --json", file=sys.stderr)
+        return 2
+    try:
+        res = evaluate_photos(args.weights, args.data, args.split, args.device, args.max_faces)
+    except (DataError, CheckpointError, ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps({k: v for k, v in res.items() if k not in ("nme_per_face", "per_photo")}, indent=1))
+    if args.json:
+        Path(args.json).write_text(json.dumps(res, indent=1))
     return 0
 
 

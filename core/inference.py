@@ -27,12 +27,14 @@ import cv2
 import numpy as np
 
 from .detectors import Detection, HaarDetector, MediaPipeDetector
+from .image_faces import DEFAULT_MIN_CONFIDENCE, FaceList, predict_image, reject_ratio_for
 from .images import decode_image
 from .landmarks import apply_affine, crop_from_box, crop_matrix, invert_affine
 from .tracking import TrackingConfig, VideoTracker
 
 REFINE_PASSES = 2  # image mode: detector crop, then a re-crop around the predicted landmarks
 ANTIALIAS_BELOW = 0.5  # crops that shrink the image more than 2x are pre-resized with INTER_AREA
+DEFAULT_MAX_FACES = 32  # faces per image (most confident first); FaceList.truncated says when more were found
 USER_BOX_SCORE = 1.0  # score reported for faces whose boxes the caller gave
 BACKENDS = ("auto", "onnx", "torch")
 PRECISIONS = ("fp32", "int8")  # int8: <stem>.int8.onnx (core.export_onnx --int8), ONNX Runtime only
@@ -46,10 +48,12 @@ class Face:
     covariance: np.ndarray | None  # (68, 2, 2) float32 pixels^2; None without an uncertainty head
     adjacency: np.ndarray  # (68, 68) float32 per-image edge weights (rows sum to 1 over the neighbourhood)
     track_id: int | None = None  # video mode: the same id while the same face is followed
+    confidence: float | None = None  # image mode: the model's own evidence of a face (core.image_faces), 0..1
 
     def to_dict(self, adjacency: bool = False) -> dict:
-        """JSON-ready dict: box, score, landmarks, covariance (lists); adjacency only if asked."""
+        """JSON-ready dict: box, score, confidence, landmarks, covariance (lists); adjacency only if asked."""
         d = {"box": [float(v) for v in self.box], "score": float(self.score),
+             "confidence": None if self.confidence is None else round(float(self.confidence), 4),
              "landmarks": np.asarray(self.landmarks, dtype=np.float64).round(3).tolist(),
              "covariance": None if self.covariance is None
              else np.asarray(self.covariance, dtype=np.float64).round(4).tolist()}
@@ -225,20 +229,28 @@ class FaceAligner:
     detector: "mediapipe", "haar", "none" (boxes must be given) or any object with
     `detect(rgb) -> list[Detection]`. video: track faces from frame to frame and smooth landmarks.
     threads: intra-op threads (ORT session; torch: process-wide set_num_threads); 0 = default.
-    max_faces: at most this many faces per image (highest detector scores).
+    max_faces: at most this many faces per image (image mode: the most confident; the returned
+    FaceList has truncated=True when faces were left out). min_confidence: image mode drops faces
+    whose Face.confidence (core.image_faces) is below this; 0 keeps all. finder: options of the
+    image-mode detection stage (core.face_finder.FinderConfig, dict or object) for
+    detector="mediapipe"; video mode keeps MediaPipeDetector("auto").
     tracking: video-mode parameters (core.tracking.TrackingConfig, or a mapping of its fields)."""
 
     def __init__(self, weights: str | Path | None = None, backend: str = "auto", device: str = "cpu",
-                 detector="mediapipe", video: bool = False, threads: int = 0, max_faces: int = 8,
-                 precision: str = "fp32", tracking: TrackingConfig | dict | None = None):
+                 detector="mediapipe", video: bool = False, threads: int = 0, max_faces: int = DEFAULT_MAX_FACES,
+                 precision: str = "fp32", min_confidence: float = DEFAULT_MIN_CONFIDENCE, finder=None,
+                 tracking: TrackingConfig | dict | None = None):
         from .checkpoint import DEFAULT_WEIGHTS, read_meta, stem_paths
 
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         if not (device in ("cpu", "cuda", "auto") or device.startswith("cuda:")):
             raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:N' or 'auto', got {device!r}")
-        if max_faces < 1:
-            raise ValueError("max_faces must be >= 1")
+        if isinstance(max_faces, bool) or not isinstance(max_faces, (int, np.integer)) or max_faces < 1:
+            raise ValueError(f"max_faces must be an integer >= 1, got {max_faces!r}")
+        if not 0.0 <= float(min_confidence) <= 1.0:
+            raise ValueError(f"min_confidence must be in [0, 1], got {min_confidence!r}")
+        self.min_confidence, self._finder_config = float(min_confidence), finder
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         if precision == "int8" and backend == "torch":
@@ -287,6 +299,8 @@ class FaceAligner:
         self.provider: str = self.runner.provider
         self.device_name: str = self.runner.device_name
         self.has_uncertainty = "cov" in self.runner.outputs
+        # image mode: sigma / inter-ocular at confidence 0.5 (core.image_faces); None = no rejection
+        self.reject_ratio = reject_ratio_for(st_path, self.meta) if self.has_uncertainty else None
         self.max_faces, self.video = max_faces, video
         if isinstance(tracking, dict):
             from .config import from_dict
@@ -338,7 +352,11 @@ class FaceAligner:
         """The face detector, built on first use (so box-only use never imports mediapipe)."""
         if self._detector is None:
             spec = self._detector_spec
-            if spec == "mediapipe":
+            if spec == "mediapipe" and not self.video:
+                from .face_finder import FaceFinder
+
+                self._detector = FaceFinder(self._finder_config)
+            elif spec == "mediapipe":
                 self._detector = MediaPipeDetector()
             elif spec == "haar":
                 self._detector = HaarDetector()
@@ -406,7 +424,9 @@ class FaceAligner:
                 faces = self._predict_video(img, user, timestamp)
         else:
             faces = self._predict_image(img, user)
-        return [f.to_file_pixels(scale) for f in faces]  # reduced decode of a large file: file pixels
+        out = FaceList(f.to_file_pixels(scale) for f in faces)  # reduced decode of a large file: file pixels
+        out.truncated = bool(getattr(faces, "truncated", False))
+        return out
 
     def get_landmarks(self, image, color: str = "rgb") -> list[np.ndarray]:
         """face-alignment style: a (68, 2) array per face."""
@@ -420,15 +440,18 @@ class FaceAligner:
             out.append(Face(np.asarray(b, dtype=np.float64), float(s), p.astype(np.float32), cov, res["adj"][i]))
         return out
 
-    def _predict_image(self, img, user) -> list[Face]:
+    def _predict_image(self, img, user) -> FaceList:
+        """Detection stage (or the caller's boxes) -> upright two-pass crops -> confidence -> max_faces
+        (core.image_faces). Boxes the caller gave keep the axis-aligned two-pass crops and are never
+        rejected (they still get a confidence)."""
         if user is not None:
-            dets = [Detection(b, USER_BOX_SCORE, b.copy(), "user") for b in user[: self.max_faces]]
-        else:
-            dets = self._detect(img)
-        if not dets:
-            return []
-        res = self._refine(img, [d.box for d in dets], [True] * len(dets))
-        return self._faces(res, [d.box for d in dets], [d.score for d in dets])
+            dets = [Detection(b, USER_BOX_SCORE, b.copy(), "user") for b in user]
+            # the caller's boxes: the crops of before (axis-aligned, no turn search), never rejected
+            return predict_image(self, img, dets, self.max_faces, 0.0, self.refine_passes, upright_above=np.inf,
+                                 reject_ratio=self.reject_ratio, turn_search="none")
+        dets = self.detector.detect(img)
+        return predict_image(self, img, dets, self.max_faces, self.min_confidence, self.refine_passes,
+                             reject_ratio=self.reject_ratio)
 
     def _predict_video(self, img, user, timestamp) -> list[Face]:
         if self._shape is not None and img.shape != self._shape:

@@ -2,7 +2,8 @@
 
     python -m core.predict IMAGE_OR_DIR_OR_VIDEO --out DIR [--weights W] [--backend auto|onnx|torch]
 
-Per image: DIR/<stem>.json (faces: box, score, landmarks, covariance in original pixels) and
+Per image: DIR/<stem>.json (faces: box, score, confidence, landmarks, covariance in original
+pixels; "truncated": true when --max-faces left faces out) and
 DIR/<stem>.annotated.jpg (points, the model's sparse graph edges, boxes). Per video:
 DIR/<stem>.annotated.mp4 and DIR/<stem>.jsonl (one line per frame). Unreadable files are reported
 on stderr and skipped; the exit status is 1 only when nothing could be processed."""
@@ -18,7 +19,9 @@ import numpy as np
 
 from . import overlays
 from .checkpoint import DEFAULT_WEIGHTS
+from .image_faces import DEFAULT_MIN_CONFIDENCE
 from .images import decode_image
+from .inference import DEFAULT_MAX_FACES
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm", ".pbm", ".pnm",
                     ".pam", ".pfm", ".hdr", ".exr", ".jp2", ".j2k", ".ras", ".sr", ".tga", ".pcx", ".ico"}
@@ -56,6 +59,8 @@ def process_image(aligner, path: Path, out_dir: Path, stem: str, annotate: bool 
     info = {"image": str(path), "width": round(w * scale), "height": round(h * scale), "weights": str(aligner.weights),
             "backend": aligner.backend, "provider": aligner.provider,
             "faces": [f.to_file_pixels(scale).to_dict() for f in faces]}
+    if getattr(faces, "truncated", False):
+        info["truncated"] = True
     (out_dir / f"{stem}.json").write_text(json.dumps(info))
     if annotate:
         img = draw_faces(rgb, faces, aligner.neighbours)
@@ -110,7 +115,11 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     ap.add_argument("--detector", default="mediapipe", choices=["mediapipe", "haar"])
     ap.add_argument("--threads", type=int, default=0, help="inference threads (0 = default)")
-    ap.add_argument("--max-faces", type=int, default=8)
+    ap.add_argument("--max-faces", type=int, default=DEFAULT_MAX_FACES,
+                    help=f"at most N faces per image, most confident first (default {DEFAULT_MAX_FACES}); the JSON "
+                    "says \"truncated\": true when faces were left out")
+    ap.add_argument("--min-confidence", type=float, default=DEFAULT_MIN_CONFIDENCE,
+                    help=f"drop faces whose confidence is below this (default {DEFAULT_MIN_CONFIDENCE}; 0 keeps all)")
     ap.add_argument("--max-frames", type=int, default=0, help="video: stop after N frames (0 = all)")
     ap.add_argument("--no-annotate", action="store_true", help="write JSON only")
     args = ap.parse_args(argv)
@@ -128,7 +137,7 @@ def main(argv=None) -> int:
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     kw = dict(weights=args.weights, backend=args.backend, device=args.device, detector=args.detector,
-              threads=args.threads, max_faces=args.max_faces)
+              threads=args.threads, max_faces=args.max_faces, min_confidence=args.min_confidence)
     try:
         image_aligner = FaceAligner(**kw)
     except (FileNotFoundError, ValueError) as e:

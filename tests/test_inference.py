@@ -89,7 +89,7 @@ def test_face_api_with_boxes(aligner, astronaut):
     assert np.allclose(f.covariance, f.covariance.transpose(0, 2, 1), atol=1e-3)
     assert (np.linalg.eigvalsh(f.covariance.astype(np.float64)) > 0).all()
     d = json.loads(json.dumps(f.to_dict()))
-    assert set(d) == {"box", "score", "landmarks", "covariance"} and len(d["landmarks"]) == 68
+    assert set(d) == {"box", "score", "confidence", "landmarks", "covariance"} and len(d["landmarks"]) == 68
     assert "adjacency" in f.to_dict(adjacency=True)
     assert len(graph_edges(aligner.neighbours)) > 68
 

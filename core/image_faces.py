@@ -1,0 +1,196 @@
+"""Image mode: detections -> upright crops -> model (two passes) -> rejection -> max_faces.
+
+Crops: pass 1 crops around the detector's landmark-box estimate; pass 2 re-crops around the
+pass-1 landmarks (the training convention: square, side CROP_SCALE x the larger side of the
+landmark box). A face whose roll (eye line, core.face_finder angle convention) exceeds
+UPRIGHT_ABOVE_DEG is cropped upright instead: the crop matrix rotates by -roll about the box
+centre, and the box is taken in that rotated frame; the landmarks come back to the photo through
+the inverse of the same matrix, so they are exact in photo pixels whatever the angle.
+Turn search: a pass-1 face whose uncertainty ratio (below) exceeds the threshold is cropped again
+turned by 90, 180 and 270 degrees, and keeps the turn the model is surest of (a face on its side
+whose eye keypoints the detector got wrong; a few extra crops, only for doubtful faces).
+
+Confidence (rejection from the model's own evidence): r = sigma / d, sigma = median over points of
+the predicted standard deviation sqrt(trace(Sigma) / 2) (photo px), d = predicted inter-ocular
+distance (points 36, 45; at least INTEROCULAR_MIN_SHARE x the landmark box side so profiles
+are not punished for their short eye distance). confidence = 1 / (1 + (r / reject_ratio)^2), so
+confidence 0.5 is at the model's threshold (REJECT_RATIOS); faces below `min_confidence` are
+dropped. A model without an uncertainty head or without a threshold gives confidence None and
+rejects nothing.
+
+Duplicates (two candidates that converged on one face) are merged by landmark-box IoU above
+DUPLICATE_IOU, keeping the more confident. `max_faces` keeps the most confident (then highest
+detector score) faces; the result says whether any were left out (FaceList.truncated)."""
+from __future__ import annotations
+
+import numpy as np
+
+from .detectors import Detection, box_iou
+from .landmarks import CROP_SCALE, LEFT_EYE_OUTER, RIGHT_EYE_OUTER, crop_matrix, invert_affine
+
+UPRIGHT_ABOVE_DEG = 30.0  # faces rolled more than this are cropped upright
+# sigma / inter-ocular at confidence 0.5, per shipped model (each head's sigma has its own scale);
+# chosen on validation faces + seeded no-face images by benchmarks/photos.py (docs/PHOTOS.md).
+# Other models: the "reject_ratio" of their <stem>.json, else no confidence and no rejection.
+REJECT_RATIOS = {"sdfl_wasserstein": 0.04, "sdfl_graph": 0.06}
+REJECT_RATIO = REJECT_RATIOS["sdfl_wasserstein"]  # the package default's
+DEFAULT_MIN_CONFIDENCE = 0.5
+INTEROCULAR_MIN_SHARE = 0.25  # normaliser floor, share of the landmark box's larger side
+DUPLICATE_IOU = 0.5
+TURNS = (90.0, 180.0, 270.0)  # turn search: extra crops for faces the model doubts after pass 1
+TURN_GAIN = 0.8  # a turned crop replaces the current one when its ratio is below this share of it
+TURN_SEARCH = "always"  # "always", "doubtful" (faces above the threshold after pass 1) or "none"
+MAX_CANDIDATES = 64  # at most this many detector candidates go through the model
+RIGHT_EYE, LEFT_EYE = slice(36, 42), slice(42, 48)  # iBUG: image-left eye, image-right eye
+
+
+class FaceList(list):
+    """list of Face; `truncated` is True when max_faces left faces out."""
+    truncated: bool = False
+
+
+def roll_deg(pts: np.ndarray) -> float:
+    """Roll of a 68-point face: angle of the eye-centre line (36-41 -> 42-47), degrees, y down."""
+    d = pts[LEFT_EYE].mean(0) - pts[RIGHT_EYE].mean(0)
+    return float(np.degrees(np.arctan2(d[1], d[0])))
+
+
+def rotate(pts: np.ndarray, deg: float, centre) -> np.ndarray:
+    a = np.deg2rad(deg)
+    r = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+    return (np.asarray(pts, np.float64) - centre) @ r.T + centre
+
+
+def upright_crop(box_or_pts, angle: float, size: int, upright_above: float = UPRIGHT_ABOVE_DEG) -> np.ndarray:
+    """2x3 image->crop matrix: the training-convention square around a landmark box ((4,) box) or
+    around landmarks ((N, 2)), turned upright when |angle| > upright_above (box taken in the
+    upright frame for landmarks; a box is rotated about its centre)."""
+    a = np.asarray(box_or_pts, np.float64)
+    if abs(angle) <= upright_above:
+        angle = 0.0
+    if a.ndim == 1:
+        cx, cy, side = (a[0] + a[2]) / 2, (a[1] + a[3]) / 2, max(a[2] - a[0], a[3] - a[1], 1.0)
+    else:
+        c = a.mean(0)
+        q = rotate(a, -angle, c)
+        lo, hi = q.min(0), q.max(0)
+        cx, cy = rotate(((lo + hi) / 2)[None], angle, c)[0]
+        side = max(*(hi - lo), 1.0)
+    return crop_matrix(cx, cy, CROP_SCALE * side, out_size=size, angle_deg=-angle)
+
+
+def run_crops(aligner, img: np.ndarray, mats: list[np.ndarray]) -> dict:
+    """One batched model call on the crops of `mats`: pts (K,68,2) and cov (K,68,2,2) in photo
+    pixels (cov None without uncertainty), adj (K,68,68), sigma (K,) median std in photo px."""
+    from .inference import warp_crop
+
+    size = aligner.input_size
+    crops = np.stack([warp_crop(img, m, size) for m in mats])
+    out = aligner.runner(crops.transpose(0, 3, 1, 2).astype(np.float32) * np.float32(1.0 / 255.0))
+    invs = np.stack([invert_affine(m) for m in mats])
+    a = invs[:, :, :2]
+    pts = np.einsum("kij,knj->kni", a, out["coords"].astype(np.float64) * size) + invs[:, None, :, 2]
+    res = {"pts": pts, "adj": out["adjacency"].astype(np.float32), "cov": None, "sigma": None}
+    if "cov" in out:
+        c = out["cov"].astype(np.float64) * size * size
+        res["cov"] = np.einsum("kij,knjl,kml->knim", a, c, a)
+        scale = np.hypot(invs[:, 0, 0], invs[:, 1, 0])  # photo px per crop px
+        res["sigma"] = np.median(np.sqrt(np.clip(np.trace(c, axis1=2, axis2=3) / 2, 0, None)), axis=1) * scale
+    return res
+
+
+def uncertainty_ratio(pts: np.ndarray, sigma: float) -> float:
+    """r = sigma / max(inter-ocular, INTEROCULAR_MIN_SHARE x landmark-box side)."""
+    iod = float(np.linalg.norm(pts[LEFT_EYE_OUTER] - pts[RIGHT_EYE_OUTER]))
+    side = float(max(np.ptp(pts[:, 0]), np.ptp(pts[:, 1])))
+    return float(sigma) / max(iod, INTEROCULAR_MIN_SHARE * side, 1e-6)
+
+
+def confidence_of(ratio: float, reject_ratio: float = REJECT_RATIO) -> float:
+    """1 / (1 + (r / reject_ratio)^2): 1 for a sure face, 0.5 at the threshold."""
+    if not np.isfinite(ratio):
+        return 0.0
+    return float(1.0 / (1.0 + (ratio / reject_ratio) ** 2))
+
+
+def reject_ratio_for(weights, meta: dict) -> float | None:
+    """The rejection threshold of a model: REJECT_RATIOS by weights stem, else meta["reject_ratio"]."""
+    from pathlib import Path
+
+    r = REJECT_RATIOS.get(Path(str(weights)).stem, meta.get("reject_ratio"))
+    return None if r is None else float(r)
+
+
+def _ratios(res, idx) -> np.ndarray:
+    return np.array([uncertainty_ratio(res["pts"][i], res["sigma"][i]) if np.isfinite(res["pts"][i]).all()
+                     else np.inf for i in idx])
+
+
+def _turn_search(aligner, img, dets, angles, res, threshold: float) -> None:
+    """Pass-1 faces the model doubts (ratio above `threshold`) are cropped again turned by 90, 180
+    and 270 degrees; each keeps the turn with the lowest ratio, if below TURN_GAIN x the current
+    one (res updated in place). A face the
+    detector found on its side, with unreliable eye keypoints, comes back upright this way."""
+    idx = [i for i, r in zip(range(len(dets)), _ratios(res, range(len(dets)))) if r > threshold]
+    if not idx:
+        return
+    best = _ratios(res, idx)
+    size = aligner.input_size
+    for turn in TURNS:
+        rt = run_crops(aligner, img, [upright_crop(dets[i].box, angles[i] + turn, size, -1.0) for i in idx])
+        rr = _ratios(rt, range(len(idx)))
+        for k, i in enumerate(idx):
+            if rr[k] < TURN_GAIN * best[k]:
+                best[k] = rr[k]
+                for key in res:
+                    if res[key] is not None:
+                        res[key][i] = rt[key][k]
+
+
+def predict_image(aligner, img: np.ndarray, dets: list[Detection], max_faces: int,
+                  min_confidence: float = DEFAULT_MIN_CONFIDENCE, passes: int = 2,
+                  upright_above: float = UPRIGHT_ABOVE_DEG, reject_ratio: float | None = REJECT_RATIO,
+                  turn_search: str = TURN_SEARCH) -> FaceList:
+    """Faces (core.inference.Face) for detections on one image. See the module docstring.
+    reject_ratio None: confidence None, nothing rejected."""
+    from .inference import Face
+
+    dets = sorted(dets, key=lambda d: -d.score)[:MAX_CANDIDATES]
+    out = FaceList()
+    if not dets:
+        return out
+    size = aligner.input_size
+    angles = [getattr(d, "angle", 0.0) for d in dets]
+    angles = [a if abs(a) > upright_above else 0.0 for a in angles]
+    res = run_crops(aligner, img, [upright_crop(d.box, a, size, -1.0) for d, a in zip(dets, angles)])
+    if turn_search != "none" and res["sigma"] is not None:
+        _turn_search(aligner, img, dets, angles, res, 0.0 if turn_search == "always" else reject_ratio or REJECT_RATIO)
+    for _ in range(passes - 1):
+        ok = [i for i in range(len(dets)) if np.isfinite(res["pts"][i]).all()]
+        if not ok:
+            break
+        res2 = run_crops(aligner, img, [upright_crop(res["pts"][i], roll_deg(res["pts"][i]), size, upright_above)
+                                        for i in ok])
+        for k in res:
+            if res[k] is not None:
+                res[k][ok] = res2[k]
+    faces = []
+    for i, d in enumerate(dets):
+        p = res["pts"][i]
+        if not np.isfinite(p).all():
+            continue
+        conf = None if res["sigma"] is None or reject_ratio is None else confidence_of(uncertainty_ratio(p, res["sigma"][i]), reject_ratio)
+        if conf is not None and conf < min_confidence:
+            continue
+        cov = None if res["cov"] is None else res["cov"][i].astype(np.float32)
+        faces.append(Face(np.asarray(d.box, np.float64), float(d.score), p.astype(np.float32), cov, res["adj"][i],
+                          confidence=conf))
+    faces.sort(key=lambda f: (-(f.confidence if f.confidence is not None else 1.0), -f.score))
+    kept: list = []
+    for f in faces:
+        b = np.r_[f.landmarks.min(0), f.landmarks.max(0)]
+        if all(box_iou(b, np.r_[k.landmarks.min(0), k.landmarks.max(0)]) <= DUPLICATE_IOU for k in kept):
+            kept.append(f)
+    out.extend(kept[:max_faces])
+    out.truncated = len(kept) > max_faces
+    return out
