@@ -80,7 +80,11 @@ def pack(args) -> int:
     (bundle / "benchmarks").mkdir(parents=True)
     shutil.copytree(ROOT / "core", bundle / "core", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     shutil.copy2(__file__, bundle / "benchmarks" / "gpu_recipe.py")
-    (bundle / "config.yaml").write_text(Path(args.config).read_text())
+    import yaml
+
+    from core.config import to_dict
+
+    (bundle / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))  # --set applied
     size = args.data_size or data_size(cfg.model.input_size)
     splits = ("train", "test")
     limit = int(args.limit_mib * 2**20)
