@@ -6,8 +6,8 @@ the metadata inside its own header (safetensors metadata key META_KEY, with a ra
 the JSON, written second, is a readable copy that also records the tensors file's SHA-256.
 verified_meta() verifies the pair: a JSON from another save (a kill between the two renames)
 is replaced by the tensors' own metadata, loudly (CheckpointPairWarning), so nothing is lost and
-epoch and weights always match; a tensors file whose hash differs from the JSON of the same save is
-refused. Pairs written before this scheme (no hash, no embedded metadata) load unverified."""
+epoch and weights always match (`--resume` rewrites the JSON); load_model refuses such a pair
+(check_pair). A tensors file whose hash differs from the JSON of the same save is refused. Pairs written before this scheme (no hash, no embedded metadata) load unverified."""
 from __future__ import annotations
 
 import hashlib
@@ -149,6 +149,22 @@ def verified_meta(path, repair: bool = False) -> dict:
     return outer
 
 
+def check_pair(path, meta: dict):
+    """Refuse (CheckpointError) a JSON `meta` that is not the one saved with the tensors file
+    (another save_id, or another SHA-256); pairs written before the scheme pass unverified.
+    load_model refuses such pairs; `--resume` repairs them instead (verified_meta(repair=True))."""
+    st_path, js_path = stem_paths(path)
+    inner = embedded_meta(st_path)
+    if inner is not None and meta.get("save_id") != inner.get("save_id"):
+        raise CheckpointError(f"{path}: mismatched checkpoint pair: {js_path.name} (epoch {meta.get('epoch')}) comes "
+                              f"from different saves than {st_path.name} (epoch {inner.get('epoch')}); an interrupted "
+                              "save or files mixed by hand; refusing it (core.train --resume repairs its own run)")
+    sha = meta.get("tensors_sha256")
+    if sha is not None and sha != file_sha256(st_path):
+        raise CheckpointError(f"{st_path} does not match {js_path.name} (SHA-256 differs): the tensors file was "
+                              "modified or damaged after it was saved; refusing it")
+
+
 def read_meta(path) -> dict:
     _, js_path = stem_paths(path)
     if not js_path.is_file():
@@ -194,9 +210,10 @@ def model_config(meta: dict, path) -> ModelConfig:
 def load_model(path=None, device: str | torch.device = "cpu") -> tuple[LandmarkModel, dict]:
     """Rebuild the model from `<stem>.json` and load `<stem>.safetensors` strictly; eval mode."""
     path = Path(path) if path else DEFAULT_WEIGHTS
-    meta = verified_meta(path)
+    meta = read_meta(path)
     cfg = model_config(meta, path)
     model_tensors = model_state(load_tensors(path))
+    check_pair(path, meta)
     if "neighbours" not in model_tensors or "mean_shape" not in model_tensors:
         raise CheckpointError(f"{path}: not a landmark-model checkpoint (no neighbours/mean_shape)")
     try:
