@@ -32,8 +32,8 @@ UPRIGHT_ABOVE_DEG = 30.0  # faces rolled more than this are cropped upright
 # sigma / inter-ocular at confidence 0.5, per shipped model (each head's sigma has its own scale);
 # chosen on validation faces + seeded no-face images by benchmarks/photos.py (docs/PHOTOS.md).
 # Other models: the "reject_ratio" of their <stem>.json, else no confidence and no rejection.
-REJECT_RATIOS = {"sdfl_wasserstein": 0.04, "sdfl_graph": 0.06}
-REJECT_RATIO = REJECT_RATIOS["sdfl_wasserstein"]  # the package default's
+REJECT_RATIOS = {"sdfl_flagship": 0.06, "sdfl_wasserstein": 0.04, "sdfl_graph": 0.06}
+REJECT_RATIO = REJECT_RATIOS["sdfl_flagship"]  # the package default's
 DEFAULT_MIN_CONFIDENCE = 0.5
 INTEROCULAR_MIN_SHARE = 0.25  # normaliser floor, share of the landmark box's larger side
 DUPLICATE_IOU = 0.5
