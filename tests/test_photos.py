@@ -167,7 +167,8 @@ def test_predict_image_rejects_uncertain_faces():
 
 
 def test_reject_ratio_per_model():
-    assert reject_ratio_for("weights/sdfl_wasserstein.safetensors", {}) == REJECT_RATIO
+    assert reject_ratio_for("weights/sdfl_flagship.safetensors", {}) == REJECT_RATIO  # the default's
+    assert reject_ratio_for("weights/sdfl_wasserstein.safetensors", {}) == 0.04
     assert reject_ratio_for("runs/x/best.safetensors", {"reject_ratio": 0.2}) == 0.2
     assert reject_ratio_for("runs/x/best.safetensors", {}) is None
     pts = face_points(200, shift=(50, 50)).astype(np.float64)
