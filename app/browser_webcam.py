@@ -18,6 +18,9 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fastapi import HTTPException, Request  # the Gradio server's framework (a gradio dependency)
+from fastapi.responses import FileResponse, JSONResponse
+
 ROOT = Path(__file__).resolve().parent.parent
 STATIC_DIR = Path(__file__).resolve().parent / "static" / "browser_webcam"
 VENDOR_DIR = Path(__file__).resolve().parent / "static" / "vendor" / "onnxruntime-web"
@@ -46,8 +49,9 @@ class BrowserModel:
 
 @dataclass
 class BrowserWebcam:
-    """What the page offers: `models` in menu order (the first is the default, `fast` the tier
-    'auto' falls back to on a slow device), ONNX Runtime Web from `vendor_dir`."""
+    """What the page offers: `models` in menu order (the first is the default; `fast` the model
+    'auto' switches to when the default takes over AUTO_SLOW_MS per frame in the viewer's browser),
+    ONNX Runtime Web from `vendor_dir`."""
     models: list[BrowserModel]
     fast: str | None = None
     vendor_dir: Path = VENDOR_DIR
@@ -71,8 +75,8 @@ class BrowserWebcam:
                     continue
                 mid = st.stem + ("" if prec == "fp32" else ".int8")
                 models.append(BrowserModel(mid, f"{st.stem} ({kind}, {prec})", onnx, meta))
-                if kind == "fast tier" and fast is None:
-                    fast = mid
+                if kind == "fast tier":
+                    fast = mid  # 'auto' on a slow device: the int8 file when there is one (faster on a CPU)
         return cls(models=models, fast=fast, **kw)
 
     # -- what the page reads -----------------------------------------------------------------
@@ -108,14 +112,18 @@ class BrowserWebcam:
 
 def mount(app, page: BrowserWebcam, route: str = ROUTE) -> None:
     """Add the page's routes to a FastAPI app (the Gradio server's `demo.server_app`)."""
-    from fastapi import HTTPException
-    from fastapi.responses import FileResponse, JSONResponse
-
-    def send(path: Path):
+    def send(path: Path, request: Request | None = None):
+        """The file; its `<name>.gz` beside it (refresh.sh writes those for the WASM) when the
+        browser accepts gzip: 12 MB of WASM travel as 3 MB."""
         if not path.is_file():
             raise HTTPException(404, f"{path.name} is not installed on this server")
-        return FileResponse(path, media_type=MEDIA_TYPES.get(path.suffix, "application/octet-stream"),
-                            headers=ISOLATION_HEADERS)
+        headers = dict(ISOLATION_HEADERS)
+        gz = path.with_name(path.name + ".gz")
+        if request is not None and gz.is_file() and "gzip" in request.headers.get("accept-encoding", ""):
+            path, headers["Content-Encoding"] = gz, "gzip"
+            headers["Vary"] = "Accept-Encoding"
+        return FileResponse(path, media_type=MEDIA_TYPES.get(Path(path.name.removesuffix(".gz")).suffix,
+                                                             "application/octet-stream"), headers=headers)
 
     models = {m.id: m for m in page.models}
 
@@ -127,10 +135,10 @@ def mount(app, page: BrowserWebcam, route: str = ROUTE) -> None:
             raise HTTPException(404)
         return send(STATIC_DIR / name)
 
-    def vendor(name: str):
+    def vendor(name: str, request: Request):
         if name not in VENDOR_FILES:
             raise HTTPException(404)
-        return send(page.vendor_dir / name)
+        return send(page.vendor_dir / name, request)
 
     def model(name: str):
         stem, _, ext = name.rpartition(".")

@@ -96,8 +96,9 @@ def measure(browser_page, url: str, seconds: float, warmup: float) -> dict:
     if err:
         return {"error": err}
     time.sleep(warmup)
-    js = """() => { const s = window.sdflStats; return {n: s.framesDrawn, t: performance.now(), ms: s.modelMs, fm: s.frameMs, parts: [s.grabMs, s.predictMs, s.renderMs],
-              faces: s.faces, model: s.model, backend: s.backend, threads: s.threads}; }"""
+    js = """() => { const s = window.sdflStats; return {n: s.framesDrawn, t: performance.now(), ms: s.modelMs,
+              fm: s.frameMs, parts: [s.grabMs, s.predictMs, s.renderMs], faces: s.faces, model: s.model,
+              backend: s.backend, threads: s.threads, adapter: s.adapter}; }"""
     a = browser_page.evaluate(js)
     samples, frame_ms, parts, on_face = [], [], [], 0
     t_end = time.time() + seconds
@@ -110,12 +111,13 @@ def measure(browser_page, url: str, seconds: float, warmup: float) -> dict:
         on_face += s["faces"] > 0
     b = browser_page.evaluate(js)
     counter = browser_page.locator("#counter").inner_text()
-    return {"model": b["model"], "backend": b["backend"], "threads": b["threads"],
+    notes = browser_page.locator("#notes").inner_text()
+    return {"model": b["model"], "backend": b["backend"], "threads": b["threads"], "adapter": b["adapter"],
             "fps_drawn": round((b["n"] - a["n"]) * 1000.0 / (b["t"] - a["t"]), 1),
             "model_ms_median": round(float(np.median(samples)), 1),
             "frame_ms_median": round(float(np.median(frame_ms)), 1),
             "grab_predict_draw_ms": [round(float(v), 1) for v in np.median(np.array(parts, float), 0)], "seconds": seconds,
-            "samples_with_face": f"{on_face}/{len(samples)}", "counter": counter}
+            "samples_with_face": f"{on_face}/{len(samples)}", "counter": counter, "notes": notes}
 
 
 def main(argv=None) -> int:
@@ -129,6 +131,9 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1, help="WASM threads (the page is cross-origin isolated here)")
     ap.add_argument("--backend", default="wasm", choices=["wasm", "auto", "webgpu"])
     ap.add_argument("--models", nargs="*", default=None, help="model ids (default: all shipped)")
+    ap.add_argument("--chromium-arg", action="append", default=[],
+                    help="extra Chromium flag, e.g. --chromium-arg=--enable-unsafe-webgpu "
+                         "--chromium-arg=--use-webgpu-adapter=swiftshader (WebGPU on the CPU)")
     ap.add_argument("--out", default="", help="write the figures as JSON here")
     args = ap.parse_args(argv)
 
@@ -142,7 +147,8 @@ def main(argv=None) -> int:
     results = []
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM,
-                                    args=CHROMIUM_ARGS + [f"--use-file-for-fake-video-capture={clip}"])
+                                    args=[a for a in CHROMIUM_ARGS if not (args.chromium_arg and a == "--disable-gpu")]
+                                    + args.chromium_arg + [f"--use-file-for-fake-video-capture={clip}"])
         ctx = browser.new_context(permissions=["camera"], viewport={"width": 900, "height": 800})
         for mid in ids:
             pg = ctx.new_page()

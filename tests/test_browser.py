@@ -103,7 +103,7 @@ def test_bad_upload_shows_a_message(page, tmp_path):
 
 def test_webcam_stream_shows_landmarks_and_fps(page):
     page.reload(wait_until="domcontentloaded")
-    page.get_by_role("tab", name="Webcam").click()
+    page.get_by_role("tab", name="Webcam", exact=True).click()
     page.get_by_text("Click to Access Webcam").click()
     page.locator("#webcam-input button:has-text('Record')").first.click()
     page.wait_for_function(

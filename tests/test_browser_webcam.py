@@ -109,6 +109,26 @@ def test_routes_serve_only_named_files(client, page_spec):
         assert client.get(f"{bw.ROUTE}/{bad}").status_code == 404, bad
 
 
+def test_wasm_is_sent_gzipped(client, page_spec, tmp_path):
+    """refresh.sh writes <name>.wasm.gz; browsers that accept gzip get it (same bytes after decoding)."""
+    wasm = tmp_path / "ort-wasm-simd-threaded.wasm"
+    wasm.write_bytes(b"\0asm" + bytes(range(256)) * 64)
+    import gzip
+
+    (tmp_path / (wasm.name + ".gz")).write_bytes(gzip.compress(wasm.read_bytes()))
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    app = FastAPI()
+    bw.mount(app, bw.BrowserWebcam(models=page_spec.models, vendor_dir=tmp_path))
+    c = TestClient(app)
+    r = c.get(f"{bw.ROUTE}/vendor/{wasm.name}", headers={"Accept-Encoding": "gzip"})
+    assert r.headers["content-encoding"] == "gzip" and r.headers["content-type"] == "application/wasm"
+    assert r.content == wasm.read_bytes()
+    r = c.get(f"{bw.ROUTE}/vendor/{wasm.name}", headers={"Accept-Encoding": "identity"})
+    assert "content-encoding" not in r.headers and r.content == wasm.read_bytes()
+
+
 def test_missing_runtime_is_reported(page_spec, tmp_path):
     empty = bw.BrowserWebcam(models=page_spec.models, vendor_dir=tmp_path)
     assert empty.config()["ort"] == {"version": bw.ORT_WEB_VERSION, "wasm": False, "webgpu": False}

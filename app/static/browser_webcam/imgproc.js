@@ -62,33 +62,34 @@ function warpInto(img, m, size, out, offset, gain) {
   }
 }
 
-/** 1-D cv2.INTER_AREA weights: for each of n output cells, [[src index, weight], ...] over
- * the source interval [i * scale, (i + 1) * scale) (scale = src / dst >= 1), weights / scale. */
+/** 1-D cv2.INTER_AREA weights: output cell i averages the source interval [i * scale, (i + 1) * scale)
+ * (scale = src / dst >= 1): cells start[i] .. start[i + 1] - 1 of (idx, wgt), weights / scale. */
 function areaTable(src, dst) {
-  const scale = src / dst, table = [];
+  const scale = src / dst, start = new Int32Array(dst + 1), idx = [], wgt = [];
   for (let i = 0; i < dst; i++) {
-    const a = i * scale, b = Math.min((i + 1) * scale, src), cells = [];
+    start[i] = idx.length;
+    const a = i * scale, b = Math.min((i + 1) * scale, src);
     for (let j = Math.floor(a); j < Math.ceil(b) && j < src; j++) {
-      const wgt = Math.min(b, j + 1) - Math.max(a, j);
-      if (wgt > 1e-9) cells.push([j, wgt / scale]);
+      const v = Math.min(b, j + 1) - Math.max(a, j);
+      if (v > 1e-9) { idx.push(j); wgt.push(v / scale); }
     }
-    table.push(cells);
   }
-  return table;
+  start[dst] = idx.length;
+  return { start, idx: Int32Array.from(idx), wgt: Float64Array.from(wgt) };
 }
 
 /** cv2.resize(img[y0:y1, x0:x1], (rw, rh), INTER_AREA) -> {data (RGB uint8), width, height, channels: 3}. */
 function areaResize(img, x0, y0, x1, y1, rw, rh) {
-  const ch = img.channels || 4, w = img.width, sw = x1 - x0, sh = y1 - y0;
+  const ch = img.channels || 4, w = img.width, sw = x1 - x0, sh = y1 - y0, src = img.data;
   const tx = areaTable(sw, rw), ty = areaTable(sh, rh);
-  const rows = new Float32Array(sh * rw * 3); // horizontal pass
+  const rows = new Float64Array(sh * rw * 3); // horizontal pass
   for (let y = 0; y < sh; y++) {
     const base = ((y0 + y) * w + x0) * ch;
     for (let u = 0; u < rw; u++) {
       let r = 0, g = 0, b = 0;
-      for (const [j, wgt] of tx[u]) {
-        const p = base + j * ch;
-        r += wgt * img.data[p]; g += wgt * img.data[p + 1]; b += wgt * img.data[p + 2];
+      for (let c = tx.start[u], e = tx.start[u + 1]; c < e; c++) {
+        const p = base + tx.idx[c] * ch, v = tx.wgt[c];
+        r += v * src[p]; g += v * src[p + 1]; b += v * src[p + 2];
       }
       const o = (y * rw + u) * 3;
       rows[o] = r; rows[o + 1] = g; rows[o + 2] = b;
@@ -98,9 +99,9 @@ function areaResize(img, x0, y0, x1, y1, rw, rh) {
   for (let v = 0; v < rh; v++) {
     for (let u = 0; u < rw; u++) {
       let r = 0, g = 0, b = 0;
-      for (const [j, wgt] of ty[v]) {
-        const p = (j * rw + u) * 3;
-        r += wgt * rows[p]; g += wgt * rows[p + 1]; b += wgt * rows[p + 2];
+      for (let c = ty.start[v], e = ty.start[v + 1]; c < e; c++) {
+        const p = (ty.idx[c] * rw + u) * 3, k = ty.wgt[c];
+        r += k * rows[p]; g += k * rows[p + 1]; b += k * rows[p + 2];
       }
       const o = (v * rw + u) * 3;
       out[o] = roundHalfEven(r); out[o + 1] = roundHalfEven(g); out[o + 2] = roundHalfEven(b);

@@ -7,7 +7,7 @@ import { drawFace, graphEdges } from "./draw.js";
 const BASE = new URL(".", import.meta.url); // .../static/
 const ROOT = new URL("..", BASE); // the page's root: config.json, models/, vendor/
 const AUTO_SLOW_MS = 30; // auto model: the fast tier when the graph head takes longer per frame (median)
-const AUTO_FRAMES = 20; // frames measured before that choice
+const AUTO_FRAMES = 8; // frames measured before that choice
 const MAX_THREADS = 4;
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -60,10 +60,6 @@ async function loadRuntime(config) {
   ort.env.wasm.wasmPaths = new URL("vendor/", ROOT).href;
   const cap = Number(params.get("threads")) || MAX_THREADS;
   state.threads = self.crossOriginIsolated ? Math.max(1, Math.min(cap, navigator.hardwareConcurrency || 1)) : 1;
-  if (!self.crossOriginIsolated) {
-    const solo = window.top === window ? "" : ` Open <a href="${location.href}" target="_blank">this page on its own</a> (sent cross-origin isolated) for threads.`;
-    note(`WASM threads off: the page is not cross-origin isolated, so the CPU path uses 1 thread.${solo}`);
-  }
   ort.env.wasm.numThreads = state.threads;
   state.ort = ort;
   state.backend = backend;
@@ -188,7 +184,7 @@ async function loop(config, video, canvas, work) {
   }
 }
 
-async function start(config) {
+async function start(config, load) {
   if (state.running) return;
   const video = $("video"), canvas = $("canvas"), work = $("work");
   if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
@@ -209,6 +205,12 @@ async function start(config) {
   }
   video.srcObject = state.stream;
   await video.play();
+  try {
+    await load();
+  } catch (e) {
+    stop();
+    return;
+  }
   state.running = true;
   state.aligner.reset();
   $("start").textContent = "Stop";
@@ -247,31 +249,42 @@ async function main() {
     message("This browser has no WebAssembly: use the server-side Webcam tab.", "error");
     return;
   }
+  if (!self.crossOriginIsolated) {
+    const solo = window.top === window ? "" : ` Open <a href="${location.href}" target="_blank">this page on its own</a> (sent cross-origin isolated) for threads.`;
+    note(`WASM threads off: the page is not cross-origin isolated, so the CPU path uses 1 thread.${solo}`);
+  }
   const select = $("model");
   select.innerHTML = `<option value="auto">auto (graph head; fast tier on a slow device)</option>` +
     config.models.map((m) => `<option value="${m.id}">${m.label}</option>`).join("");
   if (params.get("model")) select.value = params.get("model");
-  try {
-    await loadRuntime(config);
-    state.detector = await FaceDetector.create(state.ort, new URL(config.detector, ROOT).href,
-                                               { executionProviders: ["wasm"] });
-    await loadModel(config, select.value === "auto" ? config.default : select.value);
-  } catch (e) {
-    stats.error = String(e.message || e);
-    message(`Could not start the in-browser model: ${stats.error}. The server-side Webcam tab still works.`, "error");
-    return;
-  }
   select.onchange = async () => {
     state.autoTimes = [];
-    await loadModel(config, select.value === "auto" ? config.default : select.value);
+    if (state.aligner) await loadModel(config, select.value === "auto" ? config.default : select.value);
+  };
+  // The runtime and the models load on the first Start (or window.sdfl.load()), not with the page:
+  // a visitor who never opens the camera downloads nothing heavy.
+  let loading = null;
+  const load = () => {
+    loading = loading || (async () => {
+      await loadRuntime(config);
+      state.detector = await FaceDetector.create(state.ort, new URL(config.detector, ROOT).href,
+                                                 { executionProviders: ["wasm"] });
+      await loadModel(config, select.value === "auto" ? config.default : select.value);
+    })().catch((e) => {
+      stats.error = String(e.message || e);
+      message(`Could not start the in-browser model: ${stats.error}. The server-side Webcam tab still works.`, "error");
+      throw e;
+    });
+    return loading;
   };
   $("start").disabled = false;
-  $("start").onclick = () => (state.running ? stop() : start(config));
+  $("start").onclick = () => (state.running ? stop() : start(config, load));
   $("mirror").onchange = () => $("canvas").classList.toggle("mirror", $("mirror").checked);
-  window.sdfl = { predictFrame, state, reset: () => state.aligner.reset() };
+  window.sdfl = { load, predictFrame: async (...a) => { await load(); return predictFrame(...a); }, state,
+                  reset: () => state.aligner && state.aligner.reset() };
   stats.ready = true;
-  updateCounter(performance.now());
-  if (params.get("autostart")) start(config);
+  $("counter").textContent = "Press Start camera: the detector, the landmark model and the runtime load in this page.";
+  if (params.get("autostart")) start(config, load);
 }
 
 main();

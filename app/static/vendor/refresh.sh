@@ -29,6 +29,7 @@ tar -xzf "$TGZ" -C "$TMP"
 mkdir -p "$DEST"
 rm -f "$DEST"/*
 for f in $FILES; do cp "$TMP/package/dist/$f" "$DEST/"; done
+for f in "$DEST"/*.wasm; do gzip -9 -k -n "$f"; done  # sent gzipped to browsers that accept it
 cp "$TMP/package/package.json" "$DEST/package.json"  # MIT licence, version, repository
 echo "onnxruntime-web@$VERSION $INTEGRITY" > "$DEST/VERSION"
 du -ch "$DEST"/* | tail -n 1 | sed "s|total|in $DEST|"
