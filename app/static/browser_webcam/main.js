@@ -9,6 +9,7 @@ const ROOT = new URL("..", BASE); // the page's root: config.json, models/, vend
 const AUTO_SLOW_MS = 30; // auto model: the fast tier when the graph head takes longer per frame (median)
 const AUTO_FRAMES = 8; // frames measured before that choice
 const MAX_THREADS = 4;
+const WARMUP_MS = 20000; // WebGPU: first run (shader compilation) allowed this long before WASM takes over
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 const state = { ort: null, backend: null, adapter: "", threads: 1, detector: null, aligner: null, model: null,
@@ -36,7 +37,8 @@ async function webgpuAdapter() {
     if (!adapter) return null;
     const info = adapter.info || (adapter.requestAdapterInfo ? await adapter.requestAdapterInfo() : {});
     const name = [info.vendor, info.architecture, info.device, info.description].filter(Boolean).join(" ");
-    return { adapter, name: name || "WebGPU adapter" };
+    const software = info.isFallbackAdapter || adapter.isFallbackAdapter || /swiftshader|llvmpipe|software/i.test(name);
+    return { adapter, name: name || "WebGPU adapter", software };
   } catch (e) {
     return null;
   }
@@ -48,15 +50,25 @@ async function loadRuntime(config) {
   let backend = "wasm";
   if (want !== "wasm") {
     const gpu = config.ort.webgpu ? await webgpuAdapter() : null;
-    if (gpu) { backend = "webgpu"; state.adapter = gpu.name; }
-    else if (want === "webgpu" || want === "auto") {
-      note(!("gpu" in navigator) ? "This browser has no WebGPU: the model runs on WASM (CPU)."
-        : config.ort.webgpu ? "WebGPU gave no adapter here: the model runs on WASM (CPU)."
-          : "The server carries no WebGPU build of ONNX Runtime Web: the model runs on WASM (CPU).");
+    if (gpu && (!gpu.software || want === "webgpu")) { backend = "webgpu"; state.adapter = gpu.name; }
+    else {
+      note(gpu ? `WebGPU offers only a software adapter here (${gpu.name}): the model runs on WASM, which is faster.`
+        : !("gpu" in navigator) ? "This browser has no WebGPU: the model runs on WASM (CPU)."
+          : config.ort.webgpu ? "WebGPU gave no adapter here: the model runs on WASM (CPU)."
+            : "The server carries no WebGPU build of ONNX Runtime Web: the model runs on WASM (CPU).");
     }
   }
-  const file = backend === "webgpu" ? "ort.webgpu.min.mjs" : "ort.wasm.min.mjs";
-  const ort = await import(new URL(`vendor/${file}`, ROOT).href);
+  if (backend === "wasm") return loadWasmRuntime();
+  const ort = await import(new URL("vendor/ort.min.mjs", ROOT).href); // WebGPU through JSEP (+ WASM kernels)
+  setUp(ort, "webgpu");
+}
+
+async function loadWasmRuntime() {
+  setUp(await import(new URL("vendor/ort.wasm.min.mjs", ROOT).href), "wasm");
+  state.adapter = "";
+}
+
+function setUp(ort, backend) {
   ort.env.wasm.wasmPaths = new URL("vendor/", ROOT).href;
   const cap = Number(params.get("threads")) || MAX_THREADS;
   state.threads = self.crossOriginIsolated ? Math.max(1, Math.min(cap, navigator.hardwareConcurrency || 1)) : 1;
@@ -70,6 +82,19 @@ function sessionOptions() {
            graphOptimizationLevel: "all" };
 }
 
+/** One run on a blank crop; rejects when WebGPU takes longer than WARMUP_MS (a stalled or
+ * software device), so that the page falls back to WASM instead of drawing nothing. */
+async function warmUp(session, size) {
+  const x = new state.ort.Tensor("float32", new Float32Array(3 * size * size), [1, 3, size, size]);
+  let timer;
+  const late = new Promise((_, reject) => { timer = setTimeout(() => reject(new Error(`no result within ${WARMUP_MS / 1000} s`)), WARMUP_MS); });
+  try {
+    await Promise.race([session.run({ image: x }), late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 async function loadModel(config, id) {
   const spec = config.models.find((m) => m.id === id) || config.models[0];
   message(`Loading ${spec.label} ...`);
@@ -81,10 +106,17 @@ async function loadModel(config, id) {
   let session;
   try {
     session = await state.ort.InferenceSession.create(new URL(spec.onnx, ROOT).href, sessionOptions());
+    if (state.backend === "webgpu") await warmUp(session, state.meta[spec.id].input_size);
   } catch (e) {
     if (state.backend !== "webgpu") throw e;
-    note(`WebGPU could not run ${spec.label} (${e.message || e}): WASM instead.`);
-    state.backend = "wasm";
+    const url = new URL(location.href);
+    url.searchParams.set("backend", "wasm");
+    note(`WebGPU could not run ${spec.label} (${e.message || e}): WASM instead (if no frames appear, ` +
+         `<a href="${url.href}">reload on WASM</a>).`);
+    // a stalled WebGPU run keeps its runtime busy: a fresh WASM runtime (a separate module) takes over
+    await loadWasmRuntime();
+    state.detector = await FaceDetector.create(state.ort, new URL(config.detector, ROOT).href,
+                                               { executionProviders: ["wasm"] });
     session = await state.ort.InferenceSession.create(new URL(spec.onnx, ROOT).href, sessionOptions());
   }
   state.model = spec;

@@ -10,7 +10,7 @@ set -euo pipefail
 VERSION=1.23.2
 INTEGRITY=sha512-T09JUtMn+CZLk3mFwqiH0lgQf+4S7+oYHHtk6uhaYAAJI95bTcKi5bOOZYwORXfS/RLZCjDDEXGWIuOCAFlEjg==
 WASM_FILES="ort.wasm.min.mjs ort-wasm-simd-threaded.mjs ort-wasm-simd-threaded.wasm"
-WEBGPU_FILES="ort.webgpu.min.mjs ort-wasm-simd-threaded.jsep.mjs ort-wasm-simd-threaded.jsep.wasm"
+WEBGPU_FILES="ort.min.mjs ort-wasm-simd-threaded.jsep.mjs ort-wasm-simd-threaded.jsep.wasm"
 FILES="$WASM_FILES $WEBGPU_FILES"
 [ "${1:-}" = "--wasm-only" ] && FILES="$WASM_FILES"
 
