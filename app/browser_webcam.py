@@ -75,8 +75,8 @@ class BrowserWebcam:
                     continue
                 mid = st.stem + ("" if prec == "fp32" else ".int8")
                 models.append(BrowserModel(mid, f"{st.stem} ({kind}, {prec})", onnx, meta))
-                if kind == "fast tier":
-                    fast = mid  # 'auto' on a slow device: the int8 file when there is one (faster on a CPU)
+                if kind == "fast tier" and fast is None:
+                    fast = mid  # fp32: in ORT Web's WASM the int8 files are no faster (docs/BROWSER_WEBCAM.md)
         return cls(models=models, fast=fast, **kw)
 
     # -- what the page reads -----------------------------------------------------------------

@@ -5,9 +5,11 @@ Chromium with a fake camera, for each shipped model (WASM backend, measured in t
     python benchmarks/browser_webcam_fps.py --seconds 20 --threads 1 --models sdfl_fast sdfl_graph
 
 The server is a bare FastAPI app with only the page's routes (the Gradio app mounts the same
-routes); it is idle while the page runs. The camera is a y4m clip of the astronaut face moving
-slowly (make_clip); its face box per frame is known, and the figures include the share of frames
-drawn with a face whose landmark centre lies inside that box. Needs Chromium (apt-get install
+routes); it is idle while the page runs. The camera is a y4m clip of the astronaut face swaying
++-40 px (make_clip); the figures include the share of samples with a face drawn. Besides the
+frames per second drawn (wall clock), the script reports the browser's CPU time per drawn frame
+(all Chromium processes, from /proc). On a busy machine, that CPU time tells what an idle core
+would reach (fps_per_free_core, capped at the camera's 30 fps). Needs Chromium (apt-get install
 chromium), Playwright (pip) and ONNX Runtime Web (bash app/static/vendor/refresh.sh)."""
 from __future__ import annotations
 
@@ -88,6 +90,40 @@ def serve(page) -> tuple[str, object]:
     return f"http://127.0.0.1:{port}{bw.ROUTE}/", server
 
 
+def _descendants(pid: int) -> list[int]:
+    """pids of all processes below `pid` (from /proc; Linux)."""
+    children: dict[int, list[int]] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(d.name))
+    out, todo = [], [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+def browser_cpu_seconds() -> float:
+    """CPU time (user + system) used so far by the browser processes this script started."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in _descendants(os.getpid()):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        if "chrom" not in stat.split(")", 1)[0]:
+            continue
+        f = stat.rsplit(")", 1)[1].split()
+        total += (int(f[11]) + int(f[12])) / tick
+    return total
+
+
 def measure(browser_page, url: str, seconds: float, warmup: float) -> dict:
     browser_page.goto(url, wait_until="domcontentloaded")
     browser_page.wait_for_function("() => window.sdflStats && (window.sdflStats.framesDrawn > 0 || window.sdflStats.error)",
@@ -100,6 +136,7 @@ def measure(browser_page, url: str, seconds: float, warmup: float) -> dict:
               fm: s.frameMs, parts: [s.grabMs, s.predictMs, s.renderMs], faces: s.faces, model: s.model,
               backend: s.backend, threads: s.threads, adapter: s.adapter}; }"""
     a = browser_page.evaluate(js)
+    cpu0, load0 = browser_cpu_seconds(), os.getloadavg()[0]
     samples, frame_ms, parts, on_face = [], [], [], 0
     t_end = time.time() + seconds
     while time.time() < t_end:
@@ -110,10 +147,16 @@ def measure(browser_page, url: str, seconds: float, warmup: float) -> dict:
         parts.append(s["parts"])
         on_face += s["faces"] > 0
     b = browser_page.evaluate(js)
+    cpu = browser_cpu_seconds() - cpu0
+    frames = max(b["n"] - a["n"], 1)
     counter = browser_page.locator("#counter").inner_text()
     notes = browser_page.locator("#notes").inner_text()
     return {"model": b["model"], "backend": b["backend"], "threads": b["threads"], "adapter": b["adapter"],
             "fps_drawn": round((b["n"] - a["n"]) * 1000.0 / (b["t"] - a["t"]), 1),
+            # CPU time the browser spent per drawn frame: what the frame costs whatever else runs
+            "browser_cpu_ms_per_frame": round(1000.0 * cpu / frames, 1),
+            "fps_per_free_core": round(min(CLIP_FPS, frames / max(cpu, 1e-9)), 1),
+            "load_avg_1min": [round(load0, 1), round(os.getloadavg()[0], 1)],
             "model_ms_median": round(float(np.median(samples)), 1),
             "frame_ms_median": round(float(np.median(frame_ms)), 1),
             "grab_predict_draw_ms": [round(float(v), 1) for v in np.median(np.array(parts, float), 0)], "seconds": seconds,
