@@ -37,7 +37,8 @@ import plotly.graph_objects as go  # noqa: E402
 import torch  # noqa: E402
 
 from core import overlays as ov  # noqa: E402
-from core.checkpoint import FC_WEIGHTS, GRAPH_WEIGHTS  # noqa: E402
+from app import browser_webcam  # noqa: E402
+from core.checkpoint import FAST_WEIGHTS, FC_WEIGHTS, GRAPH_WEIGHTS  # noqa: E402
 from core.images import fit_within  # noqa: E402
 from core.metrics import interocular as _interocular  # noqa: E402
 
@@ -759,6 +760,11 @@ def build_demo(graph_weights=None, fc_weights=None, *, accurate_weights=None, mo
                            time_limit=stream_time_limit, concurrency_limit=max(1, len(models.video)),
                            concurrency_id="webcam", show_progress="hidden", api_visibility="undocumented")
 
+            # ---------------------------------------------------------------- in-browser webcam
+            page = browser_webcam.BrowserWebcam.from_weights(models.graph_weights or GRAPH_WEIGHTS, FAST_WEIGHTS)
+            with gr.Tab("Webcam (in browser)", id="browser-webcam"):
+                browser_webcam.tab(page)
+
             # ---------------------------------------------------------------- occlusion
             with gr.Tab("Occlusion robustness", id="occlusion") as oc_tab:
                 gr.Markdown("Hide part of the face and compare the **graph head** with the **FC head** on the same "
@@ -827,6 +833,7 @@ def build_demo(graph_weights=None, fc_weights=None, *, accurate_weights=None, mo
 
     demo.queue(default_concurrency_limit=max(1, int(concurrency)), max_size=queue_max)
     demo.landmark_app = app  # for tests and scripts
+    demo.browser_webcam = page  # its routes are mounted by launch()
     return demo
 
 
@@ -840,9 +847,14 @@ def launch(demo: gr.Blocks, host: str | None = None, port: int | None = None, *,
     or 7860..; host None: GRADIO_SERVER_NAME or 127.0.0.1."""
     for attempt in range(LAUNCH_ATTEMPTS):
         try:
-            return demo.launch(server_name=host, server_port=port or None, max_file_size=max_file_size,
-                               prevent_thread_lock=prevent_thread_lock, quiet=quiet, share=share, show_error=False,
-                               ssr_mode=False, footer_links=["api", "gradio"], state_session_capacity=state_sessions)
+            out = demo.launch(server_name=host, server_port=port or None, max_file_size=max_file_size,
+                              prevent_thread_lock=True, quiet=quiet, share=share, show_error=False,
+                              ssr_mode=False, footer_links=["api", "gradio"], state_session_capacity=state_sessions)
+            if getattr(demo, "browser_webcam", None) is not None:
+                browser_webcam.mount(demo.server_app, demo.browser_webcam)
+            if not prevent_thread_lock:
+                demo.block_thread()
+            return out
         except ValueError as e:
             # Gradio's start-up probe of its own page gives up after one 3 s timeout, which a busy
             # machine can exceed; try again a bounded number of times before reporting it.

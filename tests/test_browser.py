@@ -193,7 +193,7 @@ def test_bad_upload_shows_a_message(page, tmp_path):
 
 def test_webcam_overlay_stays_on_the_moving_face(page, served):
     page.reload(wait_until="domcontentloaded")
-    page.get_by_role("tab", name="Webcam").click()
+    page.get_by_role("tab", name="Webcam", exact=True).click()
     page.get_by_text("Click to Access Webcam").click()
     served.clear()
     page.locator("#webcam-input button:has-text('Record')").first.click()

@@ -1,0 +1,335 @@
+"""The in-browser webcam (app/browser_webcam.py + app/static/browser_webcam/): its routes serve only
+the files they name; in headless Chromium (Playwright driving the Debian `chromium`) the page's
+pipeline gives the Python ONNX path's landmarks on fixed frames (parity), runs on a fake camera with
+the overlay on the face and a live counter, and says so when the camera is refused; the Gradio app
+shows it in a tab. A tiny random model (tests/conftest.py) exported to ONNX stands in for the
+shipped weights, except where the overlay must land on a real face: that test runs the shipped
+fast tier (weights/sdfl_fast.onnx) and is skipped without it.
+
+Needs Chromium (apt-get install -y chromium), Playwright (pip) and ONNX Runtime Web
+(bash app/static/vendor/refresh.sh); the browser tests are skipped, with the reason, without them."""
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from app import browser_webcam as bw  # noqa: E402
+
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage"]
+PARITY_PX = 0.5  # median |page - python| landmark distance allowed (px)
+ON_FACE_PX = 3.0  # median distance of the page's live landmarks from the known positions (px)
+LOCAL = ("http://127.0.0.1", "data:", "blob:")
+
+
+def _browser_missing() -> str:
+    if not (Path(CHROMIUM).is_file() or shutil.which(CHROMIUM)):
+        return f"needs Chromium at {CHROMIUM} (apt-get install -y chromium)"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "needs Playwright (pip install playwright)"
+    if not bw.BrowserWebcam(models=[]).vendor_ok():
+        return "needs ONNX Runtime Web (bash app/static/vendor/refresh.sh)"
+    return ""
+
+
+needs_browser = pytest.mark.skipif(bool(_browser_missing()), reason=_browser_missing() or "ok")
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_weights, tmp_path_factory):
+    """The tiny graph model in a fresh folder with its <stem>.onnx beside it."""
+    from core.export_onnx import main as export_main
+
+    d = tmp_path_factory.mktemp("browser_onnx")
+    for f in (tiny_weights, tiny_weights.with_suffix(".json")):
+        shutil.copy(f, d / f.name)
+    weights = d / tiny_weights.name
+    assert export_main(["--weights", str(weights)]) == 0
+    return weights
+
+
+@pytest.fixture(scope="module")
+def page_spec(exported):
+    from core.checkpoint import FAST_WEIGHTS
+
+    spec = bw.BrowserWebcam.from_weights(exported, FAST_WEIGHTS, int8=False)
+    assert spec.models[0].id == "tiny_graph"
+    return spec
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def client(page_spec):
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    app = FastAPI()
+    bw.mount(app, page_spec)
+    return TestClient(app)
+
+
+# --------------------------------------------------------------------------- routes (no browser)
+def test_routes_serve_only_named_files(client, page_spec):
+    r = client.get(f"{bw.ROUTE}/")
+    assert r.status_code == 200 and "main.js" in r.text
+    assert r.headers["cross-origin-embedder-policy"] == "require-corp"
+    cfg = client.get(f"{bw.ROUTE}/config.json").json()
+    assert cfg["default"] == "tiny_graph" and cfg["models"][0]["onnx"] == "models/tiny_graph.onnx"
+    meta = client.get(f"{bw.ROUTE}/models/tiny_graph.json").json()
+    assert meta["input_size"] == 64 and len(meta["neighbours"]) == meta["num_landmarks"] ** 2
+    onnx = page_spec.models[0].onnx
+    assert client.get(f"{bw.ROUTE}/models/tiny_graph.onnx").content == onnx.read_bytes()
+    assert len(client.get(f"{bw.ROUTE}/models/detector.onnx").content) == bw.DETECTOR_ONNX.stat().st_size
+    assert client.get(f"{bw.ROUTE}/static/pipeline.js").headers["content-type"].startswith("text/javascript")
+    for bad in ("static/..%2F..%2Fui.py", "static/ui.py", "models/..%2Fweights.onnx", "models/nope.onnx",
+                "vendor/package.json", "models/tiny_graph.safetensors"):
+        assert client.get(f"{bw.ROUTE}/{bad}").status_code == 404, bad
+
+
+def test_wasm_is_sent_gzipped(client, page_spec, tmp_path):
+    """refresh.sh writes <name>.wasm.gz; browsers that accept gzip get it (same bytes after decoding)."""
+    wasm = tmp_path / "ort-wasm-simd-threaded.wasm"
+    wasm.write_bytes(b"\0asm" + bytes(range(256)) * 64)
+    import gzip
+
+    (tmp_path / (wasm.name + ".gz")).write_bytes(gzip.compress(wasm.read_bytes()))
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    app = FastAPI()
+    bw.mount(app, bw.BrowserWebcam(models=page_spec.models, vendor_dir=tmp_path))
+    c = TestClient(app)
+    r = c.get(f"{bw.ROUTE}/vendor/{wasm.name}", headers={"Accept-Encoding": "gzip"})
+    assert r.headers["content-encoding"] == "gzip" and r.headers["content-type"] == "application/wasm"
+    assert r.content == wasm.read_bytes()
+    r = c.get(f"{bw.ROUTE}/vendor/{wasm.name}", headers={"Accept-Encoding": "identity"})
+    assert "content-encoding" not in r.headers and r.content == wasm.read_bytes()
+
+
+def test_missing_runtime_is_reported(page_spec, tmp_path):
+    empty = bw.BrowserWebcam(models=page_spec.models, vendor_dir=tmp_path)
+    assert empty.config()["ort"] == {"version": bw.ORT_WEB_VERSION, "wasm": False, "webgpu": False}
+    assert bw.BrowserWebcam.from_weights(tmp_path / "none.safetensors").models == []  # no ONNX: no model
+
+
+# --------------------------------------------------------------------------- in the browser
+@pytest.fixture(scope="module")
+def server(page_spec):
+    from browser_webcam_fps import serve
+
+    url, srv = serve(page_spec)
+    yield url
+    srv.should_exit = True
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    from browser_webcam_fps import make_clip
+
+    return make_clip(tmp_path_factory.mktemp("camera") / "face.y4m", moving=False)
+
+
+@pytest.fixture(scope="module")
+def browser(clip):
+    from playwright.sync_api import sync_playwright
+
+    args = CHROMIUM_ARGS + ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+                            f"--use-file-for-fake-video-capture={clip}"]
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=args)
+        yield p, b
+        b.close()
+
+
+def _new_page(browser, permissions=("camera",)):
+    ctx = browser.new_context(permissions=list(permissions), viewport={"width": 900, "height": 800})
+    ctx.route("**/*", lambda route: route.continue_() if route.request.url.startswith(LOCAL) else route.abort())
+    pg = ctx.new_page()
+    pg.set_default_timeout(120_000)
+    return pg
+
+
+def _wait_ready(pg):
+    pg.wait_for_function("() => window.sdflStats && (window.sdflStats.ready || window.sdflStats.error)")
+    assert not pg.evaluate("() => window.sdflStats.error")
+
+
+def _frames() -> list[np.ndarray]:
+    """Fixed RGB frames: the astronaut face at 640x480, shifted a little from frame to frame."""
+    from browser_webcam_fps import base_frame
+
+    base = cv2.cvtColor(base_frame(), cv2.COLOR_BGR2RGB)
+    out = []
+    for dx, dy in ((0, 0), (3, 1), (7, 2), (10, 4), (12, 3)):
+        m = np.float32([[1, 0, dx], [0, 1, dy]])
+        out.append(cv2.warpAffine(base, m, (640, 480), borderMode=cv2.BORDER_REPLICATE))
+    return out
+
+
+def _page_predict(pg, rgb: np.ndarray, boxes, t):
+    rgba = np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])
+    b64 = base64.b64encode(rgba.tobytes()).decode()
+    faces = pg.evaluate("""async ([b64, w, h, boxes, t]) => {
+        const bin = atob(b64), px = new Uint8ClampedArray(bin.length);
+        for (let i = 0; i < bin.length; i++) px[i] = bin.charCodeAt(i);
+        return await window.sdfl.predictFrame(px, w, h, boxes, t); }""",
+                        [b64, rgb.shape[1], rgb.shape[0], boxes, t])
+    return [np.asarray(f["landmarks"]).reshape(-1, 2) for f in faces]
+
+
+@needs_browser
+@pytest.mark.parametrize("mode", ["boxes", "detector"])
+def test_page_matches_python_onnx_path(browser, server, exported, mode):
+    """Video mode on fixed frames (two-pass first frame, then tracked and One-Euro smoothed): the
+    page's landmarks within PARITY_PX (median) of core.inference.FaceAligner on ONNX Runtime."""
+    from core.detectors import MediaPipeDetector
+    from core.inference import FaceAligner
+
+    _, b = browser
+    pg = _new_page(b)
+    pg.goto(f"{server}?model=tiny_graph&backend=wasm", wait_until="domcontentloaded")
+    _wait_ready(pg)
+    pg.evaluate("() => window.sdfl.reset()")
+    detector = MediaPipeDetector(model="short") if mode == "detector" else "none"
+    ref = FaceAligner(exported, backend="onnx", video=True, detector=detector, threads=1, max_faces=4)
+    box = [215.0, 130.0, 345.0, 280.0]
+    dists = []
+    for k, frame in enumerate(_frames()):
+        boxes = [box] if (mode == "boxes" and k == 0) else None
+        want = [f.landmarks for f in ref.predict(frame, boxes=boxes, timestamp=k / 30)]
+        got = _page_predict(pg, frame, boxes, k / 30)
+        assert len(got) == len(want) == 1, (k, len(got), len(want))
+        dists.append(np.linalg.norm(got[0] - want[0], axis=1))
+    d = np.concatenate(dists)
+    print(f"parity ({mode}): median {np.median(d):.4f} px, max {d.max():.4f} px")
+    assert np.median(d) < PARITY_PX and d.max() < 5 * PARITY_PX
+    pg.context.close()
+
+
+def _known_positions(weights) -> np.ndarray:
+    """Where the clip's face landmarks are: the Python ONNX path (video mode, converged) on the
+    camera frame as Chromium decodes the y4m (4:2:0) clip."""
+    from browser_webcam_fps import base_frame
+    from core.detectors import MediaPipeDetector
+    from core.inference import FaceAligner
+
+    yuv = cv2.cvtColor(base_frame(), cv2.COLOR_BGR2YUV_I420)
+    rgb = cv2.cvtColor(yuv, cv2.COLOR_YUV2RGB_I420)
+    ref = FaceAligner(weights, backend="onnx", video=True, detector=MediaPipeDetector(model="short"), threads=1)
+    for k in range(40):
+        faces = ref.predict(rgb, timestamp=k / 30)
+    assert len(faces) == 1
+    return faces[0].landmarks
+
+
+@needs_browser
+@pytest.mark.skipif(not (ROOT / "weights" / "sdfl_fast.onnx").is_file(), reason="needs weights/sdfl_fast.onnx")
+def test_fake_camera_overlay_on_face_and_counter(browser, server):
+    """Start on Chromium's fake camera (a still of the astronaut): the page draws the shipped fast
+    model's landmarks where the Python path puts them on that frame, and the counter runs."""
+    from core.checkpoint import FAST_WEIGHTS
+
+    _, b = browser
+    pg = _new_page(b)
+    pg.goto(f"{server}?model=sdfl_fast&backend=wasm&autostart=1", wait_until="domcontentloaded")
+    pg.wait_for_function("() => window.sdflStats && (window.sdflStats.framesDrawn >= 30 || window.sdflStats.error)")
+    stats = pg.evaluate("() => window.sdflStats")
+    assert not stats["error"] and stats["faces"] == 1 and stats["backend"] == "WASM"
+    pts = np.asarray(stats["lastFaces"][0]["landmarks"]).reshape(-1, 2)
+    known = _known_positions(FAST_WEIGHTS)
+    err = np.linalg.norm(pts - known, axis=1)
+    side = float(np.ptp(known, axis=0).max())
+    print(f"fake camera: median {np.median(err):.2f} px from the known positions (face {side:.0f} px), "
+          f"{stats['fps']:.1f} fps drawn")
+    assert np.median(err) < ON_FACE_PX
+    # the overlay is on the canvas: a landmark's pixel has the point colour (0, 255, 128)
+    i = 30  # nose tip
+    px = pg.evaluate("""([x, y]) => Array.from(document.getElementById('canvas').getContext('2d')
+                        .getImageData(Math.round(x) + 0, Math.round(y) + 0, 1, 1).data)""",
+                     [float(pts[i, 0]), float(pts[i, 1])])
+    assert px[1] > 200 and px[0] < 80, px
+    counter = pg.locator("#counter").inner_text()
+    assert "frames/s drawn" in counter and "ms/frame" in counter and "WASM" in counter and "1 face(s)" in counter
+    pg.context.close()
+
+
+@needs_browser
+def test_tiny_model_runs_on_the_fake_camera(browser, server):
+    _, b = browser
+    pg = _new_page(b)
+    pg.goto(f"{server}?model=tiny_graph&backend=wasm&autostart=1", wait_until="domcontentloaded")
+    pg.wait_for_function("() => window.sdflStats && (window.sdflStats.framesDrawn >= 10 || window.sdflStats.error)")
+    stats = pg.evaluate("() => window.sdflStats")
+    assert not stats["error"] and stats["faces"] >= 1 and stats["model"] == "tiny_graph"
+    assert stats["modelMs"] > 0 and "tiny_graph" in pg.locator("#counter").inner_text()
+    pg.locator("#start").click()  # stop
+    n = pg.evaluate("() => window.sdflStats.framesDrawn")
+    time.sleep(0.5)
+    assert pg.evaluate("() => window.sdflStats.framesDrawn") <= n + 1
+    pg.context.close()
+
+
+@needs_browser
+def test_no_permission_message(browser, server):
+    """Without camera permission the page says so and points to the server-side webcam."""
+    p, _ = browser
+    b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS + ["--use-fake-device-for-media-stream"])
+    try:
+        pg = _new_page(b, permissions=())
+        pg.goto(f"{server}?model=tiny_graph&backend=wasm", wait_until="domcontentloaded")
+        _wait_ready(pg)
+        pg.locator("#start").click()
+        pg.wait_for_function("() => !document.getElementById('message').hidden && "
+                             "/denied/.test(document.getElementById('message').innerText)", timeout=60_000)
+        text = pg.locator("#message").inner_text()
+        assert "Camera permission denied" in text and "server-side Webcam tab" in text
+        assert pg.evaluate("() => window.sdflStats.framesDrawn") == 0
+    finally:
+        b.close()
+
+
+@needs_browser
+def test_gradio_app_has_the_tab(browser, exported, tiny_fc_weights):
+    from app.ui import build_demo, launch
+
+    demo = build_demo(exported, tiny_fc_weights, webcam_slots=1)
+    port = _free_port()
+    launch(demo, "127.0.0.1", port, prevent_thread_lock=True, quiet=True)
+    try:
+        _, b = browser
+        pg = _new_page(b)
+        pg.goto(f"http://127.0.0.1:{port}/", wait_until="domcontentloaded")
+        pg.get_by_role("tab", name="Webcam (in browser)").click()
+        frame = pg.frame_locator("#browser-webcam-frame")
+        frame.locator("#start").wait_for(state="visible")
+        inner = next(f for f in pg.frames if f.url.endswith(f"{bw.ROUTE}/"))
+        inner.wait_for_function("() => window.sdflStats && (window.sdflStats.ready || window.sdflStats.error)")
+        assert inner.evaluate("() => window.sdflStats.error") == ""
+        # inside the Gradio page the frame is not cross-origin isolated: 1 WASM thread, and it says so
+        assert "WASM threads off" in frame.locator("#notes").inner_text()
+        pg.context.close()
+    finally:
+        demo.close()
