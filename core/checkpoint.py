@@ -1,18 +1,23 @@
 """Weights on disk: `<stem>.safetensors` (tensors) + `<stem>.json` (config, neighbourhood, input
 size, training data). Training state (optimizer, epoch, RNG) uses the same pair of files, written
-atomically so a kill never leaves a half-written checkpoint."""
+atomically so a kill never leaves a half-written checkpoint.
+
+torch is imported only by the functions that need it (loading / saving tensors), so the weight
+constants, stem_paths, read_meta and model_config serve the ONNX-only (torch-free) app."""
 from __future__ import annotations
 
 import json
 import os
 import tempfile
 from pathlib import Path
-
-import torch
-from safetensors.torch import load_file, save_file
+from typing import TYPE_CHECKING
 
 from .config import ConfigError, DataConfig, ModelConfig, from_dict, to_dict
-from .models import LandmarkModel, build_model
+
+if TYPE_CHECKING:  # torch only when tensors are loaded or saved (the ONNX app runs without it)
+    import torch
+
+    from .models import LandmarkModel
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 # The package default (FaceAligner, evaluate, predict, export, bench_speed): the most accurate shipped
@@ -58,6 +63,8 @@ def stem_paths(path: str | Path) -> tuple[Path, Path]:
 
 def save_weights(path, model: LandmarkModel, meta: dict | None = None, extra_tensors: dict | None = None):
     """Write model weights (+ extra tensors, e.g. optimizer state) and the JSON metadata."""
+    from safetensors.torch import save_file
+
     st_path, js_path = stem_paths(path)
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     tensors.update({k: v.detach().contiguous().cpu() for k, v in (extra_tensors or {}).items()})
@@ -79,6 +86,8 @@ def read_meta(path) -> dict:
 
 
 def load_tensors(path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
     st_path, _ = stem_paths(path)
     if not st_path.is_file():
         raise CheckpointError(f"weights not found: {st_path}")
@@ -112,6 +121,8 @@ def model_config(meta: dict, path) -> ModelConfig:
 
 def load_model(path=None, device: str | torch.device = "cpu") -> tuple[LandmarkModel, dict]:
     """Rebuild the model from `<stem>.json` and load `<stem>.safetensors` strictly; eval mode."""
+    from .models import build_model
+
     path = Path(path) if path else DEFAULT_WEIGHTS
     meta = read_meta(path)
     cfg = model_config(meta, path)
@@ -127,7 +138,13 @@ def load_model(path=None, device: str | torch.device = "cpu") -> tuple[LandmarkM
 
 
 # Buffers added after checkpoints were first written, with the value those checkpoints imply.
-LATER_BUFFERS = {"cov_scale": lambda: torch.ones(())}  # variance calibration (core.calibrate): none = 1
+def _ones():
+    import torch
+
+    return torch.ones(())
+
+
+LATER_BUFFERS = {"cov_scale": _ones}  # variance calibration (core.calibrate): none = 1
 
 
 def load_state_strict(model: torch.nn.Module, state: dict, name: str):

@@ -153,7 +153,11 @@ def _box_array(boxes) -> np.ndarray:
 # --- model runners ------------------------------------------------------------------------------
 class _TorchRunner:
     def __init__(self, weights: Path, device: str, threads: int):
-        import torch
+        try:
+            import torch
+        except ImportError:  # e.g. a Space installed from space/requirements.txt (ONNX only)
+            raise RuntimeError(f"{weights.name} has no current ONNX export and torch is not installed: export it "
+                               f"(python -m core.export_onnx --weights {weights}) or install torch") from None
 
         from .checkpoint import load_model
 
