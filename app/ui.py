@@ -49,6 +49,8 @@ CSS = """
   #upload-input, #upload-input .image-container { height: 190px !important; max-height: 190px !important; }
   #upload-output { height: 300px !important; }
   .app-intro p { display: none; }
+  .app-intro h1 { font-size: 1.35rem !important; margin-bottom: 0 !important; }
+  .tab-container button { padding: 0 7px !important; font-size: 14px !important; }
 }
 #benchmark-table { overflow-x: auto; }
 #benchmark-table table { min-width: 640px; }

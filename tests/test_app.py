@@ -316,13 +316,15 @@ def test_benchmark_tab(demo):
     (demo.results_dir / "broken.json").write_text("{not json")
     table, fig, note = app.benchmark_view()
     names = [row[0] for row in table.value["data"]]
-    assert table.visible and names == ["graph", "graph, int8 ONNX", "sdfl_fc", "dlib"]  # by NME, peers last
-    assert "may include these test photos" in table.value["data"][-1][-1]  # the peer's caveat
-    assert [t.name.split(" (AUC")[0] for t in fig.data] == ["graph", "sdfl_fc", "dlib"]  # no int8 curve
+    assert table.visible  # by NME, peers last:
+    assert names == ["graph", "graph, int8 ONNX", "sdfl_fc", "dlib 68-point predictor (peer)"]
+    assert "may have seen these test photos" in table.value["data"][-1][-1]  # the peer's caveat
+    assert [t.name.split(" (AUC")[0] for t in fig.data] == ["graph", "sdfl_fc", "dlib 68-point predictor (peer)"]
     assert len({t.line.color for t in fig.data}) == 3 and fig.layout.legend.y < 0  # distinct, legend below
     assert "skipped" not in note and "broken" not in note and "NME" in note  # no developer notes
     occ, _, occ_note = app.benchmark_view("occlusion")
-    assert [row[0] for row in occ.value["data"]] == ["graph", "dlib"] and "Occluded" in occ_note
+    assert [row[0] for row in occ.value["data"]] == ["graph", "dlib 68-point predictor (peer)"]
+    assert "Occluded" in occ_note
 
 
 def test_api_description_matches_the_response():

@@ -1,10 +1,17 @@
-"""End-to-end: the app in headless Chromium (Playwright driving the Debian `chromium` package):
-upload the astronaut photo on the Upload tab and wait for the annotated result; a bad upload
-shows a message; the Webcam tab streams frames from Chromium's fake camera (fed with a still of
-the astronaut) and shows the annotated stream with its FPS / device line.
+"""End-to-end: the app in headless Chromium (Playwright driving the Debian `chromium` package), every
+tab on a desktop (1366x900) and a phone (390x844) viewport:
+- Upload: the astronaut photo gives an annotated result and a zoom per face; on the phone the result
+  starts on the first screen (the test fails if it is below it); a bad upload shows a message.
+- Webcam: streams Chromium's fake camera (a still of the astronaut) with its FPS / device line
+  (desktop); the tab and its camera control show on the phone.
+- Occlusion: opening the tab runs the comparison; the legend sits beside the images on the
+  desktop; typing a slider value and pressing Enter reruns it.
+- Benchmark: one table with the models, the CED legend below the plot area (not over it), and on
+  the phone the table scrolls sideways to its last column.
 
 CI needs:  apt-get install -y chromium   and   pip install playwright   (no `playwright install`:
-the system Chromium is used). Skipped, with the reason, when either is missing."""
+the system Chromium is used). Skipped, with the reason, when either is missing.
+PNG captures of each check go to $SDFL_BROWSER_SHOTS when that is set."""
 from __future__ import annotations
 
 import os
@@ -22,6 +29,8 @@ CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  "--disable-dev-shm-usage"]
+VIEWPORTS = {"desktop": {"width": 1366, "height": 900}, "phone": {"width": 390, "height": 844}}
+SHOTS = os.environ.get("SDFL_BROWSER_SHOTS")
 
 if not (Path(CHROMIUM).is_file() or shutil.which(CHROMIUM)):
     pytest.skip(f"headless browser test needs Chromium at {CHROMIUM} (apt-get install -y chromium)",
@@ -39,7 +48,7 @@ def free_port() -> int:
 def url(tiny_weights, tiny_fc_weights):
     from app.ui import build_demo, launch
 
-    demo = build_demo(tiny_weights, tiny_fc_weights, webcam_slots=1)
+    demo = build_demo(tiny_weights, tiny_fc_weights, webcam_slots=1)  # Benchmark tab: benchmarks/results
     port = free_port()
     launch(demo, "127.0.0.1", port, prevent_thread_lock=True, quiet=True)
     yield f"http://127.0.0.1:{port}/"
@@ -59,36 +68,72 @@ def fake_camera(path: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def page(url, tmp_path_factory):
+def browser(tmp_path_factory):
     camera = fake_camera(tmp_path_factory.mktemp("camera") / "face.mjpeg")
     args = CHROMIUM_ARGS + ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
                             f"--use-file-for-fake-video-capture={camera}"]
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=args)
-        context = browser.new_context(viewport={"width": 1400, "height": 1000}, permissions=["camera"])
-        # Only the local server: no fonts/CDNs from the internet (CI runs offline).
-        local = ("http://127.0.0.1", "data:", "blob:")
-        context.route("**/*", lambda route: route.continue_() if route.request.url.startswith(local) else route.abort())
-        pg = context.new_page()
-        pg.set_default_timeout(120_000)
-        pg.goto(url, wait_until="domcontentloaded")
-        yield pg
-        browser.close()
+        b = p.chromium.launch(executable_path=CHROMIUM, args=args)
+        yield b
+        b.close()
 
 
-def test_upload_shows_annotated_result(page):
+@pytest.fixture(scope="module", params=list(VIEWPORTS))
+def page(request, browser, url):
+    phone = request.param == "phone"
+    context = browser.new_context(viewport=VIEWPORTS[request.param], permissions=["camera"],
+                                  is_mobile=phone, has_touch=phone, device_scale_factor=2 if phone else 1)
+    # Only the local server: no fonts/CDNs from the internet (CI runs offline).
+    local = ("http://127.0.0.1", "data:", "blob:")
+    context.route("**/*", lambda route: route.continue_() if route.request.url.startswith(local) else route.abort())
+    pg = context.new_page()
+    pg.set_default_timeout(120_000)
+    pg.viewport_name = request.param
+    pg.goto(url, wait_until="domcontentloaded")
+    yield pg
+    context.close()
+
+
+def shot(page, name: str):
+    if SHOTS:
+        Path(SHOTS).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(SHOTS) / f"{page.viewport_name}_{name}.png"), full_page=True)
+
+
+def wait_text(page, selector: str, pattern: str, timeout: int = 180_000):
+    page.wait_for_function(
+        "([sel, pat]) => { const e = document.querySelector(sel); return e && new RegExp(pat).test(e.innerText); }",
+        arg=[selector, pattern], timeout=timeout)
+
+
+def open_tab(page, name: str):
+    """Click a tab, through Gradio's "More tabs" menu when the screen is too narrow for all."""
+    tab = page.get_by_role("tab", name=name, exact=True)
+    if tab.count() and tab.first.is_visible():
+        tab.first.click()
+        return
+    page.get_by_role("button", name="More tabs").click()
+    page.locator(".overflow-dropdown button", has_text=name).first.click()
+
+
+def test_upload_result_on_the_first_screen(page):
+    page.reload(wait_until="domcontentloaded")
     page.locator("#upload-input input[type=file]").set_input_files(str(ASTRONAUT))
     result = page.locator("#upload-output img")
     result.wait_for(state="visible", timeout=180_000)
-    page.wait_for_function(
-        "() => { const s = document.querySelector('#upload-status'); return s && /face\\(s\\)/.test(s.innerText); }",
-        timeout=180_000)
+    wait_text(page, "#upload-status", r"face\(s\)")
     assert "1 face(s)" in page.locator("#upload-status").inner_text()
+    page.locator("#upload-faces img").first.wait_for(state="visible")  # the zoom on the face
     box = result.bounding_box()
     assert box and box["width"] > 100 and box["height"] > 100
+    top = box["y"] + page.evaluate("window.scrollY")  # in page coordinates: independent of scrolling
+    screen = VIEWPORTS[page.viewport_name]["height"]
+    assert top + 0.5 * box["height"] <= screen, (
+        f"{page.viewport_name}: the result starts {top:.0f} px down, half of it below the first screen ({screen} px)")
     src = result.get_attribute("src") or ""
     assert src.startswith(("http", "/", "data:image", "blob:"))
     assert page.locator("#upload-json a, #upload-json [download]").count() >= 1  # JSON to download
+    shot(page, "upload")
 
 
 def test_bad_upload_shows_a_message(page, tmp_path):
@@ -96,20 +141,65 @@ def test_bad_upload_shows_a_message(page, tmp_path):
     bad.write_text("not an image\n" * 50)
     page.reload(wait_until="domcontentloaded")
     page.locator("#upload-input input[type=file]").set_input_files(str(bad))
-    page.wait_for_function(
-        "() => { const s = document.querySelector('#upload-status'); return s && /not an image/.test(s.innerText); }",
-        timeout=120_000)
+    wait_text(page, "#upload-status", "not an image", 120_000)
 
 
-def test_webcam_stream_shows_landmarks_and_fps(page):
+def test_webcam_tab(page):
     page.reload(wait_until="domcontentloaded")
-    page.get_by_role("tab", name="Webcam").click()
-    page.get_by_text("Click to Access Webcam").click()
+    open_tab(page, "Webcam")
+    access = page.get_by_text("Click to Access Webcam")
+    access.wait_for(state="visible")
+    if page.viewport_name == "phone":  # the tab and its camera control fit the phone
+        box = access.bounding_box()
+        assert box and box["x"] >= 0 and box["x"] + box["width"] <= VIEWPORTS["phone"]["width"] + 1
+        shot(page, "webcam")
+        return
+    access.click()
     page.locator("#webcam-input button:has-text('Record')").first.click()
-    page.wait_for_function(
-        "() => { const s = document.querySelector('#webcam-status'); return s && /FPS/.test(s.innerText) "
-        "&& /device/.test(s.innerText); }", timeout=120_000)
+    wait_text(page, "#webcam-status", r"FPS[\s\S]*device", 120_000)
     page.locator("#webcam-output img").wait_for(state="visible")
     status = page.locator("#webcam-status").inner_text()
     assert "ms per frame" in status and "face" in status
+    shot(page, "webcam")
     page.locator("#webcam-input button:has-text('Stop')").first.click()
+
+
+def test_occlusion_tab(page):
+    page.reload(wait_until="domcontentloaded")
+    open_tab(page, "Occlusion")
+    wait_text(page, "#occlusion-graph-text", "moved")
+    wait_text(page, "#occlusion-status", "Reading")
+    graph, legend = page.locator("#occlusion-graph"), page.locator("#occlusion-legend")
+    assert "1σ" in legend.inner_text() and "ground truth" in legend.inner_text()
+    if page.viewport_name == "desktop":  # legend beside the images, not below them
+        g, lg = graph.bounding_box(), legend.bounding_box()
+        assert lg["x"] > g["x"] + g["width"] - 1 and lg["y"] < g["y"] + g["height"]
+    before = page.locator("#occlusion-graph-text").inner_text()
+    box = page.locator("#occlusion-x input[type=number]")
+    box.fill("0.3")
+    box.press("Enter")
+    page.wait_for_function("(old) => document.querySelector('#occlusion-graph-text').innerText !== old",
+                           arg=before, timeout=180_000)
+    shot(page, "occlusion")
+
+
+def test_benchmark_tab(page):
+    page.reload(wait_until="domcontentloaded")
+    open_tab(page, "Benchmark")
+    table = page.locator("#benchmark-table")
+    table.wait_for(state="visible")
+    wait_text(page, "#benchmark-table", "dlib")
+    text = table.inner_text()
+    assert "graph head" in text and "may have seen these test photos" in text
+    assert "skipped" not in page.locator("#benchmark-note").inner_text()
+    plot = page.locator("#benchmark-plot")
+    plot.locator(".legend").first.wait_for(state="attached")
+    legend = plot.locator(".legend").first.bounding_box()
+    area = plot.locator(".nsewdrag").first.bounding_box()  # plotly's plotting area
+    assert legend["y"] >= area["y"] + area["height"] - 1, "the CED legend covers the curves"
+    if page.viewport_name == "phone":  # the last column can be reached by scrolling the table sideways
+        last = page.locator("#benchmark-table th").last
+        last.scroll_into_view_if_needed()
+        b = last.bounding_box()
+        assert b and b["x"] < VIEWPORTS["phone"]["width"] and b["x"] + b["width"] > 0
+    shot(page, "benchmark")

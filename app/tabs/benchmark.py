@@ -27,8 +27,9 @@ FACE_SET_NOTES = {
     "extra": "faces68 `extra`: 3,452 YouTube-Faces frames, a source no model here was trained on "
              "(integer labels: every model scores worse; compare rows, not with the test set).",
 }
-PEERS = {"dlib": "peer (dlib 68-point predictor): trained on 300-W data that may include these test photos, "
-                 "so its clean-face figure is optimistic"}
+# Peers: (name shown, caveat), by a key found in the result's name.
+PEERS = {"dlib": ("dlib 68-point predictor (peer)",
+                  "may have seen these test photos in training (300-W): optimistic on clean faces")}
 MAX_CURVES = 5
 HOW_TO_READ = ("**How to read it:** NME = mean landmark error divided by the distance between the outer eye "
                "corners (lower is better; 3.5 % is a few pixels on a 200 px face). FR@10 = share of faces "
@@ -48,7 +49,12 @@ def face_set(result: dict, file_stem: str = "") -> str:
 
 
 def peer_caveat(name: str) -> str | None:
-    return next((c for key, c in PEERS.items() if key in name.lower()), None)
+    return next((c for key, (_, c) in PEERS.items() if key in name.lower()), None)
+
+
+def display_name(name: str) -> str:
+    """A peer's full name ("dlib" -> "dlib 68-point predictor (peer)"); our models' names as given."""
+    return next((n for key, (n, _) in PEERS.items() if key in name.lower() and "(peer" not in name), name)
 
 
 class BenchmarkTab:
@@ -111,8 +117,9 @@ class BenchmarkTab:
         for r in rows:
             s = plots.result_summary(r)
             note = peer_caveat(r["name"]) or ("int8 ONNX export of the model above" if "int8" in r["name"] else "")
-            data.append([r["name"], s["NME (%)"], s["FR@0.10 (%)"], s["AUC@0.10"], s["faces"], note])
-        curves = [r for r in rows if "int8" not in r["name"].lower() and r.get("nme_per_face")][:MAX_CURVES]
+            data.append([display_name(r["name"]), s["NME (%)"], s["FR@0.10 (%)"], s["AUC@0.10"], s["faces"], note])
+        curves = [{**r, "name": display_name(r["name"])} for r in rows
+                  if "int8" not in r["name"].lower() and r.get("nme_per_face")][:MAX_CURVES]
         fig = plots.ced_figure(curves, title=f"Share of faces below each error: {label.lower()}")
         note = f"**{label}.** {FACE_SET_NOTES.get(which, '')}\n\n{HOW_TO_READ}"
         if not data:

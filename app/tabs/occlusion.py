@@ -148,7 +148,7 @@ def build_occlusion_tab(app, examples: list[str]) -> None:
             return (gr.skip(),) * 7
         return app.run_occlusion(image, kind, x, y, w, h, seed, count, fill, state, truth)
 
-    with gr.Tab("Occlusion robustness", id="occlusion") as oc_tab:
+    with gr.Tab("Occlusion", id="occlusion") as oc_tab:
         gr.Markdown("Hide part of the face and compare the **graph head** with the **FC head** on the same occluded "
                     "photo. Add the photo's landmark file (iBUG `.pts` or JSON, 68 points per face) to measure "
                     "**error**; without it the demo can only show how far each model **moved**.")
@@ -158,7 +158,7 @@ def build_occlusion_tab(app, examples: list[str]) -> None:
                                    value=str(ASTRONAUT) if ASTRONAUT.is_file() else None, elem_id="occlusion-input")
                 if examples:
                     gr.Examples(examples, inputs=[oc_in], label="Examples", cache_examples=False)
-                oc_truth = gr.File(label="Ground truth (optional): landmark file of this photo", height=90,
+                oc_truth = gr.File(label="Ground truth (optional): landmark file of this photo",
                                    file_types=[".pts", ".json"], type="filepath", elem_id="occlusion-truth")
             with gr.Column(scale=1, min_width=300):
                 oc_kind = gr.Radio(OCCLUDERS, value="box", label="Occluder")

@@ -204,8 +204,9 @@ def build_upload_tab(app, examples: list[str]) -> None:
                                   elem_id="upload-output", height=380, format="png")
                 up_status = gr.Markdown("Upload a photo or pick an example.", elem_id="upload-status")
                 up_overlays = gr.CheckboxGroup(OVERLAY_CHOICES, value=["points", "graph", "box"], label="Overlays")
-        up_gallery = gr.Gallery(label="Each face, zoomed (numbers readable here)", columns=4, height="auto",
-                                object_fit="contain", elem_id="upload-faces", allow_preview=True)
+        up_gallery = gr.Gallery(label="Each face, zoomed (numbers readable here): click to enlarge", columns=4,
+                                rows=1, height=260, object_fit="contain", elem_id="upload-faces", preview=False,
+                                allow_preview=True)
         with gr.Accordion("Inside the model: the selected face's graph weights and uncertainty", open=True):
             up_face = gr.Dropdown(choices=[], label="Face shown in the plots", interactive=False)
             with gr.Row():
