@@ -36,8 +36,7 @@ STATE_TTL = 1800  # s: per-session results (display copies) are dropped after th
 # Upload-tab model choice: the graph head (per-image edges; also the webcam, the occlusion demo and
 # the API) or, when loaded, the package default (core.checkpoint.DEFAULT_WEIGHTS, most accurate).
 MODEL_GRAPH, MODEL_ACCURATE = "graph", "accurate"
-MODEL_CHOICES = [("Graph head: per-image edges, most robust to occlusion", MODEL_GRAPH),
-                 ("Wasserstein heatmap head: most accurate", MODEL_ACCURATE)]
+# (The radio's labels name the loaded files: app.tabs.upload.model_choices.)
 STREAM_TIME_LIMIT = 90  # s of webcam streaming per session before it must restart
 STREAM_EVERY = 0.1  # s between webcam frames sent to the server
 WEBCAM_SLOTS = 2  # concurrent webcam streams (one video-mode aligner each)
