@@ -87,7 +87,8 @@ def page(request, browser, url):
     local = ("http://127.0.0.1", "data:", "blob:")
     context.route("**/*", lambda route: route.continue_() if route.request.url.startswith(local) else route.abort())
     pg = context.new_page()
-    pg.set_default_timeout(120_000)
+    pg.set_default_timeout(180_000)
+    pg.set_default_navigation_timeout(300_000)  # a busy CI machine serves the page slowly
     pg.viewport_name = request.param
     pg.goto(url, wait_until="domcontentloaded")
     yield pg
@@ -108,6 +109,7 @@ def wait_text(page, selector: str, pattern: str, timeout: int = 180_000):
 
 def open_tab(page, name: str):
     """Click a tab, through Gradio's "More tabs" menu when the screen is too narrow for all."""
+    page.locator("[role=tab]").first.wait_for(state="visible")  # the tab bar has rendered
     tab = page.get_by_role("tab", name=name, exact=True)
     if tab.count() and tab.first.is_visible():
         tab.first.click()
