@@ -31,7 +31,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--fc-weights", default=str(FC_WEIGHTS), help="FC-head baseline for the occlusion tab")
     ap.add_argument("--accurate-weights", default=str(DEFAULT_WEIGHTS),
                     help="second photo model the upload tab can switch to (default: the package default, "
-                         "the Wasserstein heatmap head); '' = none")
+                         "core.checkpoint.DEFAULT_WEIGHTS); '' = none")
     ap.add_argument("--webcam-weights", default=os.environ.get("SDFL_WEBCAM_WEIGHTS", ""),
                     help=f"webcam model ('' = --weights; env SDFL_WEBCAM_WEIGHTS, e.g. on a Space); "
                          f"{FAST_WEIGHTS.name} is the fast 64 px model for slow CPUs")
@@ -67,7 +67,7 @@ def main(argv=None) -> int:
     missing = missing_weights(args.weights, args.fc_weights, args.accurate_weights, args.webcam_weights)
     if missing:
         print("error: model weights not found:\n  " + "\n  ".join(missing) + "\n"
-              "Train them (see README: training), copy them into weights/, or pass --weights / --fc-weights / "
+              "Train them (see docs/EXPERIMENTS.md), copy them into weights/, or pass --weights / --fc-weights / "
               "--accurate-weights / --webcam-weights "
               "with the path of a <stem>.safetensors file whose <stem>.json sits beside it.", file=sys.stderr)
         return 2

@@ -84,9 +84,11 @@ def uncertainty_bars(covariance: np.ndarray | None, iod: float | None = None,
 
 
 def displacement_chart(displacements: dict[str, np.ndarray], iod: float | None = None,
-                       title: str = "Displacement under occlusion") -> go.Figure:
-    """Per-landmark displacement (px) of each model's occluded prediction from its own unoccluded
-    prediction; one trace per model."""
+                       title: str = "Displacement under occlusion",
+                       yaxis_title: str = "displacement (px)") -> go.Figure:
+    """Per-landmark distance (px) of each model's occluded prediction from a reference (its own
+    unoccluded prediction, or the ground truth: say which in the title / yaxis_title); one trace
+    per model."""
     fig = go.Figure()
     for name, d in displacements.items():
         d = np.asarray(d, np.float64)
@@ -96,8 +98,7 @@ def displacement_chart(displacements: dict[str, np.ndarray], iod: float | None =
         fig.add_bar(x=idx, y=d, name=f"{name} (mean {d.mean():.1f} px)", customdata=np.stack([rel, groups], 1),
                     hovertemplate="landmark %{x} (%{customdata[1]})<br>%{y:.1f} px"
                                   "<br>%{customdata[0]:.3f} x IOD<extra>" + name + "</extra>")
-    fig.update_layout(barmode="group", title=title, xaxis_title="landmark",
-                      yaxis_title="displacement (px)",
+    fig.update_layout(barmode="group", title=title, xaxis_title="landmark", yaxis_title=yaxis_title,
                       legend=dict(orientation="h", y=1.02, x=1, xanchor="right", yanchor="bottom"), **_LAYOUT)
     return fig
 
@@ -121,10 +122,14 @@ def result_summary(result: dict, threshold: float = 0.10) -> dict:
     return row
 
 
+# Distinct, colour-blind-safe line colours (Okabe-Ito) for the few CED curves drawn at once.
+CURVE_COLORS = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000"]
+
+
 def ced_figure(results: Sequence[dict], threshold: float = 0.10,
                title: str = "Cumulative error distribution") -> go.Figure:
     """CED curves (share of faces with NME <= x, x in [0, threshold]) of results that carry
-    nme_per_face."""
+    nme_per_face, each in its own colour (CURVE_COLORS), legend below the plot (never over it)."""
     fig = go.Figure()
     for r in results:
         per_face = np.asarray(r.get("nme_per_face") or [], np.float64)
@@ -133,13 +138,17 @@ def ced_figure(results: Sequence[dict], threshold: float = 0.10,
         x, y = ced(per_face, threshold, steps=201)
         label = str(r.get("name", "?"))
         tags = [str(r[k]) for k in ("dataset", "subset", "split", "protocol") if r.get(k) and str(r[k]) not in label]
-        if tags:
+        if tags and not r.get("set"):  # the benchmark tab shows one set of faces at a time
             label += f" [{'/'.join(tags)}]"
-        fig.add_scatter(x=x, y=y, mode="lines", name=f"{label} (AUC {auc(per_face, threshold):.3f})")
+        color = CURVE_COLORS[len(fig.data) % len(CURVE_COLORS)]
+        fig.add_scatter(x=x, y=y, mode="lines", name=f"{label} (AUC {auc(per_face, threshold):.3f})",
+                        line=dict(color=color, width=2.5))
     if not fig.data:
         return message_figure("No per-face NMEs in the results (nme_per_face) to draw CED curves.", title)
-    fig.update_layout(title=title, xaxis_title="NME (inter-ocular)", yaxis_title="share of faces",
-                      yaxis_range=[0, 1.0], xaxis_range=[0, threshold], **_LAYOUT)
+    fig.update_layout(title=dict(text=title, font=dict(size=14)), xaxis_title="NME (inter-ocular)",
+                      yaxis_title="share of faces", yaxis_range=[0, 1.0], xaxis_range=[0, threshold],
+                      legend=dict(orientation="h", x=0, xanchor="left", y=-0.22, yanchor="top"),
+                      **{**_LAYOUT, "margin": dict(l=50, r=20, t=50, b=20), "height": 480})
     return fig
 
 

@@ -135,7 +135,7 @@ def main(argv=None) -> int:
             print(f"upload.png          ({time.time() - t0:.1f} s)")
 
             t0 = time.time()
-            page.get_by_role("tab", name="Occlusion robustness").click()
+            page.get_by_role("tab", name="Occlusion").click()
             wait_text(page, "#occlusion-graph-text", r"px")
             page.locator("#occlusion-fc img").wait_for(state="visible")
             settle(page, 2500)

@@ -7,7 +7,11 @@ the JSON, written second, is a readable copy that also records the tensors file'
 verified_meta() verifies the pair: a JSON from another save (a kill between the two renames)
 is replaced by the tensors' own metadata, loudly (CheckpointPairWarning), so nothing is lost and
 epoch and weights always match (`--resume` rewrites the JSON); load_model refuses such a pair
-(check_pair). A tensors file whose hash differs from the JSON of the same save is refused. Pairs written before this scheme (no hash, no embedded metadata) load unverified."""
+(check_pair). A tensors file whose hash differs from the JSON of the same save is refused. Pairs
+written before this scheme (no hash, no embedded metadata) load unverified.
+
+torch is imported only by the functions that need it (loading / saving tensors), so the weight
+constants, stem_paths, read_meta and model_config serve the ONNX-only (torch-free) app."""
 from __future__ import annotations
 
 import hashlib
@@ -17,13 +21,14 @@ import tempfile
 import uuid
 import warnings
 from pathlib import Path
-
-import torch
-from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from typing import TYPE_CHECKING
 
 from .config import ConfigError, DataConfig, ModelConfig, from_dict, to_dict
-from .models import LandmarkModel, build_model
+
+if TYPE_CHECKING:  # torch only when tensors are loaded or saved (the ONNX app runs without it)
+    import torch
+
+    from .models import LandmarkModel
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 # The package default (FaceAligner, evaluate, predict, export, bench_speed, the app's upload tab, webcam
@@ -80,6 +85,8 @@ def stem_paths(path: str | Path) -> tuple[Path, Path]:
 
 def save_weights(path, model: LandmarkModel, meta: dict | None = None, extra_tensors: dict | None = None):
     """Write model weights (+ extra tensors, e.g. optimizer state) and the JSON metadata."""
+    from safetensors.torch import save_file
+
     st_path, js_path = stem_paths(path)
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     tensors.update({k: v.detach().contiguous().cpu() for k, v in (extra_tensors or {}).items()})
@@ -105,9 +112,11 @@ def file_sha256(path) -> str:
 
 def embedded_meta(path) -> dict | None:
     """The metadata stored inside a tensors file (None for files written before it was)."""
+    from safetensors import safe_open  # the header only: no tensor framework needed
+
     st_path, _ = stem_paths(path)
     try:
-        with safe_open(str(st_path), "pt") as f:
+        with safe_open(str(st_path), "np") as f:
             text = (f.metadata() or {}).get(META_KEY)
     except Exception as e:  # safetensors raises its own error types
         raise CheckpointError(f"{st_path}: not a readable safetensors file ({e})") from e
@@ -176,6 +185,8 @@ def read_meta(path) -> dict:
 
 
 def load_tensors(path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
     st_path, _ = stem_paths(path)
     if not st_path.is_file():
         raise CheckpointError(f"weights not found: {st_path}")
@@ -209,6 +220,8 @@ def model_config(meta: dict, path) -> ModelConfig:
 
 def load_model(path=None, device: str | torch.device = "cpu") -> tuple[LandmarkModel, dict]:
     """Rebuild the model from `<stem>.json` and load `<stem>.safetensors` strictly; eval mode."""
+    from .models import build_model
+
     path = Path(path) if path else DEFAULT_WEIGHTS
     meta = read_meta(path)
     cfg = model_config(meta, path)
@@ -225,7 +238,13 @@ def load_model(path=None, device: str | torch.device = "cpu") -> tuple[LandmarkM
 
 
 # Buffers added after checkpoints were first written, with the value those checkpoints imply.
-LATER_BUFFERS = {"cov_scale": lambda: torch.ones(())}  # variance calibration (core.calibrate): none = 1
+def _ones():
+    import torch
+
+    return torch.ones(())
+
+
+LATER_BUFFERS = {"cov_scale": _ones}  # variance calibration (core.calibrate): none = 1
 
 
 def load_state_strict(model: torch.nn.Module, state: dict, name: str):

@@ -99,6 +99,12 @@ def _gpu_name(index: int) -> str:
     return f"CUDA GPU {index}"
 
 
+def _torch_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("torch") is not None
+
+
 def onnx_path_for(weights: str | Path, precision: str = "fp32") -> Path:
     """weights/<stem>.safetensors -> weights/<stem>.onnx (fp32) or weights/<stem>.int8.onnx"""
     from .checkpoint import stem_paths
@@ -156,7 +162,11 @@ def _box_array(boxes) -> np.ndarray:
 # --- model runners ------------------------------------------------------------------------------
 class _TorchRunner:
     def __init__(self, weights: Path, device: str, threads: int):
-        import torch
+        try:
+            import torch
+        except ImportError:  # e.g. a Space installed from space/requirements.txt (ONNX only)
+            raise RuntimeError(f"{weights.name} has no current ONNX export and torch is not installed: export it "
+                               f"(python -m core.export_onnx --weights {weights}) or install torch") from None
 
         from .checkpoint import load_model
 
@@ -275,9 +285,9 @@ class FaceAligner:
         if precision == "int8" and stale:
             warnings.warn(f"{onnx_file} is older than {st_path.name}: re-export it (python -m core.export_onnx --int8)")
         if backend == "auto" and precision == "fp32" and onnx_file.is_file():
-            if stale:
+            if stale and _torch_installed():
                 warnings.warn(f"{onnx_file} is older than {st_path.name}: using torch (re-export to use ONNX)")
-            else:
+            else:  # current, or the only runtime there is (an ONNX-only install, e.g. a Space)
                 use_onnx = True
         self.runner = None
         if use_onnx:

@@ -198,8 +198,9 @@ def bad_files(tmp_path_factory):
 def test_handlers_upload_occlusion_webcam(demo, bad_files):
     app = demo.landmark_app
     out = app.run_upload(str(ASTRONAUT), ["points", "graph", "ellipses", "box"])
-    img, jpath, _, adj_fig, unc_fig, status, state = out
+    img, jpath, _, adj_fig, unc_fig, status, state, crops = out
     assert img.shape == (512, 512, 3) and "face" in status
+    assert len(crops) == len(state["faces"]) and max(crops[0][0].shape[:2]) == 400 and "face #0" in crops[0][1]
     data = json.loads(Path(jpath).read_text())
     assert len(data["faces"]) >= 1 and np.asarray(data["faces"][0]["landmarks"]).shape == (68, 2)
     assert np.asarray(data["faces"][0]["adjacency"]).shape == (68, 68)
@@ -222,7 +223,8 @@ def test_handlers_upload_occlusion_webcam(demo, bad_files):
                                                                     "gray", None)
     assert g_img.shape == f_img.shape and g_img.ndim == 3 and min(g_img.shape[:2]) >= 200  # zoomed on the face
     assert "px" in g_txt and "inter-ocular" in g_txt and "px" in f_txt
-    assert len(fig.data) == 2 and len(fig.data[0].y) == 68
+    assert "movement, not error" in g_txt and "ellipses" in g_txt and "Reading" in status
+    assert len(fig.data) == 2 and len(fig.data[0].y) == 68 and "movement" in fig.layout.yaxis.title.text
     again = app.run_occlusion(str(ASTRONAUT), "random", 0.5, 0.7, 0.6, 0.3, 7, 4, "noise", st)
     assert again[-1] is st  # clean predictions reused
 
@@ -250,7 +252,7 @@ def test_upload_switches_between_graph_and_accurate_model(tiny_weights, tiny_fc_
     runs = {m: app.run_upload(str(ASTRONAUT), ["points", "graph"], model=m) for m in (MODEL_GRAPH, MODEL_ACCURATE)}
     for m, stem, title in ((MODEL_GRAPH, "tiny_graph", "Dynamic adjacency"),
                            (MODEL_ACCURATE, "tiny_heatmap", "fixed neighbourhood")):
-        img, jpath, _, adj_fig, _, status, state = runs[m]
+        img, jpath, _, adj_fig, _, status, state, _ = runs[m]
         data = json.loads(Path(jpath).read_text())
         assert data["model"] == stem and stem in status and state["model"] == stem
         assert title in adj_fig.layout.title.text
@@ -304,15 +306,112 @@ def test_benchmark_tab(demo):
     app = demo.landmark_app
     table, fig, note = app.benchmark_view()
     assert not table.visible and "No benchmark results" in note
+    per_face = [0.03, 0.05, 0.12]
     (demo.results_dir / "graph.json").write_text(json.dumps(
-        {"name": "graph", "nme": 0.04, "fr10": 0.01, "auc10": 0.6, "nme_per_face": [0.03, 0.05, 0.12]}))
+        {"name": "graph", "nme": 0.04, "fr10": 0.01, "auc10": 0.6, "nme_per_face": per_face}))
     (demo.results_dir / "eval.json").write_text(json.dumps(
         {"weights": "weights/sdfl_fc.safetensors", "protocol": "default", "n": 2, "nme": 0.05,
          "nme_per_face": [0.04, 0.06]}))
+    (demo.results_dir / "graph_int8_default.json").write_text(json.dumps(
+        {"name": "graph, int8 ONNX", "nme": 0.041, "nme_per_face": per_face}))
+    for protocol, nme in (("default", 0.02), ("occlusion", 0.1)):  # protocol only in the file name
+        (demo.results_dir / f"dlib_{protocol}.json").write_text(json.dumps(
+            {"name": "dlib", "nme": nme, "nme_per_face": [nme] * 3}))
+    (demo.results_dir / "graph_occ.json").write_text(json.dumps(
+        {"name": "graph", "protocol": "occlusion", "nme": 0.05, "nme_per_face": per_face}))
     (demo.results_dir / "broken.json").write_text("{not json")
     table, fig, note = app.benchmark_view()
-    assert table.visible and sorted(table.value["data"][i][0] for i in range(2)) == ["graph", "sdfl_fc (default)"]
-    assert len(fig.data) == 2 and "broken.json" in note
+    names = [row[0] for row in table.value["data"]]
+    assert table.visible  # by NME, peers last:
+    assert names == ["graph", "graph, int8 ONNX", "sdfl_fc", "dlib 68-point predictor (peer)"]
+    assert "may have seen these test photos" in table.value["data"][-1][-1]  # the peer's caveat
+    assert [t.name.split(" (AUC")[0] for t in fig.data] == ["graph", "sdfl_fc", "dlib 68-point predictor (peer)"]
+    assert len({t.line.color for t in fig.data}) == 3 and fig.layout.legend.y < 0  # distinct, legend below
+    assert "skipped" not in note and "broken" not in note and "NME" in note  # no developer notes
+    occ, _, occ_note = app.benchmark_view("occlusion")
+    assert [row[0] for row in occ.value["data"]] == ["graph", "dlib 68-point predictor (peer)"]
+    assert "Occluded" in occ_note
+
+
+def test_api_description_matches_the_response():
+    from app.api import API_DESCRIPTION, FACE_KEYS
+    from app.io import face_dict
+    from core.inference import Face
+
+    face = Face(box=np.zeros(4), score=0.9, landmarks=np.zeros((68, 2)), covariance=np.tile(np.eye(2), (68, 1, 1)),
+                adjacency=np.eye(68))
+    assert tuple(face_dict(face)) == FACE_KEYS  # what /landmarks returns per face
+    assert "adjacency" not in API_DESCRIPTION and all(k in API_DESCRIPTION for k in FACE_KEYS)
+
+
+def test_overlays_scale_with_the_face(demo):
+    from app.tabs.upload import NUMBERS_MIN_IOD, draw_scaled, face_style
+
+    pts = np.asarray(json.loads(Path(demo.landmark_app.run_upload(str(ASTRONAUT), ["points"])[1]).read_text())[
+        "faces"][0]["landmarks"])
+    small = (pts - pts.mean(0)) * 40.0 / app_iod(pts) + 60.0  # IOD 40 px
+    big = (pts - pts.mean(0)) * 200.0 / app_iod(pts) + 300.0  # IOD 200 px
+    r_small, w_small, n_small = face_style(small)
+    r_big, w_big, n_big = face_style(big)
+    assert r_small < r_big and w_small < w_big and not n_small and n_big and 40 < NUMBERS_MIN_IOD < 200
+    opts = ov.OverlayOptions(points=True, numbers=True, box=False)
+    canvas = np.zeros((600, 600, 3), np.uint8)
+    face = {"landmarks": small, "box": None}
+    with_numbers, hidden = draw_scaled(canvas, [face], None, opts)
+    without, _ = draw_scaled(canvas, [face], None, ov.OverlayOptions(points=True, box=False))
+    assert hidden == 1 and np.array_equal(with_numbers, without)  # too small: numbers left to the zoom
+    big_numbers, hidden = draw_scaled(canvas, [{"landmarks": big, "box": None}], None, opts)
+    assert hidden == 0 and (big_numbers != draw_scaled(canvas, [{"landmarks": big, "box": None}], None,
+                                                       ov.OverlayOptions(points=True, box=False))[0]).any()
+
+
+def app_iod(pts):
+    from app.io import interocular
+
+    return interocular(pts)
+
+
+def test_read_landmarks_file(tmp_path):
+    from app.io import UserInputError, read_landmarks_file
+
+    pts = np.arange(136, dtype=float).reshape(68, 2)
+    pts_file = tmp_path / "a.pts"
+    pts_file.write_text("version: 1\nn_points: 68\n{\n" + "\n".join(f"{x} {y}" for x, y in pts) + "\n}\n")
+    np.testing.assert_allclose(read_landmarks_file(pts_file), pts[None])
+    np.testing.assert_allclose(read_landmarks_file(pts_file, scale=2.0), pts[None] / 2)
+    js = tmp_path / "b.json"
+    js.write_text(json.dumps({"faces": [{"landmarks": pts.tolist()}, {"landmarks": (pts + 1).tolist()}]}))
+    assert read_landmarks_file(js).shape == (2, 68, 2)
+    assert read_landmarks_file(None) is None
+    for bad in ("[1, 2, 3]", "not json", ""):
+        f = tmp_path / "bad.json"
+        f.write_text(bad)
+        with pytest.raises(UserInputError):
+            read_landmarks_file(f)
+
+
+def test_occlusion_error_against_ground_truth(demo, tmp_path):
+    """With a landmark file the numbers are errors: a truth 3 px right of the graph head's clean
+    prediction gives it a clean error of exactly 3 px / IOD."""
+    from app.io import interocular
+
+    app = demo.landmark_app
+    st = app.run_occlusion(str(ASTRONAUT), "box", 0.5, 0.7, 0.6, 0.3, 0, 3, "gray", None)[-1]
+    truth = st["graph"][0]["landmarks"] * st["px"] + [3.0, 0.0]
+    f = tmp_path / "astronaut.json"
+    f.write_text(json.dumps({"landmarks": truth.tolist()}))
+    g_img, g_txt, f_img, f_txt, fig, status, st2 = app.run_occlusion(
+        str(ASTRONAUT), "box", 0.5, 0.7, 0.6, 0.3, 0, 3, "gray", st, str(f))
+    expected = 100 * 3.0 / interocular(truth)
+    assert f"({expected:.2f} % without" in g_txt and "error against the ground truth" in g_txt
+    assert "ground truth" in status and "Reading" in status and "error" in fig.layout.yaxis.title.text
+    assert st2 is st
+
+
+def test_app_modules_are_small():
+    for f in sorted((ROOT / "app").rglob("*.py")):
+        n = len(f.read_text().splitlines())
+        assert n <= 300, f"{f.relative_to(ROOT)} has {n} lines (keep each app module <= 300)"
 
 
 @pytest.mark.parametrize("flag", ["--weights", "--webcam-weights"])

@@ -1,0 +1,112 @@
+"""The Hugging Face Space layout: tools/build_space.py assembles a folder that tools/check_space.py
+accepts, the checker catches what the Hub (or an honest licence) would refuse, and the app runs
+from ONNX alone without importing torch. Tiny models only (no shipped weights needed)."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tools import build_space, check_space  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def onnx_models(tiny_weights, tiny_fc_weights, tmp_path_factory):
+    """The tiny graph and FC models in one folder, each with its <stem>.onnx."""
+    from core.export_onnx import main as export
+
+    d = tmp_path_factory.mktemp("space_models")
+    out = []
+    for w in (tiny_weights, tiny_fc_weights):
+        for suffix in (".safetensors", ".json"):
+            shutil.copy(w.with_suffix(suffix), d / f"{w.stem}{suffix}")
+        assert export(["--weights", str(d / f"{w.stem}.safetensors")]) == 0
+        out.append(d / f"{w.stem}.safetensors")
+    return out
+
+
+@pytest.fixture()
+def space(onnx_models, tmp_path):
+    folder = tmp_path / "space"
+    build_space.build(folder, onnx_models)
+    return folder
+
+
+def test_built_space_passes_the_check(space, onnx_models):
+    assert check_space.check(space) == []
+    assert (space / "requirements.txt").read_text() == (ROOT / "space" / "requirements.txt").read_text()
+    names = check_space.requirement_names(space / "requirements.txt")
+    assert "onnxruntime" in names and not {"torch", "onnxruntime-gpu"} & set(names)
+    assert (space / "weights" / "tiny_graph.onnx").is_file() and (space / "app" / "tabs" / "upload.py").is_file()
+    fm = check_space.front_matter(space / "README.md")
+    assert fm["license"] == "other" and (space / fm["license_link"]).is_file() and fm["app_file"] == "launch_app.py"
+    assert not any("shared" in str(p) for p in space.rglob("*"))
+
+
+@pytest.mark.parametrize("breakage, message", [
+    ("big", "not in LFS"),
+    ("binary", "binary file not in LFS"),
+    ("torch", "does not belong on a CPU Space"),
+    ("gpu", "does not belong on a CPU Space"),
+    ("mit", "research-only data"),
+    ("labels", "research data"),
+    ("image", "an image outside"),
+    ("no_onnx", "cannot run"),
+    ("no_front_matter", "no front matter"),
+])
+def test_check_catches_what_a_push_would_regret(space, breakage, message):
+    if breakage == "big":
+        (space / "weights" / "huge.dat").write_bytes(b"x" * (check_space.LFS_LIMIT + 1))
+    elif breakage == "binary":
+        (space / "app" / "blob.dat").write_bytes(b"\0\1\2")
+    elif breakage in ("torch", "gpu"):
+        with open(space / "requirements.txt", "a") as f:
+            f.write("torch==2.13.0\n" if breakage == "torch" else "onnxruntime-gpu==1.31.1\n")
+    elif breakage == "mit":
+        readme = space / "README.md"
+        readme.write_text(readme.read_text().replace("license: other", "license: mit", 1))
+    elif breakage == "labels":
+        (space / "app" / "examples" / "face.pts").write_text("n_points: 68\n{\n}\n")
+    elif breakage == "image":
+        shutil.copy(ROOT / "app" / "examples" / "astronaut.jpg", space / "core" / "photo.jpg")
+    elif breakage == "no_onnx":
+        (space / "weights" / "tiny_fc.onnx").unlink()
+    elif breakage == "no_front_matter":
+        readme = space / "README.md"
+        readme.write_text(readme.read_text().split("\n---\n", 1)[1])
+    problems = check_space.check(space)
+    assert any(message in p for p in problems), problems
+    assert subprocess.run([sys.executable, str(ROOT / "tools" / "check_space.py"), str(space)],
+                          capture_output=True).returncode == 1
+
+
+TORCH_FREE = r"""
+import sys, json
+sys.modules['torch'] = None  # any 'import torch' now fails
+from app.ui import build_demo, load_models
+models = load_models(sys.argv[1], sys.argv[2], backend='auto', webcam_slots=1)
+app = build_demo(models=models).landmark_app
+res = app.api_landmarks(sys.argv[3])
+up = app.run_upload(sys.argv[3], ['points', 'graph'])
+occ = app.run_occlusion(sys.argv[3], 'box', 0.5, 0.7, 0.6, 0.3, 0, 3, 'gray', None)
+print(json.dumps({'faces': len(res['faces']), 'backend': models.graph.backend, 'fc': models.fc.backend,
+                  'upload': up[0] is not None, 'occlusion': occ[0] is not None}))
+"""
+
+
+def test_app_runs_from_onnx_without_torch(onnx_models):
+    graph, fc = onnx_models
+    r = subprocess.run([sys.executable, "-c", TORCH_FREE, str(graph), str(fc),
+                        str(ROOT / "app" / "examples" / "astronaut.jpg")],
+                       cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out == {"faces": out["faces"], "backend": "onnx", "fc": "onnx", "upload": True, "occlusion": True}
+    assert out["faces"] >= 1
