@@ -14,10 +14,11 @@ from .io import ImageInput, face_dict, handler, read_image_file
 from .faces_limit import truncation_fields, truncation_note
 
 # What a response contains, exactly (tests/test_app.py checks the keys against a real response).
-API_DESCRIPTION = ("Landmarks of every face in an image: {faces: [{box [x0, y0, x1, y1] px, score, "
-                   "landmarks (68x2 px), covariance (68x2x2 px^2)}], message, device, provider, latency_ms, "
-                   "image_size [w, h]}. Coordinates are in the uploaded file's pixels.")
-FACE_KEYS = ("box", "score", "landmarks", "covariance")
+API_DESCRIPTION = ("Landmarks of every face in an image: {faces: [{box [x0, y0, x1, y1] px, score, confidence "
+                   "(0..1, the model's own evidence of a face), landmarks (68x2 px), covariance (68x2x2 px^2)}], "
+                   "truncated (present, true, only when more faces than max_faces were found), message, device, provider, "
+                   "latency_ms, image_size [w, h]}. Coordinates are in the uploaded file's pixels.")
+FACE_KEYS = ("box", "score", "confidence", "landmarks", "covariance")
 
 
 class ApiHandlers:
