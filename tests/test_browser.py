@@ -158,10 +158,10 @@ def test_webcam_tab(page):
         return
     access.click()
     page.locator("#webcam-input button:has-text('Record')").first.click()
-    wait_text(page, "#webcam-status", r"FPS[\s\S]*device", 120_000)
+    wait_text(page, "#webcam-status", r"FPS[\s\S]*Device", 120_000)  # the labelled readout (app.webcam)
     page.locator("#webcam-output img").wait_for(state="visible")
     status = page.locator("#webcam-status").inner_text()
-    assert "ms per frame" in status and "face" in status
+    assert "Frames received from the browser" in status and "ms per frame" in status and "face" in status
     shot(page, "webcam")
     page.locator("#webcam-input button:has-text('Stop')").first.click()
 
