@@ -9,7 +9,6 @@ under the occlusion protocol (NME added, split into covered and visible points).
 Runs go to runs/flagship_ablation/<name>; results to benchmarks/results/flagship_ablation_<size>px.json/.md."""
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -17,7 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks._runs import slug, train_on_budget  # noqa: E402
-from benchmarks.occlusion_training import occlusion_penalty  # noqa: E402
+from benchmarks.occlusion_training import occlusion_penalty, write_penalty_table  # noqa: E402
 
 CONFIG = "sdfl_flagship.yaml"
 VARIANTS = {
@@ -41,20 +40,8 @@ def main(argv=None) -> int:
         best = runs / slug(name) / "best.safetensors"
         if best.exists():
             rows[name] = occlusion_penalty(best, val_dir, args.device)
-    budget = f"{args.epochs} epochs at {args.input_size} px, warm start as the flagship"
-    trained = f"training wall {wall / 60:.0f} min" if wall else "runs trained earlier (--skip-training)"
-    lines = [f"Budget: {budget}; validation split (5 occlusion seeds); {trained}.", "",
-             "| variant | val NME | NME added by occlusion | on covered points | on visible points |",
-             "|---|---|---|---|---|"]
-    for name, r in rows.items():
-        lines.append(f"| {name} | {r['val_nme']:.2%} | {r['added_mean']:+.2%} ± {r['added_sd']:.2%} "
-                     f"| {r['added_on_hidden']:+.2%} | {r['added_on_visible']:+.2%} |")
-    table = "\n".join(lines)
-    out = ROOT / "benchmarks" / "results"
-    stem = f"flagship_ablation_{args.input_size}px"
-    (out / f"{stem}.json").write_text(json.dumps({"budget": budget, "rows": rows}, indent=1))
-    (out / f"{stem}.md").write_text(table + "\n")
-    print(table)
+    write_penalty_table(rows, f"{args.epochs} epochs at {args.input_size} px, warm start as the flagship", wall,
+                        f"flagship_ablation_{args.input_size}px")
     return 0
 
 

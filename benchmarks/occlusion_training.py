@@ -73,14 +73,9 @@ def occlusion_penalty(weights: Path, val_dir: Path, device: str = "cpu") -> dict
             "added_on_visible": float(np.mean(added) - np.mean(on_hidden))}
 
 
-def main(argv=None) -> int:
-    args, _, runs, val_dir, wall = train_on_budget(__doc__, "occlusion_training", VARIANTS, argv)
-    rows = {}
-    for name in VARIANTS:  # every variant trained in --runs, not only those --only trained now
-        best = runs / slug(name) / "best.safetensors"
-        if best.exists():
-            rows[name] = occlusion_penalty(best, val_dir, args.device)
-    budget = f"{args.epochs} epochs at {args.input_size} px"
+def write_penalty_table(rows: dict, budget: str, wall: float, stem: str) -> str:
+    """Print and write benchmarks/results/<stem>.json/.md: validation NME and the NME occlusion adds
+    (covered / visible points) per variant."""
     trained = f"training wall {wall / 60:.0f} min" if wall else "runs trained earlier (--skip-training)"
     lines = [f"Budget: {budget}; validation split ({len(SEEDS)} occlusion seeds); {trained}.", "",
              "| variant | val NME | NME added by occlusion (mean ± sd over seeds) | of which on covered points "
@@ -90,10 +85,21 @@ def main(argv=None) -> int:
                      f"| {r['added_on_hidden']:+.2%} | {r['added_on_visible']:+.2%} |")
     table = "\n".join(lines)
     out = ROOT / "benchmarks" / "results"
-    stem = f"occlusion_training_{args.input_size}px"
     (out / f"{stem}.json").write_text(json.dumps({"budget": budget, "rows": rows}, indent=1))
     (out / f"{stem}.md").write_text(table + "\n")
     print(table)
+    return table
+
+
+def main(argv=None) -> int:
+    args, _, runs, val_dir, wall = train_on_budget(__doc__, "occlusion_training", VARIANTS, argv)
+    rows = {}
+    for name in VARIANTS:  # every variant trained in --runs, not only those --only trained now
+        best = runs / slug(name) / "best.safetensors"
+        if best.exists():
+            rows[name] = occlusion_penalty(best, val_dir, args.device)
+    write_penalty_table(rows, f"{args.epochs} epochs at {args.input_size} px", wall,
+                        f"occlusion_training_{args.input_size}px")
     return 0
 
 

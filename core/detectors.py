@@ -8,7 +8,7 @@ benchmarks/calibrate_detector.py (constants below)."""
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import cv2
@@ -168,90 +168,3 @@ class HaarDetector:
 
     def detect(self, rgb: np.ndarray) -> list[Detection]:
         return nms([Detection(HAAR_CALIBRATION.apply(b), s, b, "haar") for b, s in self.detect_raw(rgb)])
-
-
-# --- video: boxes from the previous frame's landmarks ---------------------------------------------
-TRACK_MATCH_IOU = 0.3  # a detection continues a track when their boxes overlap at least this much
-TRACK_KEEP_IOU = 0.5  # ... and the track keeps its landmark box (not the detector's) above this
-TRACK_MAX_MISSES = 2  # a track the detector misses this many re-detections in a row is dropped
-TRACK_DUPLICATE_IOU = 0.6  # two tracks overlapping more than this follow one face: keep the older
-
-
-@dataclass
-class Track:
-    id: int
-    box: np.ndarray  # landmark box to crop from next (from landmarks, or a detection)
-    score: float
-    landmarks: np.ndarray | None = None  # last raw (unsmoothed) landmarks, image pixels
-    from_detection: bool = True  # box came from a detector (needs the two-pass refinement)
-    misses: int = 0
-    age: int = 0
-    extra: dict = field(default_factory=dict)
-
-
-class LandmarkTracker:
-    """Detector for video: predicts each face's box in the next frame from its landmarks in the
-    previous one (the exact training crop convention), so the real detector only runs every few
-    frames. `associate` merges fresh detections into the tracks; `update` records landmarks or
-    drops a lost track."""
-
-    def __init__(self, max_tracks: int = 8):
-        self.max_tracks = max_tracks
-        self.tracks: list[Track] = []
-        self._next_id = 0
-
-    def reset(self):
-        self.tracks, self._next_id = [], 0
-
-    def detect(self, rgb: np.ndarray | None = None) -> list[Detection]:
-        return [Detection(t.box.copy(), t.score, None, "detector" if t.from_detection else "track", t.id)
-                for t in self.tracks]
-
-    def associate(self, detections: list[Detection]) -> None:
-        """Greedy IoU matching (highest first). Matched tracks take the detector score (and its box
-        when they have drifted); unmatched detections start tracks; unmatched tracks count a miss."""
-        pairs = sorted(((box_iou(t.box, d.box), i, j) for i, t in enumerate(self.tracks)
-                        for j, d in enumerate(detections)), reverse=True)
-        used_t, used_d = set(), set()
-        for iou, i, j in pairs:
-            if iou < TRACK_MATCH_IOU or i in used_t or j in used_d:
-                continue
-            used_t.add(i)
-            used_d.add(j)
-            t, d = self.tracks[i], detections[j]
-            t.score, t.misses = d.score, 0
-            if iou < TRACK_KEEP_IOU or t.landmarks is None:
-                t.box, t.from_detection = d.box.copy(), True
-        for i, t in enumerate(self.tracks):
-            if i not in used_t:
-                t.misses += 1
-        self.tracks = [t for t in self.tracks if t.misses < TRACK_MAX_MISSES]
-        for j, d in sorted(enumerate(detections), key=lambda jd: -jd[1].score):
-            if j not in used_d and len(self.tracks) < self.max_tracks:
-                self.tracks.append(Track(self._next_id, d.box.copy(), d.score))
-                self._next_id += 1
-
-    def update(self, track_id: int, landmarks: np.ndarray | None) -> None:
-        """Record a track's new landmarks (its next box is their bounding box), or drop it (None)."""
-        for t in self.tracks:
-            if t.id == track_id:
-                if landmarks is None:
-                    self.tracks.remove(t)
-                else:
-                    t.landmarks = landmarks
-                    t.box = np.array([*landmarks.min(0), *landmarks.max(0)], dtype=np.float64)
-                    t.from_detection = False
-                    t.age += 1
-                return
-
-    def drop_duplicates(self) -> list[int]:
-        """Remove tracks that converged onto the same face as an older track; returns their ids."""
-        dropped = []
-        keep: list[Track] = []
-        for t in sorted(self.tracks, key=lambda t: t.id):
-            if any(box_iou(t.box, k.box) > TRACK_DUPLICATE_IOU for k in keep):
-                dropped.append(t.id)
-            else:
-                keep.append(t)
-        self.tracks = keep
-        return dropped
