@@ -13,9 +13,7 @@ from __future__ import annotations
 import base64
 import os
 import shutil
-import socket
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -28,19 +26,16 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from app import browser_webcam as bw  # noqa: E402
+from browser_env import CHROMIUM, CHROMIUM_ARGS, NO_CHROMIUM, chromium_found, free_port  # noqa: E402
 
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage"]
 PARITY_PX = 0.5  # median |page - python| landmark distance allowed (px)
 ON_FACE_PX = 3.0  # median distance of the page's live landmarks from the known positions (px)
 LOCAL = ("http://127.0.0.1", "data:", "blob:")
 
 
 def _browser_missing() -> str:
-    if not (Path(CHROMIUM).is_file() or shutil.which(CHROMIUM)):
-        return f"needs Chromium at {CHROMIUM} (apt-get install -y chromium)"
+    if not chromium_found():
+        return NO_CHROMIUM
     try:
         import playwright.sync_api  # noqa: F401
     except ImportError:
@@ -73,12 +68,6 @@ def page_spec(exported):
     spec = bw.BrowserWebcam.from_weights(exported, FAST_WEIGHTS, int8=False)
     assert spec.models[0].id == "tiny_graph"
     return spec
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -318,7 +307,7 @@ def test_gradio_app_has_the_tab(browser, exported, tiny_fc_weights):
     from app.ui import build_demo, launch
 
     demo = build_demo(exported, tiny_fc_weights, webcam_slots=1)
-    port = _free_port()
+    port = free_port()
     launch(demo, "127.0.0.1", port, prevent_thread_lock=True, quiet=True)
     try:
         _, b = browser
