@@ -117,17 +117,22 @@ def summarize(records: list[dict], elapsed: float, callers: int) -> dict:
     }
 
 
-def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--url", help="test this running server instead of starting one")
-    ap.add_argument("--callers", type=int, default=20)
-    ap.add_argument("--seconds", type=float, default=60.0)
+def add_server_args(ap: argparse.ArgumentParser) -> None:
+    """The request image and the options of the local server a load benchmark starts (no --url)."""
     ap.add_argument("--image", default=str(DEFAULT_IMAGE))
     ap.add_argument("--weights", help="graph weights for the local server (default: launch_app's)")
     ap.add_argument("--fc-weights", help="FC weights for the local server")
     ap.add_argument("--concurrency", type=int, default=0, help="server --concurrency (0: launch_app's default)")
     ap.add_argument("--startup-timeout", type=float, default=300.0)
     ap.add_argument("--server-log", help="write the local server's output here")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--url", help="test this running server instead of starting one")
+    ap.add_argument("--callers", type=int, default=20)
+    ap.add_argument("--seconds", type=float, default=60.0)
+    add_server_args(ap)
     ap.add_argument("--json", "--out", dest="json", default=None,
                     help="write the JSON summary here (default: print only)")
     return ap

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.load_test import DEFAULT_IMAGE, caller, start_server, wait_up
+from benchmarks.load_test import add_server_args, caller, start_server, wait_up
 
 FLAT_SLOPE_MB_PER_MIN = 1.0  # a slope below this counts as flat
 SAMPLE_S = 5.0  # RSS sampling period
@@ -87,12 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--minutes", type=int, default=10)
     ap.add_argument("--tail-minutes", type=int, default=5)
     ap.add_argument("--max-growth", type=float, default=0.05)
-    ap.add_argument("--image", default=str(DEFAULT_IMAGE))
-    ap.add_argument("--weights", help="graph weights for the local server (default: launch_app's)")
-    ap.add_argument("--fc-weights", help="FC weights for the local server")
-    ap.add_argument("--concurrency", type=int, default=0, help="server --concurrency (0: launch_app's default)")
-    ap.add_argument("--startup-timeout", type=float, default=300.0)
-    ap.add_argument("--server-log", help="write the local server's output here")
+    add_server_args(ap)
     ap.add_argument("--client-timeout", type=float, default=CLIENT_TIMEOUT_S, help="client HTTP timeout (s)")
     ap.add_argument("--json", default=None, help="write the results here (default: print only)")
     return ap
