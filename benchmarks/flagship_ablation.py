@@ -15,8 +15,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks._runs import slug, train_on_budget  # noqa: E402
-from benchmarks.occlusion_training import occlusion_penalty, write_penalty_table  # noqa: E402
+from benchmarks._runs import train_on_budget  # noqa: E402
+from benchmarks.occlusion_training import score_runs, write_penalty_table  # noqa: E402
 
 CONFIG = "sdfl_flagship.yaml"
 VARIANTS = {
@@ -35,11 +35,7 @@ def main(argv=None) -> int:
     if "--input-size" not in argv:
         argv += ["--input-size", str(ABLATION_INPUT)]
     args, _, runs, val_dir, wall = train_on_budget(__doc__, "flagship_ablation", VARIANTS, argv)
-    rows = {}
-    for name in VARIANTS:
-        best = runs / slug(name) / "best.safetensors"
-        if best.exists():
-            rows[name] = occlusion_penalty(best, val_dir, args.device)
+    rows = score_runs(VARIANTS, runs, val_dir, args.device)
     write_penalty_table(rows, f"{args.epochs} epochs at {args.input_size} px, warm start as the flagship", wall,
                         f"flagship_ablation_{args.input_size}px")
     return 0

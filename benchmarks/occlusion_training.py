@@ -73,6 +73,16 @@ def occlusion_penalty(weights: Path, val_dir: Path, device: str = "cpu") -> dict
             "added_on_visible": float(np.mean(added) - np.mean(on_hidden))}
 
 
+def score_runs(variants: dict, runs: Path, val_dir: Path, device: str) -> dict:
+    """occlusion_penalty of every variant trained in `runs` (not only those --only trained now)."""
+    rows = {}
+    for name in variants:
+        best = runs / slug(name) / "best.safetensors"
+        if best.exists():
+            rows[name] = occlusion_penalty(best, val_dir, device)
+    return rows
+
+
 def write_penalty_table(rows: dict, budget: str, wall: float, stem: str) -> str:
     """Print and write benchmarks/results/<stem>.json/.md: validation NME and the NME occlusion adds
     (covered / visible points) per variant."""
@@ -93,11 +103,7 @@ def write_penalty_table(rows: dict, budget: str, wall: float, stem: str) -> str:
 
 def main(argv=None) -> int:
     args, _, runs, val_dir, wall = train_on_budget(__doc__, "occlusion_training", VARIANTS, argv)
-    rows = {}
-    for name in VARIANTS:  # every variant trained in --runs, not only those --only trained now
-        best = runs / slug(name) / "best.safetensors"
-        if best.exists():
-            rows[name] = occlusion_penalty(best, val_dir, args.device)
+    rows = score_runs(VARIANTS, runs, val_dir, args.device)
     write_penalty_table(rows, f"{args.epochs} epochs at {args.input_size} px", wall,
                         f"occlusion_training_{args.input_size}px")
     return 0
