@@ -76,8 +76,9 @@ def box_iou(a, b) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def nms(dets: list[Detection], iou: float = NMS_IOU) -> list[Detection]:
-    """Highest score first; drop detections overlapping a kept one by more than `iou`."""
+def nms(dets: list, iou: float = NMS_IOU) -> list:
+    """Highest score first; drop detections (anything with .box and .score, e.g. Detection or
+    face_finder.Candidate) overlapping a kept one by more than `iou`."""
     kept: list[Detection] = []
     for d in sorted(dets, key=lambda d: -d.score):
         if all(box_iou(d.box, k.box) <= iou for k in kept):

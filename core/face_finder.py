@@ -19,8 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .detectors import (MP_FULL_CALIBRATION, MP_SHORT_CALIBRATION, NMS_IOU, Detection, MediaPipeDetector,
-                        box_iou)
+from .detectors import MP_FULL_CALIBRATION, MP_SHORT_CALIBRATION, NMS_IOU, Detection, MediaPipeDetector, nms
 
 ROTATIONS = ("none", "empty", "always")
 MP_RIGHT_EYE, MP_LEFT_EYE = 0, 1  # mediapipe keypoints: subject's right eye (image left), left eye
@@ -172,16 +171,7 @@ class FaceFinder:
                 back = rot90_matrix(k, w, h)
                 for sel, name in ((0, "short"), (1, "full")):
                     cands += self._pass(r, sel, back, f"mediapipe_{name}_rot{90 * k}")
-        return merge(cands, c.nms_iou)
+        return nms(cands, c.nms_iou)
 
     def close(self):
         self.mp.close()
-
-
-def merge(cands: list[Candidate], iou: float = NMS_IOU) -> list[Candidate]:
-    """NMS: highest score first; drop candidates overlapping a kept one by more than `iou`."""
-    kept: list[Candidate] = []
-    for d in sorted(cands, key=lambda d: -d.score):
-        if all(box_iou(d.box, k.box) <= iou for k in kept):
-            kept.append(d)
-    return kept

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from core.detectors import Detection
-from core.face_finder import Candidate, FinderConfig, merge, rot90_matrix, tiles
-from core.image_faces import (REJECT_RATIO, FaceList, confidence_of, predict_image, roll_deg, rotate,
+from core.detectors import nms
+from core.face_finder import Candidate, FinderConfig, rot90_matrix, tiles
+from core.image_faces import (REJECT_RATIO, FaceList, confidence_of, predict_image, roll_deg,
                               reject_ratio_for, uncertainty_ratio, upright_crop)
 from core.landmarks import apply_affine, invert_affine
 from core.photos import match_faces, score_photos
@@ -132,7 +133,7 @@ def test_merge_keeps_best_of_overlapping_candidates():
     a = Candidate(np.array([0, 0, 100, 100.0]), 0.6)
     b = Candidate(np.array([5, 5, 105, 105.0]), 0.9, angle=80.0)
     c = Candidate(np.array([300, 0, 400, 100.0]), 0.5)
-    kept = merge([a, b, c])
+    kept = nms([a, b, c])  # the detection stage's merge of candidates
     assert [k.score for k in kept] == [0.9, 0.5] and kept[0].angle == 80.0
 
 
