@@ -225,6 +225,9 @@ class TrainConfig:
     # top-level model modules kept frozen (eval-mode BN, no gradients), e.g. a warm-started hybrid head's
     # ["backbone", "decoder", "attention"] so that only its graph stages train
     freeze: list[str] = field(default_factory=list)
+    # learning-rate multiplier per top-level module, e.g. {backbone: 0.1} to fine-tune a warm-started
+    # backbone gently while the heads train at lr (modules not named: 1.0)
+    lr_scale: dict[str, float] = field(default_factory=dict)
     # Scaling (core.distributed; docs/TRAINING.md). batch_size is the global batch: under torchrun each of
     # the W processes takes batch_size / W. Mixed precision is for CUDA.
     precision: typing.Literal["fp32", "bf16", "fp16"] = "fp32"  # bf16/fp16: autocast (fp16 with a GradScaler)
@@ -236,6 +239,8 @@ class TrainConfig:
             raise ConfigError("epochs and batch_size must be >= 1")
         if self.init_weights and self.init_features:
             raise ConfigError("init_weights and init_features are exclusive: choose one")
+        if any(not v > 0 for v in self.lr_scale.values()):
+            raise ConfigError(f"lr_scale values must be > 0 (freeze a module instead): {self.lr_scale}")
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> TrainConfig:

@@ -64,6 +64,18 @@ def set_train_mode(model: LandmarkModel, freeze: tuple[str, ...] = ()):
             p.requires_grad_(False)
 
 
+def param_groups(model: torch.nn.Module, lr_scale: dict[str, float]) -> list[dict]:
+    """Trainable parameters grouped by learning-rate multiplier: one group per top-level module named in
+    lr_scale (key "scale"), one group (scale 1) for the rest."""
+    groups = []
+    for name, module in model.named_children():
+        if name in lr_scale:
+            groups.append({"params": [p for p in module.parameters() if p.requires_grad], "scale": lr_scale[name]})
+    scaled = {id(p) for g in groups for p in g["params"]}
+    groups.append({"params": [p for p in model.parameters() if p.requires_grad and id(p) not in scaled], "scale": 1.0})
+    return [g for g in groups if g["params"]]
+
+
 def coord_loss(lc, pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
     """The configured coordinate loss (loss.coord) on (B, N, 2) input pixels."""
     if lc.coord == "adl":
@@ -160,10 +172,11 @@ class Trainer:
                                     uint8=self.device.type == "cuda")
         self.val_ds = FaceDataset(self.val_records, size, None, cache=dc.cache)
         self.model = build_model(cfg.model, self.neighbours, self.mean_shape).to(self.device)
-        unknown = sorted(set(cfg.freeze) - {name for name, _ in self.model.named_children()})
-        if unknown:
-            raise ConfigError(f"freeze: {unknown} are not modules of this model; "
-                              f"choose from {sorted(n for n, _ in self.model.named_children())}")
+        children = sorted(name for name, _ in self.model.named_children())
+        for key, names in (("freeze", cfg.freeze), ("lr_scale", cfg.lr_scale)):
+            unknown = sorted(set(names) - set(children))
+            if unknown:
+                raise ConfigError(f"{key}: {unknown} are not modules of this model; choose from {children}")
         self.imagenet_init = bool(getattr(self.model.backbone, "imagenet_init", False))
         if cfg.model.pretrained and not self.imagenet_init:
             print("WARNING: model.pretrained is true but no ImageNet weights were loaded: training starts from "
@@ -178,8 +191,7 @@ class Trainer:
         if cfg.init_features:
             self.warm_start(Path(cfg.init_features))
         set_train_mode(self.model, self.cfg.freeze)
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        self.opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.opt = torch.optim.AdamW(param_groups(self.model, cfg.lr_scale), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.epoch, self.best, self.history = 0, float("inf"), []
         self.elapsed_s = 0.0  # training time of earlier sessions (--resume continues the clock)
 
@@ -300,7 +312,7 @@ class Trainer:
             for i, (x, y, _) in enumerate(bar):
                 lr = lr_at(cfg, self.epoch * steps + i, steps)
                 for g in self.opt.param_groups:
-                    g["lr"] = lr
+                    g["lr"] = lr * g.get("scale", 1.0)
                 with self.amp.autocast():
                     out = net(self.to_device(x))
                 loss, parts = compute_loss(cfg, self.model, self.amp.fp32(out), y.to(self.device, non_blocking=True))

@@ -230,6 +230,29 @@ def test_freeze_keeps_named_modules_fixed(tmp_path, data_root, capsys):
     assert "not modules of this model" in capsys.readouterr().err
 
 
+def test_lr_scale_gives_named_modules_their_own_rate(tmp_path, data_root, capsys):
+    """lr_scale: the named module's parameters train at lr * scale (the rest at lr), the scaled rate
+    survives --resume, and a name that is no module, or a scale <= 0, is refused."""
+    cfg = from_dict(TrainConfig, _cfg_dict(data_root, epochs=1, lr_scale={"backbone": 0.1}))
+    trainer = Trainer(cfg, tmp_path / "scaled")
+    trainer.fit()
+    groups = trainer.opt.param_groups
+    backbone = {id(p) for p in trainer.model.backbone.parameters() if p.requires_grad}  # stem may be frozen
+    scaled = [g for g in groups if g["scale"] == 0.1]
+    assert len(groups) == 2 and len(scaled) == 1
+    assert {id(p) for p in scaled[0]["params"]} == backbone
+    rest = next(g for g in groups if g["scale"] == 1.0)
+    assert scaled[0]["lr"] == pytest.approx(0.1 * rest["lr"])
+    resumed = Trainer(from_dict(TrainConfig, _cfg_dict(data_root, epochs=2, lr_scale={"backbone": 0.1})),
+                      tmp_path / "scaled")
+    resumed.resume()
+    assert sorted(g["scale"] for g in resumed.opt.param_groups) == [0.1, 1.0]
+    for bad, msg in (({"decoder": 0.5}, "not modules of this model"), ({"backbone": 0.0}, "must be > 0")):
+        path = _write_cfg(tmp_path / "cfg.yaml", _cfg_dict(data_root, lr_scale=bad))
+        assert main(["--config", path, "--out", str(tmp_path / "bad")]) == 2
+        assert msg in capsys.readouterr().err
+
+
 # ---------------------------------------------------------------- refusals
 def test_second_run_into_existing_out_is_refused(tmp_path, data_root, straight_run, capsys):
     cfg = _write_cfg(tmp_path / "cfg.yaml", _cfg_dict(data_root))
