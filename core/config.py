@@ -196,6 +196,8 @@ class DataConfig:
     split_seed: int = 0
     extra_split: str = ""  # e.g. "extra": noisier labelled faces added to training
     extra_weight: float = 0.5
+    pseudo_labels: str = ""  # JSON lines of teacher labels (core.pseudo_labels), added to training
+    pseudo_weight: float = 0.5
     balance: bool = False  # pose-based balancing (shape PCA, 9 bins)
     limit: int = 0  # use at most this many training faces (0 = all); for quick runs
     cache: bool = True  # keep decoded images in memory

@@ -167,6 +167,10 @@ class Trainer:
             extra = load_jsonl(root / f"{dc.extra_split}.jsonl")
             self.train_records += extra
             weights = np.r_[weights, np.full(len(extra), dc.extra_weight)]
+        if dc.pseudo_labels:
+            pseudo = load_jsonl(dc.pseudo_labels)
+            self.train_records += pseudo
+            weights = np.r_[weights, np.full(len(pseudo), dc.pseudo_weight)]
         self.sample_weights = weights
         self.train_ds = FaceDataset(self.train_records, size, cfg.augment, cache=dc.cache, seed=cfg.seed,
                                     uint8=self.device.type == "cuda")
@@ -238,7 +242,8 @@ class Trainer:
     def data_description(self) -> str:
         dc = self.cfg.data
         s = f"faces68 {dc.train_split} minus a {dc.val_fraction:.0%} validation split by photo (seed {dc.split_seed})"
-        return s + (f" + {dc.extra_split} (sampling weight {dc.extra_weight})" if dc.extra_split else "")
+        s += f" + {dc.extra_split} (sampling weight {dc.extra_weight})" if dc.extra_split else ""
+        return s + (f" + pseudo-labels {dc.pseudo_labels} (sampling weight {dc.pseudo_weight})" if dc.pseudo_labels else "")
 
     def save(self, best: bool):
         tensors, opt_meta = _opt_tensors(self.opt)
