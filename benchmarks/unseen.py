@@ -19,12 +19,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.accuracy import RESULTS, dlib_predictor, fmt, run_dlib  # noqa: E402
-from core.checkpoint import DEFAULT_WEIGHTS, FAST_WEIGHTS, FC_WEIGHTS, GRAPH_WEIGHTS  # noqa: E402
+from core.checkpoint import FAST_WEIGHTS, FC_WEIGHTS, FLAGSHIP_WEIGHTS, GRAPH_WEIGHTS, WASSERSTEIN_WEIGHTS  # noqa: E402
 from core.data import load_jsonl  # noqa: E402
 from core.evaluate import evaluate  # noqa: E402
 
-MODELS = {"Wasserstein heatmap head (default)": DEFAULT_WEIGHTS, "graph head (app)": GRAPH_WEIGHTS,
-          "FC head (baseline)": FC_WEIGHTS, "fast graph head (64 px)": FAST_WEIGHTS}
+MODELS = {"flagship (default)": FLAGSHIP_WEIGHTS, "Wasserstein heatmap head": WASSERSTEIN_WEIGHTS,
+          "graph head": GRAPH_WEIGHTS, "FC head (baseline)": FC_WEIGHTS, "fast graph head (64 px)": FAST_WEIGHTS}
 
 
 def main(argv=None) -> int:
@@ -32,9 +32,11 @@ def main(argv=None) -> int:
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "faces68"))
     ap.add_argument("--split", default="extra")
     ap.add_argument("--no-dlib", action="store_true")
+    ap.add_argument("--only", nargs="+", metavar="NAME", help="models whose name contains one of these words")
     args = ap.parse_args(argv)
     rows = {}
-    for name, w in MODELS.items():
+    models = {n: w for n, w in MODELS.items() if not args.only or any(o in n for o in args.only)}
+    for name, w in models.items():
         t = time.time()
         rows[name] = evaluate(w, args.data, args.split)
         print(f"{name:36s} NME {rows[name]['nme']:.4%} FR10 {rows[name]['fr10']:.2%} ({time.time() - t:.0f} s)", flush=True)

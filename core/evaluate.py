@@ -24,7 +24,7 @@ import torch
 from .checkpoint import DEFAULT_WEIGHTS, CheckpointError, load_model
 from .data import DataError, canonical_crop, load_jsonl, read_image
 from .heatmaps import READOUTS
-from .landmarks import CROP_SCALE, apply_affine, invert_affine
+from .landmarks import CROP_SCALE, MIRROR_PERMUTATION, apply_affine, invert_affine
 from .metrics import calibration, ced, summarize
 from .protocols import face_rng, hidden_points, motion_blur, occlude
 
@@ -112,10 +112,36 @@ class OnnxModel:
         return {k: torch.from_numpy(v) for k, v in self.runner(x.cpu().numpy()).items()}
 
 
+class MirrorEnsemble:
+    """Test-time mirror ensemble: the mean of the model on the crop and on its mirror image mapped back,
+    c = (f(x) + m(f(flip x))) / 2 with m: u -> (S - 1) / S - u (crop units), points permuted by
+    MIRROR_PERMUTATION; covariances likewise (off-diagonal sign flipped); the edges are the crop's own."""
+
+    def __init__(self, model):
+        self.model, self.cfg = model, model.cfg
+
+    def __call__(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        out, flipped = self.model(x), self.model(torch.flip(x, dims=[-1]))
+        size, perm = self.cfg.input_size, torch.as_tensor(MIRROR_PERMUTATION)
+        back = torch.empty_like(flipped["coords"])
+        c = flipped["coords"].clone()
+        c[..., 0] = (size - 1) / size - c[..., 0]
+        back[:, perm] = c
+        res = {**out, "coords": (out["coords"] + back) / 2}
+        if "cov" in out:
+            cov = flipped["cov"].clone()
+            cov[..., 0, 1], cov[..., 1, 0] = -cov[..., 0, 1], -cov[..., 1, 0]
+            mirrored = torch.empty_like(cov)
+            mirrored[:, perm] = cov
+            res["cov"] = (out["cov"] + mirrored) / 2
+        return res
+
+
 def evaluate(weights=None, data: str | Path = "", split: str = "test", occlusion: int | None = None,
              blur: int | None = None, device: str = "cpu", batch_size: int = 32, readout: str | None = None,
-             precision: str | None = None) -> dict:
-    """precision None: the torch model; "fp32" / "int8": its ONNX export run by ONNX Runtime."""
+             precision: str | None = None, mirror: bool = False) -> dict:
+    """precision None: the torch model; "fp32" / "int8": its ONNX export run by ONNX Runtime;
+    mirror: the test-time mirror ensemble (MirrorEnsemble, twice the cost)."""
     if readout and precision:
         raise ValueError("--readout changes the torch model; an ONNX export keeps the read-out it was exported with")
     model, meta = load_model(weights, device)
@@ -123,6 +149,8 @@ def evaluate(weights=None, data: str | Path = "", split: str = "test", occlusion
         with_readout(model, readout)
     if precision:
         model = OnnxModel(weights, precision, model.cfg)
+    if mirror:
+        model = MirrorEnsemble(model)
     size = model.cfg.input_size
     records = load_jsonl(Path(data) / f"{split}.jsonl")
     pred, gt, cov = predict_records(model, records, occlusion, blur, device, batch_size)
@@ -134,7 +162,7 @@ def evaluate(weights=None, data: str | Path = "", split: str = "test", occlusion
                 "seed": occlusion if occlusion is not None else blur,
                 "weights": str(weights or DEFAULT_WEIGHTS), "crop_scale": CROP_SCALE, "input_size": size,
                 "model": {**meta.get("model", {}), **({"readout": readout} if readout else {})},
-                "runtime": f"onnxruntime {precision}" if precision else "torch",
+                "runtime": f"onnxruntime {precision}" if precision else "torch", "mirror_ensemble": mirror,
                 "train_data": meta.get("train_data")})
     return res
 
@@ -177,6 +205,7 @@ def main(argv=None) -> int:
     g = ap.add_mutually_exclusive_group()
     g.add_argument("--occlusion", type=int, metavar="SEED", help="synthetic-occlusion protocol")
     g.add_argument("--blur", type=int, metavar="SEED", help="synthetic motion-blur protocol")
+    ap.add_argument("--mirror", action="store_true", help="test-time mirror ensemble (mean with the mirrored crop; 2x cost)")
     ap.add_argument("--json", help="write the results here")
     ap.add_argument("--ced", help="write a CED plot (.html or .png)")
     ap.add_argument("--device", default="cpu")
@@ -192,7 +221,7 @@ def main(argv=None) -> int:
         return _main_photos(args)
     try:
         res = evaluate(args.weights, args.data, args.split, args.occlusion, args.blur, args.device,
-                       readout=args.readout, precision=args.precision)
+                       readout=args.readout, precision=args.precision, mirror=args.mirror)
     except (DataError, CheckpointError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -208,7 +237,7 @@ def main(argv=None) -> int:
 def _main_photos(args) -> int:
     from .photos import evaluate_photos
 
-    if args.occlusion is not None or args.blur is not None or args.readout or args.precision or args.ced:
+    if args.occlusion is not None or args.blur is not None or args.readout or args.precision or args.ced or args.mirror:
         print("error: --protocol photos takes --data, --split, --weights, --device, --max-faces, --json", file=sys.stderr)
         return 2
     try:

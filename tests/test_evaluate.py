@@ -12,7 +12,8 @@ import torch
 from core.checkpoint import save_weights
 from core.config import ModelConfig
 from core.data import load_jsonl, normalized_shapes
-from core.evaluate import evaluate, main
+from core.evaluate import MirrorEnsemble, evaluate, main
+from core.landmarks import MIRROR_PERMUTATION
 from core.metrics import calibration
 from core.graph import neighbourhood
 from core.models import build_model
@@ -82,6 +83,30 @@ def test_predictions_mapped_back_to_image_pixels(tmp_path):
     r = evaluate(tmp_path / "exact.safetensors", root, "test")
     assert r["nme"] < 2e-3 and r["fr10"] == 0.0 and r["auc10"] > 0.98
     assert r["calibration"]["inside_1sigma"] == 1.0
+    # the mirror ensemble maps the mirrored crop's (symmetric) prediction back onto the same pixels
+    m = evaluate(tmp_path / "exact.safetensors", root, "test", mirror=True)
+    assert m["nme"] < 2e-3 and m["mirror_ensemble"] and m["calibration"]["inside_1sigma"] == 1.0
+
+
+def test_mirror_ensemble_is_mirror_equivariant():
+    """E(flip x) = m(E(x)) for any model: the ensemble's answer on a mirrored crop is its answer on the
+    crop, mirrored (u -> (S - 1) / S - u, roles swapped); covariances likewise."""
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(**TINY_CONFIG), neighbourhood(synthetic_shapes(32), 3),
+                        synthetic_shapes(32).mean(0)).eval()
+    ens = MirrorEnsemble(model)
+    x = torch.rand(2, 3, model.cfg.input_size, model.cfg.input_size)
+    with torch.inference_mode():
+        a, b = ens(x), ens(torch.flip(x, dims=[-1]))
+    size, perm = model.cfg.input_size, torch.as_tensor(MIRROR_PERMUTATION)
+    want = torch.empty_like(a["coords"])
+    c = a["coords"].clone()
+    c[..., 0] = (size - 1) / size - c[..., 0]
+    want[:, perm] = c
+    assert torch.allclose(b["coords"], want, atol=1e-5)
+    if "cov" in a:
+        assert torch.allclose(b["cov"][:, perm, 0, 0], a["cov"][..., 0, 0], atol=1e-6)
+        assert torch.allclose(b["cov"][:, perm, 0, 1], -a["cov"][..., 0, 1], atol=1e-6)
 
 
 def test_occlusion_is_reproducible(tmp_path, data_root, tiny_weights, default_result):
