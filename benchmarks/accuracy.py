@@ -34,8 +34,11 @@ from core.metrics import ellipse_growth, summarize  # noqa: E402
 RESULTS = ROOT / "benchmarks" / "results"
 DLIB_CROP = 256  # dlib sees the same canonical crop as our model, at 256 px
 DLIB_NAME = "dlib 68-point predictor (peer; may have seen test photos)"
-# name -> (weights, precision): None = the torch model; "int8" = <stem>.int8.onnx on ONNX Runtime
+# name -> (weights, variant): None = the torch model; "int8" = <stem>.int8.onnx on ONNX Runtime;
+# "mirror" = the torch model with the test-time mirror ensemble (core.evaluate.MirrorEnsemble, 2x cost)
+MIRROR = "mirror"
 MODELS = {"flagship (default)": (FLAGSHIP_WEIGHTS, None),
+          "flagship + mirror ensemble (2x cost)": (FLAGSHIP_WEIGHTS, MIRROR),
           "flagship, int8 ONNX (webcam)": (FLAGSHIP_WEIGHTS, "int8"),
           "Wasserstein heatmap head": (WASSERSTEIN_WEIGHTS, None),
           "graph head (occlusion demo)": (GRAPH_WEIGHTS, None),
@@ -111,13 +114,14 @@ def protocols(args) -> dict:
 def score_model(name: str, w, precision, args, records) -> None:
     """Every protocol for one model, written to benchmarks/results/<stem>_<protocol>.json, plus (float
     models) the occlusion seeds and the ellipse growth in <stem>_occlusion_extra.json."""
-    if not Path(w).is_file() or (precision and not onnx_path_for(w, precision).is_file()):
+    onnx = precision not in (None, MIRROR)
+    if not Path(w).is_file() or (onnx and not onnx_path_for(w, precision).is_file()):
         print(f"{name}: {w} ({precision or 'torch'}) not found, row left out", file=sys.stderr)
         return
     stem, rows = stem_of(w, precision), {}
     for proto, kw in protocols(args).items():
         t = time.time()
-        r = evaluate(w, args.data, args.split, precision=precision, **kw)
+        r = evaluate(w, args.data, args.split, precision=precision if onnx else None, mirror=precision == MIRROR, **kw)
         rows[proto] = r
         (RESULTS / f"{stem}_{proto}.json").write_text(json.dumps({"name": name, **r}, indent=1))
         print(f"{name:36s} {proto:9s} NME {r['nme']:.4%} FR10 {r['fr10']:.2%} AUC10 {r['auc10']:.4f} "
@@ -171,7 +175,7 @@ def write_table(args) -> str:
                          f"x{g['marked']:.2f}, visible points x{g['others']:.2f}")
     table = "\n".join(lines)
     (RESULTS / "table.md").write_text(table + "\n")
-    ced = {f"{n} [{p}]": r for (n, p), r in results.items() if p in ("default", "occlusion") and "int8" not in n}
+    ced = {f"{n} [{p}]": r for (n, p), r in results.items() if p in ("default", "occlusion") and "int8" not in n and "mirror" not in n}
     (ROOT / "docs").mkdir(exist_ok=True)
     write_ced(ced, ROOT / "docs" / "ced.png")
     return table
