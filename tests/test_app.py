@@ -15,6 +15,7 @@ import pytest
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
+from core import occluders  # noqa: E402
 from core import overlays as ov  # noqa: E402
 from core.images import fit_within  # noqa: E402
 from app import plots  # noqa: E402
@@ -131,18 +132,18 @@ def test_draw_face_options_and_scaling():
 
 def test_occluders():
     box = (100, 100, 200, 300)  # 100 x 200
-    m = ov.occluder_mask((400, 400), box, "box", (0.5, 0.5, 0.5, 0.25))
+    m = occluders.occluder_mask((400, 400), box, "box", (0.5, 0.5, 0.5, 0.25))
     assert abs(int(m.sum()) - 50 * 50) < 200 and m[200, 150] and not m[120, 150]
-    e = ov.occluder_mask((400, 400), box, "ellipse", (0.5, 0.5, 0.5, 0.25))
+    e = occluders.occluder_mask((400, 400), box, "ellipse", (0.5, 0.5, 0.5, 0.25))
     assert abs(int(e.sum()) - np.pi * 25 * 25) < 150
-    r1 = ov.random_occluders((400, 400), box, seed=3, count=3)
-    assert np.array_equal(r1, ov.random_occluders((400, 400), box, seed=3, count=3))
-    assert not np.array_equal(r1, ov.random_occluders((400, 400), box, seed=4, count=3))
+    r1 = occluders.random_occluders((400, 400), box, seed=3, count=3)
+    assert np.array_equal(r1, occluders.random_occluders((400, 400), box, seed=3, count=3))
+    assert not np.array_equal(r1, occluders.random_occluders((400, 400), box, seed=4, count=3))
     img = np.full((400, 400, 3), 200, np.uint8)
-    assert (ov.apply_occlusion(img, m, "black")[m] == 0).all()
-    assert (ov.apply_occlusion(img, m, "gray")[~m] == 200).all()
+    assert (occluders.apply_occlusion(img, m, "black")[m] == 0).all()
+    assert (occluders.apply_occlusion(img, m, "gray")[~m] == 200).all()
     with pytest.raises(ValueError):
-        ov.occluder_mask((10, 10), box, "star")
+        occluders.occluder_mask((10, 10), box, "star")
 
 
 # ----------------------------------------------------------------------------- plots

@@ -12,6 +12,7 @@ import cv2
 import gradio as gr
 import numpy as np
 
+from core import occluders
 from core import overlays as ov
 from core.images import fit_within
 
@@ -63,15 +64,15 @@ class OcclusionTab:
         mask = np.zeros(shape[:2], bool)
         for k, box in enumerate(boxes):
             if kind == "random":
-                mask |= ov.random_occluders(shape[:2], box, int(seed) + 1000 * k, int(count))
+                mask |= occluders.random_occluders(shape[:2], box, int(seed) + 1000 * k, int(count))
             else:
-                mask |= ov.occluder_mask(shape[:2], box, kind, (x, y, w, h))
+                mask |= occluders.occluder_mask(shape[:2], box, kind, (x, y, w, h))
         return mask
 
     def occluded_image(self, img: np.ndarray, boxes: np.ndarray, kind: str, x: float, y: float, w: float,
                        h: float, seed: int, count: int, fill: str) -> np.ndarray:
         mask = self.occlusion_mask(img.shape, boxes, kind, x, y, w, h, seed, count)
-        return ov.apply_occlusion(img, mask, fill, int(seed))
+        return occluders.apply_occlusion(img, mask, fill, int(seed))
 
     def run_occlusion(self, image: str | None, kind: str, x: float, y: float, w: float, h: float, seed: float,
                       count: float, fill: str, state: dict | None, truth: str | None = None) -> tuple:
@@ -88,7 +89,7 @@ class OcclusionTab:
             return (*empty, f"**Problem:** {e}", None)
         img, boxes = st["image"], st["boxes"]
         mask = self.occlusion_mask(img.shape, boxes, kind, x, y, w, h, int(seed), int(count))
-        occluded = ov.apply_occlusion(img, mask, fill, int(seed))
+        occluded = occluders.apply_occlusion(img, mask, fill, int(seed))
         t0 = time.perf_counter()
         occ_g = [face_view(f) for f in self.predict(self.models.graph, occluded, boxes=boxes)]
         occ_f = [face_view(f) for f in self.predict(self.models.fc, occluded, boxes=boxes)]
