@@ -24,8 +24,9 @@ import torch
 from .checkpoint import DEFAULT_WEIGHTS, CheckpointError, load_model
 from .data import DataError, canonical_crop, load_jsonl, read_image
 from .heatmaps import READOUTS
-from .landmarks import CROP_SCALE, MIRROR_PERMUTATION, apply_affine, invert_affine
+from .landmarks import CROP_SCALE, apply_affine, invert_affine
 from .metrics import calibration, ced, summarize
+from .mirror import merge_mirrored
 from .protocols import face_rng, hidden_points, motion_blur, occlude
 
 
@@ -113,28 +114,19 @@ class OnnxModel:
 
 
 class MirrorEnsemble:
-    """Test-time mirror ensemble: the mean of the model on the crop and on its mirror image mapped back,
-    c = (f(x) + m(f(flip x))) / 2 with m: u -> (S - 1) / S - u (crop units), points permuted by
-    MIRROR_PERMUTATION; covariances likewise (off-diagonal sign flipped); the edges are the crop's own."""
+    """Test-time mirror ensemble around a model of this module (tensor in, tensor dict out):
+    core.mirror.merge_mirrored of its outputs on the crops and on their mirror images (2x cost)."""
 
     def __init__(self, model):
         self.model, self.cfg = model, model.cfg
 
     def __call__(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        out, flipped = self.model(x), self.model(torch.flip(x, dims=[-1]))
-        size, perm = self.cfg.input_size, torch.as_tensor(MIRROR_PERMUTATION)
-        back = torch.empty_like(flipped["coords"])
-        c = flipped["coords"].clone()
-        c[..., 0] = (size - 1) / size - c[..., 0]
-        back[:, perm] = c
-        res = {**out, "coords": (out["coords"] + back) / 2}
-        if "cov" in out:
-            cov = flipped["cov"].clone()
-            cov[..., 0, 1], cov[..., 1, 0] = -cov[..., 0, 1], -cov[..., 1, 0]
-            mirrored = torch.empty_like(cov)
-            mirrored[:, perm] = cov
-            res["cov"] = (out["cov"] + mirrored) / 2
-        return res
+        both = self.model(torch.cat([x, torch.flip(x, dims=[-1])]))
+        b = len(x)
+        out = {k: v.float().cpu().numpy() for k, v in both.items()}
+        res = merge_mirrored({k: v[:b] for k, v in out.items()}, {k: v[b:] for k, v in out.items()},
+                             self.cfg.input_size)
+        return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in res.items()}
 
 
 def evaluate(weights=None, data: str | Path = "", split: str = "test", occlusion: int | None = None,

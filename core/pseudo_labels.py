@@ -28,8 +28,9 @@ import numpy as np
 from .config import ConfigError, DataConfig
 from .data import DataError, Record, load_jsonl, read_image, train_val_split
 from .image_faces import uncertainty_ratio
-from .landmarks import LEFT_EYE_OUTER, MIRROR_PERMUTATION, RIGHT_EYE_OUTER
+from .landmarks import LEFT_EYE_OUTER, RIGHT_EYE_OUTER
 from .metrics import nme
+from .mirror import mirror_points
 
 MAX_FLIP_ERROR = 0.025  # mean mirror disagreement / inter-ocular (validation: 20 faces, the one at 9.6 % NME had 0.039)
 MAX_SIGMA_RATIO = 0.03  # median predicted sigma / inter-ocular (the image pipeline rejects at 0.06)
@@ -45,15 +46,6 @@ class Label:
         return self.flip_error <= max_flip_error and self.sigma_ratio <= max_sigma_ratio
 
 
-def mirror_points(points: np.ndarray, width: int) -> np.ndarray:
-    """Landmarks predicted on the mirror image, in the original image: x -> W - 1 - x, roles swapped."""
-    q = np.asarray(points, np.float64).copy()
-    q[:, 0] = width - 1 - q[:, 0]
-    out = np.empty_like(q)
-    out[MIRROR_PERMUTATION] = q
-    return out
-
-
 def _central(faces, shape) -> object | None:
     if not faces:
         return None
@@ -67,7 +59,7 @@ def label_image(aligner, img: np.ndarray) -> Label | None:
     b = _central(aligner.predict(np.ascontiguousarray(img[:, ::-1])), img.shape)
     if a is None or b is None or a.covariance is None:
         return None
-    p, q = np.asarray(a.landmarks, np.float64), mirror_points(b.landmarks, img.shape[1])
+    p, q = np.asarray(a.landmarks, np.float64), mirror_points(np.asarray(b.landmarks, np.float64), img.shape[1] - 1)
     d = max(float(np.linalg.norm(p[LEFT_EYE_OUTER] - p[RIGHT_EYE_OUTER])), 1e-6)
     sigma = np.median(np.sqrt(np.clip(np.trace(np.asarray(a.covariance, np.float64), axis1=1, axis2=2) / 2, 0, None)))
     return Label((p + q) / 2, float(np.linalg.norm(p - q, axis=1).mean() / d), uncertainty_ratio(p, sigma))

@@ -178,6 +178,25 @@ def test_crop_uncrop_with_centroid_model(aligner):
         aligner.runner = real
 
 
+def test_mirror_ensemble_keeps_the_crop_geometry(aligner, tiny_weights):
+    """FaceAligner(mirror=True) wraps its runner in core.mirror.MirrorRunner; around the centroid model
+    the averaged answer still sits on the blob (the mirror image's answer maps back to the same pixels)."""
+    from core.mirror import MirrorRunner
+
+    x, y = 141.3, 97.6
+    img = blob_image(240, 320, x, y)
+    real, aligner.runner = aligner.runner, MirrorRunner(CentroidRunner(aligner.input_size), aligner.input_size)
+    try:
+        f = aligner.predict(img, boxes=[120, 80, 170, 120])[0]
+        assert np.abs(f.landmarks.mean(0) - [x, y]).max() < 0.05
+    finally:
+        aligner.runner = real
+    mirrored = FaceAligner(tiny_weights, backend="torch", detector="none", threads=1, mirror=True)
+    assert isinstance(mirrored.runner, MirrorRunner) and mirrored.provider == aligner.provider
+    face = mirrored.predict(img, boxes=[120, 80, 170, 120])[0]
+    assert face.landmarks.shape == (68, 2) and np.isfinite(face.landmarks).all()
+
+
 def test_reduced_decode_maps_to_file_pixels(aligner, tmp_path, monkeypatch):
     """A file decoded at half resolution (large-file path) still reports file pixels."""
     x, y = 301.4, 188.7

@@ -10,8 +10,8 @@ import pytest
 
 from core.config import TrainConfig, from_dict
 from core.data import load_jsonl
-from core.landmarks import MIRROR_PERMUTATION
-from core.pseudo_labels import label_image, label_records, main, mirror_points
+from core.mirror import mirror_points
+from core.pseudo_labels import label_image, label_records, main
 from core.train import Trainer
 from tests.synth_faces import face_points, write_split
 from tests.test_train import _cfg_dict
@@ -37,7 +37,7 @@ class FakeAligner:
         if self.blind:
             return []
         mirrored = not np.array_equal(img, self.original)
-        pts = mirror_points(self.truth, img.shape[1]) + (self.flip_shift if mirrored else 0.0)
+        pts = mirror_points(self.truth, img.shape[1] - 1) + (self.flip_shift if mirrored else 0.0)
         pts = pts if mirrored else self.truth
         cov = np.tile(np.eye(2) * self.sigma ** 2, (68, 1, 1))
         return [FakeFace(pts.astype(np.float32), cov.astype(np.float32))]
@@ -47,15 +47,6 @@ def _aligner(img, truth, **kw) -> FakeAligner:
     a = FakeAligner(truth, **kw)
     a.original = img
     return a
-
-
-def test_mirror_points_is_an_involution_that_swaps_roles():
-    pts = face_points(SIZE)
-    once = mirror_points(pts, SIZE)
-    assert np.allclose(mirror_points(once, SIZE), pts)
-    i = 36  # an outer eye corner lands where its mirror partner was mirrored to
-    j = int(MIRROR_PERMUTATION[i])
-    assert j != i and np.isclose(once[j, 0], SIZE - 1 - pts[i, 0]) and np.isclose(once[j, 1], pts[i, 1])
 
 
 def test_label_keeps_agreeing_sure_faces_and_drops_the_others():
@@ -84,7 +75,7 @@ def test_label_records_writes_kept_faces_and_scores_them(tmp_path, monkeypatch, 
                 src = cv2.cvtColor(cv2.imread(str(r.image)), cv2.COLOR_BGR2RGB)
                 for mirrored, cand in ((False, src), (True, src[:, ::-1])):
                     if np.array_equal(img, cand):
-                        pts = mirror_points(r.landmarks, SIZE) if mirrored else r.landmarks
+                        pts = mirror_points(r.landmarks, SIZE - 1) if mirrored else r.landmarks
                         return [FakeFace(pts + (0.2 * self.flip_shift if mirrored and r is records[1] else 0),
                                          np.tile(np.eye(2), (68, 1, 1)).astype(np.float32))]
             return []
