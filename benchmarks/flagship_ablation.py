@@ -15,8 +15,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks._runs import train_on_budget  # noqa: E402
-from benchmarks.occlusion_training import score_runs, write_penalty_table  # noqa: E402
+from benchmarks.occlusion_training import run_penalty_benchmark  # noqa: E402
 
 CONFIG = "sdfl_flagship.yaml"
 PSEUDO_LABELS = ROOT / "runs" / "pseudo" / "unlabelled.jsonl"
@@ -42,11 +41,8 @@ def main(argv=None) -> int:
         print(f"{PSEUDO_LABELS} not found (python -m core.pseudo_labels ...): the pseudo-label row is left out",
               file=sys.stderr)
         variants = {k: v for k, v in variants.items() if "pseudo" not in k}
-    args, _, runs, val_dir, wall = train_on_budget(__doc__, "flagship_ablation", variants, argv)
-    rows = score_runs(variants, runs, val_dir, args.device)
-    write_penalty_table(rows, f"{args.epochs} epochs at {args.input_size} px, warm start as the flagship", wall,
-                        f"flagship_ablation_{args.input_size}px")
-    return 0
+    return run_penalty_benchmark(__doc__, "flagship_ablation", variants, argv,
+                                 "{args.epochs} epochs at {args.input_size} px, warm start as the flagship")
 
 
 if __name__ == "__main__":

@@ -101,12 +101,17 @@ def write_penalty_table(rows: dict, budget: str, wall: float, stem: str) -> str:
     return table
 
 
-def main(argv=None) -> int:
-    args, _, runs, val_dir, wall = train_on_budget(__doc__, "occlusion_training", VARIANTS, argv)
-    rows = score_runs(VARIANTS, runs, val_dir, args.device)
-    write_penalty_table(rows, f"{args.epochs} epochs at {args.input_size} px", wall,
-                        f"occlusion_training_{args.input_size}px")
+def run_penalty_benchmark(doc: str, name: str, variants: dict, argv, budget: str) -> int:
+    """Train `variants` on the short budget, score them clean and occluded on validation, and write
+    benchmarks/results/<name>_<size>px.md; `budget` is formatted with the parsed args ({args.epochs} ...)."""
+    args, _, runs, val_dir, wall = train_on_budget(doc, name, variants, argv)
+    rows = score_runs(variants, runs, val_dir, args.device)
+    write_penalty_table(rows, budget.format(args=args), wall, f"{name}_{args.input_size}px")
     return 0
+
+
+def main(argv=None) -> int:
+    return run_penalty_benchmark(__doc__, "occlusion_training", VARIANTS, argv, "{args.epochs} epochs at {args.input_size} px")
 
 
 if __name__ == "__main__":
