@@ -50,6 +50,17 @@ def wait_up(url: str, proc: subprocess.Popen | None, timeout: float) -> None:
     raise RuntimeError(f"server at {url} not up after {timeout:.0f} s")
 
 
+def stop_server(proc: subprocess.Popen | None) -> None:
+    """Terminate a server started by start_server (kill it after 30 s); None: nothing to stop."""
+    if proc is None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
 def start_server(args) -> tuple[subprocess.Popen, str]:
     port = free_port()
     cmd = [sys.executable, str(ROOT / "launch_app.py"), "--host", "127.0.0.1", "--port", str(port), "--quiet"]
@@ -172,12 +183,7 @@ def main(argv=None) -> int:
         elapsed = max(time.time() - t0, 1e-9)
         summary = summarize(records, elapsed, args.callers)
     finally:
-        if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_server(proc)
     summary.update({"url": url if args.url else "local launch_app.py", "image": Path(args.image).name,
                     "host": platform.node(), "cpus": os.cpu_count(),
                     "time": time.strftime("%Y-%m-%d %H:%M:%S")})

@@ -17,7 +17,6 @@ import json
 import os
 import platform
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -25,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.load_test import add_server_args, caller, start_server, wait_up
+from benchmarks.load_test import add_server_args, caller, start_server, stop_server, wait_up
 
 FLAT_SLOPE_MB_PER_MIN = 1.0  # a slope below this counts as flat
 SAMPLE_S = 5.0  # RSS sampling period
@@ -143,12 +142,7 @@ def main(argv=None) -> int:
         stop.set()
     finally:
         stop.set()
-        if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_server(proc)
     rows = per_minute(records, rss, t0, args.minutes)
     mem = memory_verdict(rows, idle, args.tail_minutes, args.max_growth)
     failed = [r for r in records if not r["ok"]]
