@@ -142,6 +142,21 @@ def test_repository_carries_the_runtime():
             assert set(bw.page_files()) <= set(tracked.split()), set(bw.page_files()) - set(tracked.split())
 
 
+def test_flagship_leads_the_menu_and_fast_tier_stays_the_fallback(exported, tmp_path):
+    """With the flagship given, it is the first model (the page's `auto` starts with it), then the
+    graph head, then the fast tier, which stays `fast` (what `auto` moves to on a slow device)."""
+    for stem in ("tiny_flagship", "tiny_fast"):
+        for suffix in (".safetensors", ".json", ".onnx"):
+            shutil.copy(exported.with_suffix(suffix), tmp_path / f"{stem}{suffix}")
+    spec = bw.BrowserWebcam.from_weights(exported, tmp_path / "tiny_fast.safetensors", int8=False,
+                                         flagship_weights=tmp_path / "tiny_flagship.safetensors")
+    assert [m.id for m in spec.models] == ["tiny_flagship", "tiny_graph", "tiny_fast"]
+    cfg = spec.config()
+    assert cfg["default"] == "tiny_flagship" and cfg["fast"] == "tiny_fast" and "flagship" in cfg["models"][0]["label"]
+    same = bw.BrowserWebcam.from_weights(exported, None, flagship_weights=exported, int8=False)
+    assert [m.id for m in same.models] == ["tiny_graph"]  # one model given twice is offered once
+
+
 def test_missing_runtime_is_reported(page_spec, tmp_path):
     empty = bw.BrowserWebcam(models=page_spec.models, vendor_dir=tmp_path)
     assert empty.config()["ort"] == {"version": bw.ORT_WEB_VERSION, "wasm": False, "webgpu": False}
@@ -269,10 +284,13 @@ def test_fake_camera_overlay_on_face_and_counter(browser, server):
 
     _, b = browser
     pg = _new_page(b)
+    vendor = set()  # the ORT Web files the page fetched: exactly the WASM build the repository carries
+    pg.on("response", lambda r: "/vendor/" in r.url and r.ok and vendor.add(r.url.rsplit("/", 1)[1]))
     pg.goto(f"{server}?model=sdfl_fast&backend=wasm&autostart=1", wait_until="domcontentloaded")
     pg.wait_for_function("() => window.sdflStats && (window.sdflStats.framesDrawn >= 30 || window.sdflStats.error)")
     stats = pg.evaluate("() => window.sdflStats")
     assert not stats["error"] and stats["faces"] == 1 and stats["backend"] == "WASM"
+    assert vendor == set(bw.WASM_FILES), vendor
     pts = np.asarray(stats["lastFaces"][0]["landmarks"]).reshape(-1, 2)
     known = _known_positions(FAST_WEIGHTS)
     err = np.linalg.norm(pts - known, axis=1)
