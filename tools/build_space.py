@@ -30,9 +30,6 @@ DATA_GLOBS = ("app/examples/*.jpg", "app/examples/*.md", "docs/*.md", "docs/*.pn
 MODEL_SUFFIXES = (".json", ".safetensors", ".onnx", ".int8.onnx")
 
 
-from app.browser_webcam import page_files  # noqa: E402
-
-
 def default_models() -> list[Path]:
     """The models the app loads (launch_app.py's defaults) plus the fast webcam option (the
     in-browser webcam offers the flagship, graph and fast exports among these)."""
@@ -43,6 +40,8 @@ def default_models() -> list[Path]:
 
 def space_files(models: list[Path], root: Path = ROOT) -> dict[str, Path]:
     """{path in the Space: source file}."""
+    from app.browser_webcam import page_files
+
     out: dict[str, Path] = {}
     for d in CODE_DIRS:
         for f in sorted((root / d).rglob("*.py")):
