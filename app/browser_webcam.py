@@ -14,12 +14,13 @@ Only the files named here are served (no path from the request reaches the file 
 docs/BROWSER_WEBCAM.md describes the page, its assets and their sizes."""
 from __future__ import annotations
 
+import gzip
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from fastapi import HTTPException, Request  # the Gradio server's framework (a gradio dependency)
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 
 ROOT = Path(__file__).resolve().parent.parent
 STATIC_DIR = Path(__file__).resolve().parent / "static" / "browser_webcam"
@@ -59,21 +60,24 @@ class BrowserWebcam:
     _meta_cache: dict = field(default_factory=dict, repr=False)
 
     @classmethod
-    def from_weights(cls, graph_weights, fast_weights=None, int8: bool = True, **kw) -> "BrowserWebcam":
-        """Models from `<stem>.safetensors` paths: each one's `<stem>.onnx` (and `<stem>.int8.onnx`
-        when `int8`) that exists. A weights file without an ONNX export is left out."""
+    def from_weights(cls, graph_weights, fast_weights=None, int8: bool = True, *, flagship_weights=None,
+                     **kw) -> "BrowserWebcam":
+        """Models from `<stem>.safetensors` paths, in menu order flagship, graph head, fast tier (the
+        first is the page's `auto` model): each one's `<stem>.onnx` (and `<stem>.int8.onnx` when
+        `int8`) that exists. A weights file without an ONNX export is left out."""
         models: list[BrowserModel] = []
         fast = None
-        for w, kind in ((graph_weights, "graph head"), (fast_weights, "fast tier")):
+        for w, kind in ((flagship_weights, "flagship"), (graph_weights, "graph head"), (fast_weights, "fast tier")):
             if not w:
                 continue
             st = Path(w).with_suffix(".safetensors")
             meta = st.with_suffix(".json")
             for suffix, prec in ((".onnx", "fp32"), (".int8.onnx", "int8")):
                 onnx = st.with_suffix(suffix)
-                if (prec == "int8" and not int8) or not (onnx.is_file() and meta.is_file()):
-                    continue
                 mid = st.stem + ("" if prec == "fp32" else ".int8")
+                if (prec == "int8" and not int8) or not (onnx.is_file() and meta.is_file()) \
+                        or any(m.id == mid for m in models):
+                    continue
                 models.append(BrowserModel(mid, f"{st.stem} ({kind}, {prec})", onnx, meta))
                 if kind == "fast tier" and fast is None:
                     fast = mid  # fp32: in ORT Web's WASM the int8 files are no faster (docs/BROWSER_WEBCAM.md)
@@ -81,7 +85,8 @@ class BrowserWebcam:
 
     # -- what the page reads -----------------------------------------------------------------
     def vendor_ok(self, files=WASM_FILES) -> bool:
-        return all((self.vendor_dir / f).is_file() for f in files)
+        """Each file is there, as itself or as `<name>.gz` (the repository carries the WASM gzipped)."""
+        return all(_stored(self.vendor_dir / f) is not None for f in files)
 
     def config(self) -> dict:
         return {"models": [{"id": m.id, "label": m.label, "onnx": f"models/{m.id}.onnx", "meta": f"models/{m.id}.json",
@@ -106,24 +111,54 @@ class BrowserWebcam:
         files["index.html"] = STATIC_DIR / "index.html"
         files["models/detector.onnx"] = DETECTOR_ONNX
         files.update({f"models/{m.id}.onnx": m.onnx for m in self.models})
-        files.update({f"vendor/{f}": self.vendor_dir / f for f in VENDOR_FILES})
+        files.update({f"vendor/{f}": _stored(self.vendor_dir / f) or self.vendor_dir / f for f in VENDOR_FILES})
         return {k: p.stat().st_size for k, p in files.items() if p.is_file()}
+
+
+def _stored(path: Path) -> Path | None:
+    """The file as stored: `path`, else `<path>.gz`, else None."""
+    for p in (path, path.with_name(path.name + ".gz")):
+        if p.is_file():
+            return p
+    return None
+
+
+def vendor_stored_name(name: str) -> str:
+    """How the repository stores an ORT Web file: the WASM gzipped (`<name>.wasm.gz`, 4x smaller;
+    sent as is with Content-Encoding: gzip), the rest as published."""
+    return name + ".gz" if name.endswith(".wasm") else name
+
+
+def page_files() -> list[str]:
+    """Paths (relative to the repository root) of the files the page itself needs on a server:
+    its HTML / JS / CSS, the face detector and ONNX Runtime Web as stored (WASM gzipped), with
+    its package.json (MIT licence) and VERSION. The landmark models come from weights/.
+    tools/build_space.py ships these; tools/check_space.py checks that a Space has them."""
+    files = [STATIC_DIR / "index.html", *(STATIC_DIR / f for f in STATIC_FILES), DETECTOR_ONNX]
+    files += [VENDOR_DIR / vendor_stored_name(f) for f in VENDOR_FILES]
+    files += [VENDOR_DIR / "package.json", VENDOR_DIR / "VERSION"]
+    return [p.relative_to(ROOT).as_posix() for p in files]
 
 
 def mount(app, page: BrowserWebcam, route: str = ROUTE) -> None:
     """Add the page's routes to a FastAPI app (the Gradio server's `demo.server_app`)."""
     def send(path: Path, request: Request | None = None):
-        """The file; its `<name>.gz` beside it (refresh.sh writes those for the WASM) when the
-        browser accepts gzip: 12 MB of WASM travel as 3 MB."""
-        if not path.is_file():
+        """The file. Where `<name>.gz` is stored beside it (or instead of it: the repository
+        carries the WASM only gzipped), a browser that accepts gzip gets that (12 MB of WASM
+        travel as 3 MB); one that does not gets it decompressed."""
+        gz = path.with_name(path.name + ".gz")
+        if not path.is_file() and not gz.is_file():
             raise HTTPException(404, f"{path.name} is not installed on this server")
         headers = dict(ISOLATION_HEADERS)
-        gz = path.with_name(path.name + ".gz")
-        if request is not None and gz.is_file() and "gzip" in request.headers.get("accept-encoding", ""):
-            path, headers["Content-Encoding"] = gz, "gzip"
+        media = MEDIA_TYPES.get(path.suffix, "application/octet-stream")
+        if gz.is_file():
             headers["Vary"] = "Accept-Encoding"
-        return FileResponse(path, media_type=MEDIA_TYPES.get(Path(path.name.removesuffix(".gz")).suffix,
-                                                             "application/octet-stream"), headers=headers)
+            if request is not None and "gzip" in request.headers.get("accept-encoding", ""):
+                headers["Content-Encoding"] = "gzip"
+                return FileResponse(gz, media_type=media, headers=headers)
+            if not path.is_file():
+                return Response(gzip.decompress(gz.read_bytes()), media_type=media, headers=headers)
+        return FileResponse(path, media_type=media, headers=headers)
 
     models = {m.id: m for m in page.models}
 
@@ -165,7 +200,8 @@ def tab(page: BrowserWebcam, route: str = ROUTE) -> None:
     import gradio as gr
 
     missing = "" if page.vendor_ok() else (
-        "\n\n**ONNX Runtime Web is not installed on this server** (`bash app/static/vendor/refresh.sh`): "
+        "\n\n**ONNX Runtime Web is missing on this server** (the repository carries it in "
+        "app/static/vendor/onnxruntime-web; `bash app/static/vendor/refresh.sh` restores it): "
         "use the server-side Webcam tab.")
     gr.Markdown("The camera, the face detector, the landmark model and the drawing all run **in your browser** "
                 "(ONNX Runtime Web: WebGPU where your browser has it, WASM otherwise); the server only sends the "

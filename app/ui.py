@@ -19,7 +19,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no network calls f
 
 import gradio as gr  # noqa: E402
 
-from core.checkpoint import FAST_WEIGHTS, GRAPH_WEIGHTS  # noqa: E402
+from core.checkpoint import DEFAULT_WEIGHTS, FAST_WEIGHTS, GRAPH_WEIGHTS  # noqa: E402
 
 from . import browser_webcam  # noqa: E402
 from .api import ApiHandlers, add_api  # noqa: E402
@@ -83,7 +83,8 @@ def build_demo(graph_weights=None, fc_weights=None, *, accurate_weights=None, mo
         with gr.Tabs():
             build_upload_tab(app, examples)
             build_webcam_tab(app, stream_time_limit)
-            page = browser_webcam.BrowserWebcam.from_weights(models.graph_weights or GRAPH_WEIGHTS, FAST_WEIGHTS)
+            page = browser_webcam.BrowserWebcam.from_weights(models.graph_weights or GRAPH_WEIGHTS, FAST_WEIGHTS,
+                                                             flagship_weights=models.accurate_weights or DEFAULT_WEIGHTS)
             with gr.Tab("Webcam (in browser)", id="browser-webcam"):
                 browser_webcam.tab(page)
             build_occlusion_tab(app, examples)

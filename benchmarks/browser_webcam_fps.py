@@ -10,7 +10,7 @@ routes); it is idle while the page runs. The camera is a y4m clip of the astrona
 frames per second drawn (wall clock), the script reports the browser's CPU time per drawn frame
 (all Chromium processes, from /proc). On a busy machine, that CPU time tells what an idle core
 would reach (fps_per_free_core, capped at the camera's 30 fps). Needs Chromium (apt-get install
-chromium), Playwright (pip) and ONNX Runtime Web (bash app/static/vendor/refresh.sh)."""
+chromium) and Playwright (pip); ONNX Runtime Web is in the repository."""
 from __future__ import annotations
 
 import argparse
@@ -164,7 +164,7 @@ def measure(browser_page, url: str, seconds: float, warmup: float) -> dict:
 
 
 def main(argv=None) -> int:
-    from core.checkpoint import FAST_WEIGHTS, GRAPH_WEIGHTS
+    from core.checkpoint import DEFAULT_WEIGHTS, FAST_WEIGHTS, GRAPH_WEIGHTS
     from app.browser_webcam import BrowserWebcam
     from playwright.sync_api import sync_playwright
 
@@ -180,9 +180,10 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="", help="write the figures as JSON here")
     args = ap.parse_args(argv)
 
-    page = BrowserWebcam.from_weights(GRAPH_WEIGHTS, FAST_WEIGHTS)
+    page = BrowserWebcam.from_weights(GRAPH_WEIGHTS, FAST_WEIGHTS, flagship_weights=DEFAULT_WEIGHTS)
     if not page.vendor_ok():
-        print("ONNX Runtime Web missing: bash app/static/vendor/refresh.sh", file=sys.stderr)
+        print("ONNX Runtime Web missing from app/static/vendor/onnxruntime-web (bash app/static/vendor/refresh.sh)",
+              file=sys.stderr)
         return 2
     ids = args.models or [m.id for m in page.models]
     url, server = serve(page)

@@ -6,8 +6,8 @@ shows it in a tab. A tiny random model (tests/conftest.py) exported to ONNX stan
 shipped weights, except where the overlay must land on a real face: that test runs the shipped
 fast tier (weights/sdfl_fast.onnx) and is skipped without it.
 
-Needs Chromium (apt-get install -y chromium), Playwright (pip) and ONNX Runtime Web
-(bash app/static/vendor/refresh.sh); the browser tests are skipped, with the reason, without them."""
+Needs Chromium (apt-get install -y chromium) and Playwright (pip); the browser tests are skipped,
+with the reason, without them. ONNX Runtime Web is in the repository (app/static/vendor/)."""
 from __future__ import annotations
 
 import base64
@@ -41,7 +41,7 @@ def _browser_missing() -> str:
     except ImportError:
         return "needs Playwright (pip install playwright)"
     if not bw.BrowserWebcam(models=[]).vendor_ok():
-        return "needs ONNX Runtime Web (bash app/static/vendor/refresh.sh)"
+        return "needs ONNX Runtime Web in app/static/vendor/onnxruntime-web (bash app/static/vendor/refresh.sh)"
     return ""
 
 
@@ -99,23 +99,62 @@ def test_routes_serve_only_named_files(client, page_spec):
 
 
 def test_wasm_is_sent_gzipped(client, page_spec, tmp_path):
-    """refresh.sh writes <name>.wasm.gz; browsers that accept gzip get it (same bytes after decoding)."""
-    wasm = tmp_path / "ort-wasm-simd-threaded.wasm"
-    wasm.write_bytes(b"\0asm" + bytes(range(256)) * 64)
+    """The repository stores <name>.wasm.gz only: browsers that accept gzip get it as is, others the
+    decompressed bytes; where the plain file is there too, those others get it."""
     import gzip
 
-    (tmp_path / (wasm.name + ".gz")).write_bytes(gzip.compress(wasm.read_bytes()))
     from fastapi import FastAPI
     from fastapi.testclient import TestClient
 
+    wasm = bytes(b"\0asm" + bytes(range(256)) * 64)
+    name = "ort-wasm-simd-threaded.wasm"
+    (tmp_path / (name + ".gz")).write_bytes(gzip.compress(wasm))
     app = FastAPI()
     bw.mount(app, bw.BrowserWebcam(models=page_spec.models, vendor_dir=tmp_path))
     c = TestClient(app)
-    r = c.get(f"{bw.ROUTE}/vendor/{wasm.name}", headers={"Accept-Encoding": "gzip"})
-    assert r.headers["content-encoding"] == "gzip" and r.headers["content-type"] == "application/wasm"
-    assert r.content == wasm.read_bytes()
-    r = c.get(f"{bw.ROUTE}/vendor/{wasm.name}", headers={"Accept-Encoding": "identity"})
-    assert "content-encoding" not in r.headers and r.content == wasm.read_bytes()
+    for plain_too in (False, True):
+        if plain_too:
+            (tmp_path / name).write_bytes(wasm)
+        r = c.get(f"{bw.ROUTE}/vendor/{name}", headers={"Accept-Encoding": "gzip"})
+        assert r.headers["content-encoding"] == "gzip" and r.headers["content-type"] == "application/wasm"
+        assert r.content == wasm
+        r = c.get(f"{bw.ROUTE}/vendor/{name}", headers={"Accept-Encoding": "identity"})
+        assert "content-encoding" not in r.headers and r.headers["content-type"] == "application/wasm"
+        assert r.content == wasm
+
+
+def test_repository_carries_the_runtime():
+    """A clone serves the page with no npm step: both ORT Web builds are in the repository, at the
+    version refresh.sh pins, each WASM only gzipped (what the page loads: docs/BROWSER_WEBCAM.md)."""
+    import re
+    import subprocess
+
+    page = bw.BrowserWebcam(models=[])
+    assert page.vendor_ok(bw.WASM_FILES) and page.vendor_ok(bw.WEBGPU_FILES)
+    pinned = re.search(r"^VERSION=(\S+)", (bw.VENDOR_DIR.parent / "refresh.sh").read_text(), re.M).group(1)
+    assert pinned == bw.ORT_WEB_VERSION
+    assert (bw.VENDOR_DIR / "VERSION").read_text().split()[0] == f"onnxruntime-web@{pinned}"
+    assert sorted(p.name for p in bw.VENDOR_DIR.iterdir() if not p.name.endswith(".wasm")) == \
+        sorted(Path(rel).name for rel in bw.page_files() if rel.startswith("app/static/vendor/"))
+    if (ROOT / ".git").exists():  # a clone: git tracks what the page needs
+        tracked = subprocess.run(["git", "ls-files", "app/static"], cwd=ROOT, capture_output=True, text=True).stdout
+        if tracked:
+            assert set(bw.page_files()) <= set(tracked.split()), set(bw.page_files()) - set(tracked.split())
+
+
+def test_flagship_leads_the_menu_and_fast_tier_stays_the_fallback(exported, tmp_path):
+    """With the flagship given, it is the first model (the page's `auto` starts with it), then the
+    graph head, then the fast tier, which stays `fast` (what `auto` moves to on a slow device)."""
+    for stem in ("tiny_flagship", "tiny_fast"):
+        for suffix in (".safetensors", ".json", ".onnx"):
+            shutil.copy(exported.with_suffix(suffix), tmp_path / f"{stem}{suffix}")
+    spec = bw.BrowserWebcam.from_weights(exported, tmp_path / "tiny_fast.safetensors", int8=False,
+                                         flagship_weights=tmp_path / "tiny_flagship.safetensors")
+    assert [m.id for m in spec.models] == ["tiny_flagship", "tiny_graph", "tiny_fast"]
+    cfg = spec.config()
+    assert cfg["default"] == "tiny_flagship" and cfg["fast"] == "tiny_fast" and "flagship" in cfg["models"][0]["label"]
+    same = bw.BrowserWebcam.from_weights(exported, None, flagship_weights=exported, int8=False)
+    assert [m.id for m in same.models] == ["tiny_graph"]  # one model given twice is offered once
 
 
 def test_missing_runtime_is_reported(page_spec, tmp_path):
@@ -245,10 +284,13 @@ def test_fake_camera_overlay_on_face_and_counter(browser, server):
 
     _, b = browser
     pg = _new_page(b)
+    vendor = set()  # the ORT Web files the page fetched: exactly the WASM build the repository carries
+    pg.on("response", lambda r: "/vendor/" in r.url and r.ok and vendor.add(r.url.rsplit("/", 1)[1]))
     pg.goto(f"{server}?model=sdfl_fast&backend=wasm&autostart=1", wait_until="domcontentloaded")
     pg.wait_for_function("() => window.sdflStats && (window.sdflStats.framesDrawn >= 30 || window.sdflStats.error)")
     stats = pg.evaluate("() => window.sdflStats")
     assert not stats["error"] and stats["faces"] == 1 and stats["backend"] == "WASM"
+    assert vendor == set(bw.WASM_FILES), vendor
     pts = np.asarray(stats["lastFaces"][0]["landmarks"]).reshape(-1, 2)
     known = _known_positions(FAST_WEIGHTS)
     err = np.linalg.norm(pts - known, axis=1)

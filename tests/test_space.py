@@ -45,6 +45,9 @@ def test_built_space_passes_the_check(space, onnx_models):
     names = check_space.requirement_names(space / "requirements.txt")
     assert "onnxruntime" in names and not {"torch", "onnxruntime-gpu"} & set(names)
     assert (space / "weights" / "tiny_graph.onnx").is_file() and (space / "app" / "tabs" / "upload.py").is_file()
+    from app.browser_webcam import page_files
+
+    assert all((space / rel).read_bytes() == (ROOT / rel).read_bytes() for rel in page_files())
     fm = check_space.front_matter(space / "README.md")
     assert fm["license"] == "other" and (space / fm["license_link"]).is_file() and fm["app_file"] == "launch_app.py"
     assert not any("shared" in str(p) for p in space.rglob("*"))
@@ -60,6 +63,7 @@ def test_built_space_passes_the_check(space, onnx_models):
     ("image", "an image outside"),
     ("no_onnx", "cannot run"),
     ("no_front_matter", "no front matter"),
+    ("no_runtime", "in-browser webcam tab cannot run"),
 ])
 def test_check_catches_what_a_push_would_regret(space, breakage, message):
     if breakage == "big":
@@ -78,6 +82,8 @@ def test_check_catches_what_a_push_would_regret(space, breakage, message):
         shutil.copy(ROOT / "app" / "examples" / "astronaut.jpg", space / "core" / "photo.jpg")
     elif breakage == "no_onnx":
         (space / "weights" / "tiny_fc.onnx").unlink()
+    elif breakage == "no_runtime":
+        (space / "app" / "static" / "vendor" / "onnxruntime-web" / "ort-wasm-simd-threaded.wasm.gz").unlink()
     elif breakage == "no_front_matter":
         readme = space / "README.md"
         readme.write_text(readme.read_text().split("\n---\n", 1)[1])
@@ -85,6 +91,41 @@ def test_check_catches_what_a_push_would_regret(space, breakage, message):
     assert any(message in p for p in problems), problems
     assert subprocess.run([sys.executable, str(ROOT / "tools" / "check_space.py"), str(space)],
                           capture_output=True).returncode == 1
+
+
+SERVE_PAGE = r"""
+import gzip, json, sys
+sys.path.insert(0, '.')
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from app import browser_webcam as bw
+assert bw.ROOT.resolve() == __import__('pathlib').Path('.').resolve(), bw.ROOT  # the Space's own copy
+app = FastAPI()
+bw.mount(app, bw.BrowserWebcam.from_weights(sys.argv[1]))
+c = TestClient(app)
+out = {'page': c.get(bw.ROUTE + '/').status_code, 'ort': c.get(bw.ROUTE + '/config.json').json()['ort'],
+       'detector': len(c.get(bw.ROUTE + '/models/detector.onnx').content)}
+for name in bw.VENDOR_FILES:
+    zipped = c.get(f'{bw.ROUTE}/vendor/{name}', headers={'Accept-Encoding': 'gzip'})
+    plain = c.get(f'{bw.ROUTE}/vendor/{name}', headers={'Accept-Encoding': 'identity'})
+    out[name] = [zipped.status_code, plain.status_code, zipped.content == plain.content,
+                 plain.content[:4] == b'\0asm' if name.endswith('.wasm') else len(plain.content) > 1000]
+print(json.dumps(out))
+"""
+
+
+def test_built_space_serves_the_in_browser_webcam(space, onnx_models):
+    """The Space's own copy of the app serves the page, the detector and ONNX Runtime Web (both
+    builds; the WASM stored gzipped, sent gzipped or decompressed): no npm step on the Space."""
+    from app import browser_webcam as bw
+
+    r = subprocess.run([sys.executable, "-c", SERVE_PAGE, str(space / "weights" / "tiny_graph.safetensors")],
+                       cwd=space, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out.pop("page") == 200 and out.pop("detector") == bw.DETECTOR_ONNX.stat().st_size
+    assert out.pop("ort") == {"version": bw.ORT_WEB_VERSION, "wasm": True, "webgpu": True}
+    assert out == {name: [200, 200, True, True] for name in bw.VENDOR_FILES}
 
 
 TORCH_FREE = r"""

@@ -6,7 +6,9 @@ tools/check_space.py and push the folder):
 
 The Space gets the app and package code, README.md (its front matter configures the Space),
 LICENSE, the example photos, the docs and screenshots, the benchmark result JSON files the
-Benchmark tab reads, and for each model `<stem>.json`, `.safetensors`, `.onnx` and `.int8.onnx`.
+Benchmark tab reads, the in-browser webcam page with its detector and ONNX Runtime Web
+(app.browser_webcam.page_files: no npm step on the Space), and for each model `<stem>.json`,
+`.safetensors`, `.onnx` and `.int8.onnx`.
 Its requirements.txt is space/requirements.txt (ONNX Runtime CPU, no torch): the app runs every
 model from its ONNX export. .gitattributes (space/.gitattributes) sends weights and images
 through LFS / Xet. Nothing from ../shared is copied (only the listed paths of this repository)."""
@@ -29,7 +31,8 @@ MODEL_SUFFIXES = (".json", ".safetensors", ".onnx", ".int8.onnx")
 
 
 def default_models() -> list[Path]:
-    """The models the app loads (launch_app.py's defaults) plus the fast webcam option."""
+    """The models the app loads (launch_app.py's defaults) plus the fast webcam option (the
+    in-browser webcam offers the flagship, graph and fast exports among these)."""
     from core.checkpoint import DEFAULT_WEIGHTS, FAST_WEIGHTS, FC_WEIGHTS, GRAPH_WEIGHTS
 
     return list(dict.fromkeys([GRAPH_WEIGHTS, FC_WEIGHTS, DEFAULT_WEIGHTS, FAST_WEIGHTS]))
@@ -37,6 +40,8 @@ def default_models() -> list[Path]:
 
 def space_files(models: list[Path], root: Path = ROOT) -> dict[str, Path]:
     """{path in the Space: source file}."""
+    from app.browser_webcam import page_files
+
     out: dict[str, Path] = {}
     for d in CODE_DIRS:
         for f in sorted((root / d).rglob("*.py")):
@@ -44,6 +49,9 @@ def space_files(models: list[Path], root: Path = ROOT) -> dict[str, Path]:
     for name in FILES:
         if (root / name).is_file():
             out[name] = root / name
+    for rel in page_files():  # the in-browser webcam: page, detector, ONNX Runtime Web
+        if (root / rel).is_file():
+            out[rel] = root / rel
     for pattern in DATA_GLOBS:
         for f in sorted(root.glob(pattern)):
             out[str(f.relative_to(root))] = f

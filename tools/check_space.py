@@ -9,6 +9,8 @@
   (the Hub refuses them otherwise); no symlinks; no research data (../shared, faces68, .pts /
   .jsonl label files) and no images outside app/examples and docs.
 - Models: each weights/<stem>.json has its <stem>.onnx (the Space has no torch to run it otherwise).
+- In-browser webcam: where the folder has app/browser_webcam.py, every file of its page
+  (app.browser_webcam.page_files: HTML/JS, detector, ONNX Runtime Web) is there.
 - --python PY: with that interpreter (a venv made from the Space's requirements.txt), load the
   folder's models through ONNX Runtime, build the app and answer one /landmarks call, and fail if
   torch was imported."""
@@ -20,6 +22,10 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 
 LFS_LIMIT = 10 * 2**20  # bytes: larger files must go through LFS / Xet
 FORBIDDEN_REQUIREMENTS = ("torch", "torchvision", "onnxruntime-gpu", "nvidia-", "tensorflow")
@@ -117,6 +123,13 @@ def check(folder: Path) -> list[str]:
         if not stem.with_suffix(".onnx").is_file() and "torch" not in reqs:
             problems.append(f"weights/{stem.name}.onnx is missing: without torch the Space cannot run "
                             f"{stem.name} (python -m core.export_onnx --weights {stem.name}.safetensors)")
+    if (folder / "app" / "browser_webcam.py").is_file():
+        from app.browser_webcam import page_files
+
+        for rel in page_files():
+            if not (folder / rel).is_file():
+                problems.append(f"{rel} is missing: the in-browser webcam tab cannot run without it "
+                                "(python tools/build_space.py copies it from the repository)")
     if total > 1024 * 2**20:
         problems.append(f"the folder holds {total / 2**30:.2f} GiB; a Space repository should stay well under 1 GiB")
     return problems

@@ -6,7 +6,7 @@ import { drawFace, graphEdges } from "./draw.js";
 
 const BASE = new URL(".", import.meta.url); // .../static/
 const ROOT = new URL("..", BASE); // the page's root: config.json, models/, vendor/
-const AUTO_SLOW_MS = 30; // auto model: the fast tier when the graph head takes longer per frame (median)
+const AUTO_SLOW_MS = 30; // auto model: the fast tier when the default model takes longer per frame (median)
 const AUTO_FRAMES = 8; // frames measured before that choice
 const MAX_THREADS = 4;
 const WARMUP_MS = 20000; // WebGPU: first run (shader compilation) allowed this long before WASM takes over
@@ -286,7 +286,9 @@ async function main() {
     note(`WASM threads off: the page is not cross-origin isolated, so the CPU path uses 1 thread.${solo}`);
   }
   const select = $("model");
-  select.innerHTML = `<option value="auto">auto (graph head; fast tier on a slow device)</option>` +
+  const first = config.models.find((m) => m.id === config.default);
+  const auto = first ? first.label.split(" (")[0] : "first model";
+  select.innerHTML = `<option value="auto">auto (${auto}; fast tier on a slow device)</option>` +
     config.models.map((m) => `<option value="${m.id}">${m.label}</option>`).join("");
   if (params.get("model")) select.value = params.get("model");
   select.onchange = async () => {
