@@ -48,11 +48,12 @@ class Readout:
                 f"Model: **{self.model}** ({self.precision}) · Device: **{self.device}** ({self.provider}) · "
                 f"{self.faces} face(s)")
 
+    def __post_init__(self):  # rounded once, so the frame, the status line and the JSON show one figure
+        self.received_fps, self.model_ms, self.model_ms_avg = (round(float(v), 2) for v in
+                                                               (self.received_fps, self.model_ms, self.model_ms_avg))
+
     def to_dict(self) -> dict:
-        d = asdict(self)
-        d["received_fps"], d["model_ms"], d["model_ms_avg"] = (round(d[k], 2) for k in
-                                                               ("received_fps", "model_ms", "model_ms_avg"))
-        return d
+        return asdict(self)
 
 
 class StreamClock:
