@@ -13,8 +13,10 @@ Per frame (time t, seconds; real timestamps, or 1 / fps steps):
   4. a track is *lost* when its landmarks are not finite, collapse, leave the frame, touch the
      crop border (landmark box within `edge` of it), or its uncertainty (median landmark std in
      crop units) exceeds `max_sigma` or jumps above `sigma_jump` x its running level. A lost
-     track triggers the detector on this frame; a detection that continues it restarts it
-     (two passes, smoothing restarted); without one it is dropped (no ghost faces);
+     track triggers the detector on this frame (or, when a detection already ran on this frame and
+     matched it, reuses that detection: a slow frame where the face left the crop the matched
+     track had kept); a detection that continues it restarts it (two passes, smoothing
+     restarted); without one it is dropped (no ghost faces);
   5. a dropped track is remembered for `lost_keep_s`, and meanwhile the detector runs on every
      frame: a new detection on its predicted path takes its id again (identity kept when a face
      passes behind another or an occluder, found again on the frame it comes back);
@@ -147,6 +149,7 @@ class VideoTracker:
         self._frame = 0
         self._last_detect_frame = -(10 ** 9)
         self._last_detect_t = -math.inf
+        self._det_boxes: dict[int, np.ndarray] = {}
         self.detector_calls = 0
         self.model_passes = 0
 
@@ -183,6 +186,7 @@ class VideoTracker:
             used_d.add(j)
             tr, d = self.tracks[i], dets[j]
             tr.score, tr.misses = d.score, 0
+            self._det_boxes[tr.id] = d.box.copy()
             if iou < KEEP_IOU or tr.id not in healthy:
                 boxes[tr.id] = d.box.copy()
                 tr.from_detection = True
@@ -254,6 +258,7 @@ class VideoTracker:
                or bool(self.lost))  # a face was lost lately: look for it on every frame
         detected = user is not None or not self.tracks or due
         matched: set[int] = set()
+        self._det_boxes: dict[int, np.ndarray] = {}  # this frame's detection matched to each track
         if detected:
             matched = self._associate(self._detect(img, user), t, boxes, healthy)
             self._last_detect_frame, self._last_detect_t = self._frame, t
@@ -279,7 +284,13 @@ class VideoTracker:
 
         run_and_check([tr.id for tr in self.tracks])
         bad = [tr for tr in self.tracks if verdict[tr.id][0]]
-        if bad and not detected:  # lost: look for the faces on this very frame
+        retry = [tr for tr in bad if tr.id in self._det_boxes and not tr.from_detection]
+        if retry and detected:  # lost on its own crop, but this frame's detection matched it: restart from that
+            for tr in retry:
+                boxes[tr.id], tr.from_detection = self._det_boxes[tr.id], True
+                tr.sigma_level, tr.restart = None, True
+            run_and_check([tr.id for tr in retry])
+        elif bad and not detected:  # lost: look for the faces on this very frame
             before = {tr.id for tr in self.tracks}
             for tr in bad:
                 tr.sigma_level, tr.restart = None, True

@@ -150,8 +150,6 @@ def page(url, tmp_path_factory):
         browser.close()
 
 
-@pytest.mark.xfail(strict=False, reason="flaky after the merge (issue 13, open): in 2 of 4 runs on this machine the "
-                   "tracked face was missing in 6 of 25 received frames (needs >= 80 % with a face; never 3 in a row)")
 def test_webcam_overlay_stays_on_the_moving_face(page, served):
     page.reload(wait_until="domcontentloaded")
     page.get_by_role("tab", name="Webcam", exact=True).click()

@@ -99,6 +99,21 @@ def test_crop_off_is_recropped_without_detector():
     assert err(out[0][2], scene.faces[0]) < 0.5
 
 
+def test_lost_on_its_crop_restarts_from_the_detection_of_that_frame():
+    """A slow frame: the face moved out of its crop (its landmarks hit the crop border) while the
+    scheduled detection, overlapping the old box enough to be matched to the track, sees it: the
+    track restarts from that detection on this frame (it used to be dropped: no face shown)."""
+    scene = Scene()
+    scene.faces = [face_at(200, 180)]
+    vt = tracker(scene, redetect_every=1, predict_motion=False, smooth=False)
+    first = vt.step(IMG, 0.0)
+    scene.faces = [face_at(210, 180)]  # 10 px on a 50 px face: out of its crop, IoU with the old box > KEEP_IOU
+    out = vt.step(IMG, 1.5)
+    assert scene.detector_calls == 2  # the scheduled detection only
+    assert len(out) == 1 and out[0][0].id == first[0][0].id
+    assert err(out[0][2], scene.faces[0]) < 0.5
+
+
 def test_no_ghost_faces_when_the_face_leaves_or_vanishes():
     scene = Scene()
     vt = tracker(scene)
