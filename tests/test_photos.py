@@ -209,9 +209,11 @@ def test_predict_image_rejects_uncertain_faces():
     # crop units std 0.005 -> ~1 % of the eye distance: kept; 0.2 -> far above REJECT_RATIO: dropped
     sure = predict_image(oracle_aligner(0.005), img, dets, 8)
     assert len(sure) == 2 and all(f.confidence > 0.9 for f in sure)
-    unsure = predict_image(oracle_aligner(np.array([0.2, 0.005])), img, dets, 8)
+    # (std per batch index: no turn search, whose batches hold several crops per face)
+    unsure = predict_image(oracle_aligner(np.array([0.2, 0.005])), img, dets, 8, turn_search="none")
     assert len(unsure) == 1 and unsure[0].score == 0.8
-    flagged = predict_image(oracle_aligner(np.array([0.2, 0.005])), img, dets, 8, min_confidence=0.0)
+    flagged = predict_image(oracle_aligner(np.array([0.2, 0.005])), img, dets, 8, min_confidence=0.0,
+                            turn_search="none")
     assert len(flagged) == 2 and min(f.confidence for f in flagged) < 0.1
 
 
@@ -352,3 +354,29 @@ def test_duplicate_annotations_are_one_distinct_face():
     res = score_photos([([a + 1.0, b], [a, a + 5.0, b])])  # a annotated twice
     assert res["faces"] == 3 and res["matched"] == 2 and res["faces_distinct"] == 2
     assert res["recall_distinct"] == 1.0 and res["recall"] == pytest.approx(2 / 3)
+
+
+class ScriptedOracle(OracleRunner):
+    """OracleRunner whose std follows a script, one entry per model call (scalar or per crop)."""
+
+    def __init__(self, script):
+        super().__init__()
+        self.script = list(script)
+
+    def __call__(self, x):
+        self.std = self.script.pop(0)
+        return super().__call__(x)
+
+
+@pytest.mark.parametrize("second, turn", [((0.02, 0.005), 180.0), ((0.005, 0.02), 0.0)])
+def test_turn_search_decides_close_contenders_by_their_second_pass(second, turn):
+    """Pass 1 is as sure of the detector's angle as of the face turned 180 degrees (a face upside
+    down with mirrored points can look as sure): both get a second pass, the surer one wins."""
+    pts = face_points(300).astype(np.float64)
+    # calls: pass 1, turns 90 / 180 / 270, then one batch with the second pass of both contenders
+    aligner = SimpleNamespace(input_size=SIZE, runner=ScriptedOracle([0.01, 0.05, 0.011, 0.05, np.array(second)]))
+    det = [Candidate(box_of(pts), 0.9, None, "test", None, 0.0)]
+    found = predict_image(aligner, np.zeros((300, 300, 3), np.uint8), det, 4, min_confidence=0.0)
+    d = roll_deg(found[0].landmarks) - turn
+    assert abs(np.degrees(np.arctan2(np.sin(np.radians(d)), np.cos(np.radians(d))))) < 1
+    assert not aligner.runner.script  # no further model call: the second pass is not run twice
