@@ -1,4 +1,4 @@
-"""Image mode: detections -> upright crops -> model (two passes) -> rejection -> max_faces.
+"""Image mode: detections -> upright crops -> model (two passes; a third for turned faces) -> rejection -> max_faces.
 
 Crops: pass 1 crops around the detector's landmark-box estimate; pass 2 re-crops around the
 pass-1 landmarks (the training convention: square, side CROP_SCALE x the larger side of the
@@ -206,6 +206,13 @@ def predict_image(aligner, img: np.ndarray, dets: list[Detection], max_faces: in
         for k in res:
             if res[k] is not None:
                 res[k][ok] = res2[k]
+    turned = [i for i in range(len(dets)) if passes > 1 and np.isfinite(res["pts"][i]).all()
+              and abs(roll_deg(res["pts"][i])) > upright_above]
+    if turned:  # their crops were turned by an estimated roll: one more upright re-crop converges them
+        res2, _ = _recrop(aligner, img, res["pts"][turned], upright_above)
+        for k in res:
+            if res[k] is not None:
+                res[k][turned] = res2[k]
     faces = []
     for i, d in enumerate(dets):
         p = res["pts"][i]

@@ -368,15 +368,17 @@ class ScriptedOracle(OracleRunner):
         return super().__call__(x)
 
 
-@pytest.mark.parametrize("second, turn", [((0.02, 0.005), 180.0), ((0.005, 0.02), 0.0)])
-def test_turn_search_decides_close_contenders_by_their_second_pass(second, turn):
+@pytest.mark.parametrize("second, turn, extra", [((0.02, 0.005), 180.0, [0.005]), ((0.005, 0.02), 0.0, [])])
+def test_turn_search_decides_close_contenders_by_their_second_pass(second, turn, extra):
     """Pass 1 is as sure of the detector's angle as of the face turned 180 degrees (a face upside
     down with mirrored points can look as sure): both get a second pass, the surer one wins."""
     pts = face_points(300).astype(np.float64)
-    # calls: pass 1, turns 90 / 180 / 270, then one batch with the second pass of both contenders
-    aligner = SimpleNamespace(input_size=SIZE, runner=ScriptedOracle([0.01, 0.05, 0.011, 0.05, np.array(second)]))
+    # calls: pass 1, turns 90 / 180 / 270, one batch with the second pass of both contenders, and
+    # for a turned face (roll above UPRIGHT_ABOVE_DEG) one more upright re-crop
+    aligner = SimpleNamespace(input_size=SIZE,
+                              runner=ScriptedOracle([0.01, 0.05, 0.011, 0.05, np.array(second)] + extra))
     det = [Candidate(box_of(pts), 0.9, None, "test", None, 0.0)]
     found = predict_image(aligner, np.zeros((300, 300, 3), np.uint8), det, 4, min_confidence=0.0)
     d = roll_deg(found[0].landmarks) - turn
     assert abs(np.degrees(np.arctan2(np.sin(np.radians(d)), np.cos(np.radians(d))))) < 1
-    assert not aligner.runner.script  # no further model call: the second pass is not run twice
+    assert not aligner.runner.script  # the second pass is not run twice, an upright face gets no third
