@@ -3,7 +3,8 @@
 Both mediapipe BlazeFace models always run (the short-range one alone misses crowds: when it
 returns anything, even one spurious box, `MediaPipeDetector(model="auto")` never runs the
 full-range one); large photos are also cut into overlapping tiles for the full-range model
-(its input is 192 px, so a 60 px face in a 1280 px photo is ~9 px to it); a zero-padded copy
+(its input is 192 px, so a 60 px face in a 1280 px photo is ~9 px to it), keeping from a tile
+only faces it holds whole (crosses_cut); a zero-padded copy
 lets the short-range model see faces that fill or leave the frame; and the photo rotated by 90,
 180 and 270 degrees finds faces turned on their side. Every candidate keeps the roll angle of
 its eye keypoints (degrees, image x axis to the subject's right-eye -> left-eye line, y down), so
@@ -90,6 +91,18 @@ def tiles(w: int, h: int, side: int) -> list[tuple[int, int, int, int]]:
     return [(x, y, min(x + side, w), min(y + side, h)) for y in starts(h) for x in starts(w)]
 
 
+def crosses_cut(raw: np.ndarray, w: int, h: int, cut) -> bool:
+    """True when the raw box (x0, y0, x1, y1, tile pixels) reaches past a side of the w x h tile
+    that `cut` (left, top, right, bottom) marks as internal. Such a box is part of a face the tile
+    cut off: fed to the model it converges on a distorted face, sometimes more confidently than the
+    whole face found by another pass. Nothing is lost by dropping it: with 50 % overlap a face at
+    most half a tile wide lies wholly inside some tile of the same level, and a larger one is the
+    coarser level's (or the whole-photo passes') to find."""
+    left, top, right, bottom = cut
+    return bool((left and raw[0] < 0) or (top and raw[1] < 0) or (right and raw[2] > w - 1)
+                or (bottom and raw[3] > h - 1))
+
+
 class FaceFinder:
     """Detector (`detect(rgb) -> list[Candidate]`) running the passes of a FinderConfig on
     mediapipe's two models. Boxes are landmark-box estimates (core.detectors calibration applied
@@ -123,11 +136,15 @@ class FaceFinder:
             out.append((box, float(d.score[0]), eyes))
         return out
 
-    def _pass(self, rgb, selection: int, back: np.ndarray, source: str) -> list[Candidate]:
-        """Candidates of one model on `rgb`, mapped to the photo by the 2x3 affine `back`."""
+    def _pass(self, rgb, selection: int, back: np.ndarray, source: str, cut=None) -> list[Candidate]:
+        """Candidates of one model on `rgb`, mapped to the photo by the 2x3 affine `back`.
+        cut: (left, top, right, bottom) booleans, the sides of `rgb` that are internal tile edges:
+        a raw box crossing one is a face cut by the tile and is dropped (see crosses_cut)."""
         cal = MP_SHORT_CALIBRATION if selection == 0 else MP_FULL_CALIBRATION
         out = []
         for raw, score, eyes in self._raw(rgb, selection):
+            if cut is not None and crosses_cut(raw, rgb.shape[1], rgb.shape[0], cut):
+                continue
             lb = cal.apply(raw)
             corners = _apply(back, np.array([[lb[0], lb[1]], [lb[2], lb[1]], [lb[0], lb[3]], [lb[2], lb[3]]]))
             rc = _apply(back, np.array([[raw[0], raw[1]], [raw[2], raw[3]]]))
@@ -157,7 +174,8 @@ class FaceFinder:
                 if side < c.tile_min:
                     break
                 for x0, y0, x1, y1 in tiles(w, h, side):
-                    out += self._pass(rgb[y0:y1, x0:x1], 1, np.array([[1.0, 0, x0], [0, 1.0, y0]]), f"mediapipe_tile{k}")
+                    out += self._pass(rgb[y0:y1, x0:x1], 1, np.array([[1.0, 0, x0], [0, 1.0, y0]]), f"mediapipe_tile{k}",
+                                      cut=(x0 > 0, y0 > 0, x1 < w, y1 < h))
         return out
 
     def detect(self, rgb: np.ndarray) -> list[Candidate]:

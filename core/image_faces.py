@@ -1,4 +1,4 @@
-"""Image mode: detections -> upright crops -> model (two passes) -> rejection -> max_faces.
+"""Image mode: detections -> upright crops -> model (two passes; a third for turned faces) -> rejection -> max_faces.
 
 Crops: pass 1 crops around the detector's landmark-box estimate; pass 2 re-crops around the
 pass-1 landmarks (the training convention: square, side CROP_SCALE x the larger side of the
@@ -38,7 +38,8 @@ DEFAULT_MIN_CONFIDENCE = 0.5
 INTEROCULAR_MIN_SHARE = 0.25  # normaliser floor, share of the landmark box's larger side
 DUPLICATE_IOU = 0.5
 TURNS = (90.0, 180.0, 270.0)  # turn search: extra crops for faces the model doubts after pass 1
-TURN_GAIN = 0.8  # a turned crop replaces the current one when its ratio is below this share of it
+TURN_GAIN = 0.8  # a lone turned crop replaces the current one when its ratio is below this share of it
+TURN_CONTEND = 1.5  # turns whose pass-1 ratio is within this factor of the best are decided by their second pass
 TURN_SEARCH = "always"  # "always", "doubtful" (faces above the threshold after pass 1) or "none"
 MAX_CANDIDATES = 64  # at most this many detector candidates go through the model
 RIGHT_EYE, LEFT_EYE = slice(36, 42), slice(42, 48)  # iBUG: image-left eye, image-right eye
@@ -126,25 +127,55 @@ def _ratios(res, idx) -> np.ndarray:
                      else np.inf for i in idx])
 
 
-def _turn_search(aligner, img, dets, angles, res, threshold: float) -> None:
-    """Pass-1 faces the model doubts (ratio above `threshold`) are cropped again turned by 90, 180
-    and 270 degrees; each keeps the turn with the lowest ratio, if below TURN_GAIN x the current
-    one (res updated in place). A face the
-    detector found on its side, with unreliable eye keypoints, comes back upright this way."""
+def _recrop(aligner, img, pts: np.ndarray, upright_above: float) -> tuple[dict, list[float]]:
+    """Pass k+1 for landmark sets pts (K, 68, 2): the training-convention crop around each, turned
+    upright when its roll exceeds upright_above; (run_crops result, crop angle per face)."""
+    rolls = [roll_deg(p) for p in pts]
+    angles = [a if abs(a) > upright_above else 0.0 for a in rolls]
+    return run_crops(aligner, img, [upright_crop(p, a, aligner.input_size, -1.0) for p, a in zip(pts, angles)]), angles
+
+
+def _turn_search(aligner, img, dets, angles, res, threshold: float, upright_above: float) -> set[int]:
+    """Pass-1 faces whose ratio exceeds `threshold` are cropped again turned by 90, 180 and 270
+    degrees. Turns whose pass-1 ratio is within TURN_CONTEND x the best are contenders; when there
+    are several, each gets its second pass (re-crop around its landmarks) and the face keeps the
+    contender whose second-pass ratio is lowest, the detector's own angle counted at TURN_GAIN x its
+    ratio (a pass-1 crop on the wrong side can look as sure
+    as the right one: a face upside down with its points mirrored). res is updated in place (the
+    kept contender's second pass, or its pass 1 when it was the only one); returns the faces whose
+    second pass is done. A face the detector found on its side, with unreliable eye keypoints, comes
+    back upright this way."""
     idx = [i for i, r in zip(range(len(dets)), _ratios(res, range(len(dets)))) if r > threshold]
     if not idx:
-        return
-    best = _ratios(res, idx)
+        return set()
     size = aligner.input_size
+    runs = [{k: (None if v is None else v[idx]) for k, v in res.items()}]
     for turn in TURNS:
-        rt = run_crops(aligner, img, [upright_crop(dets[i].box, angles[i] + turn, size, -1.0) for i in idx])
-        rr = _ratios(rt, range(len(idx)))
-        for k, i in enumerate(idx):
-            if rr[k] < TURN_GAIN * best[k]:
-                best[k] = rr[k]
+        runs.append(run_crops(aligner, img, [upright_crop(dets[i].box, angles[i] + turn, size, -1.0) for i in idx]))
+    r1 = np.stack([_ratios(rt, range(len(idx))) for rt in runs], 1)  # (faces, turns)
+    contend = [np.flatnonzero(row <= TURN_CONTEND * row.min()) if np.isfinite(row.min()) else np.array([0])
+               for row in r1]
+    done = set()
+    pairs = [(k, t) for k, ts in enumerate(contend) if len(ts) > 1 for t in ts]
+    if pairs:
+        r2, _ = _recrop(aligner, img, np.stack([runs[t]["pts"][k] for k, t in pairs]), upright_above)
+        q2 = _ratios(r2, range(len(pairs)))
+    for k, i in enumerate(idx):
+        if len(contend[k]) == 1:
+            t = int(contend[k][0])
+            if t != 0 and r1[k, t] < TURN_GAIN * r1[k, 0]:
                 for key in res:
                     if res[key] is not None:
-                        res[key][i] = rt[key][k]
+                        res[key][i] = runs[t][key][k]
+            continue
+        rows = [j for j, (kk, _) in enumerate(pairs) if kk == k]
+        favour = np.array([TURN_GAIN if pairs[j][1] == 0 else 1.0 for j in rows])  # the detector's angle wins ties
+        j = rows[int(np.argmin(q2[rows] * favour))]
+        for key in res:
+            if res[key] is not None:
+                res[key][i] = r2[key][j]
+        done.add(i)
+    return done
 
 
 def predict_image(aligner, img: np.ndarray, dets: list[Detection], max_faces: int,
@@ -163,17 +194,25 @@ def predict_image(aligner, img: np.ndarray, dets: list[Detection], max_faces: in
     angles = [getattr(d, "angle", 0.0) for d in dets]
     angles = [a if abs(a) > upright_above else 0.0 for a in angles]
     res = run_crops(aligner, img, [upright_crop(d.box, a, size, -1.0) for d, a in zip(dets, angles)])
+    done: set[int] = set()  # faces whose second pass the turn search ran
     if turn_search != "none" and res["sigma"] is not None:
-        _turn_search(aligner, img, dets, angles, res, 0.0 if turn_search == "always" else reject_ratio or REJECT_RATIO)
-    for _ in range(passes - 1):
-        ok = [i for i in range(len(dets)) if np.isfinite(res["pts"][i]).all()]
+        done = _turn_search(aligner, img, dets, angles, res,
+                            0.0 if turn_search == "always" else reject_ratio or REJECT_RATIO, upright_above)
+    for p in range(passes - 1):
+        ok = [i for i in range(len(dets)) if np.isfinite(res["pts"][i]).all() and (p > 0 or i not in done)]
         if not ok:
-            break
-        res2 = run_crops(aligner, img, [upright_crop(res["pts"][i], roll_deg(res["pts"][i]), size, upright_above)
-                                        for i in ok])
+            continue
+        res2, _ = _recrop(aligner, img, res["pts"][ok], upright_above)
         for k in res:
             if res[k] is not None:
                 res[k][ok] = res2[k]
+    turned = [i for i in range(len(dets)) if passes > 1 and np.isfinite(res["pts"][i]).all()
+              and abs(roll_deg(res["pts"][i])) > upright_above]
+    if turned:  # their crops were turned by an estimated roll: one more upright re-crop converges them
+        res2, _ = _recrop(aligner, img, res["pts"][turned], upright_above)
+        for k in res:
+            if res[k] is not None:
+                res[k][turned] = res2[k]
     faces = []
     for i, d in enumerate(dets):
         p = res["pts"][i]

@@ -11,7 +11,7 @@ import pytest
 
 from core.detectors import Detection
 from core.detectors import nms
-from core.face_finder import Candidate, FinderConfig, rot90_matrix, tiles
+from core.face_finder import Candidate, FaceFinder, FinderConfig, crosses_cut, rot90_matrix, tiles
 from core.image_faces import (REJECT_RATIO, FaceList, confidence_of, predict_image, roll_deg,
                               reject_ratio_for, uncertainty_ratio, upright_crop)
 from core.landmarks import apply_affine, invert_affine
@@ -122,6 +122,54 @@ def test_tiles_cover_the_image_with_overlap():
     assert cover.all() and len(t) == 6
 
 
+def test_crosses_cut_only_on_internal_tile_edges():
+    left_cut = (True, False, False, False)
+    assert crosses_cut(np.array([-5.0, 10, 50, 60]), 100, 100, left_cut)
+    assert not crosses_cut(np.array([-5.0, 10, 50, 60]), 100, 100, (False, True, True, True))  # photo edge
+    assert not crosses_cut(np.array([0.0, 10, 50, 60]), 100, 100, left_cut)
+    assert crosses_cut(np.array([50.0, 10, 100, 60]), 100, 100, (False, False, True, False))  # past x = 99
+
+
+class TileFinder(FaceFinder):
+    """FaceFinder whose 'model' sees one fixed face at photo box FACE (raw box = FACE, eyes level):
+    in a tile it returns the face's box in tile pixels, cut to the tile when the tile cuts it."""
+    FACE = np.array([300.0, 40, 520, 260])  # 220 px face in a 1000 x 600 photo
+
+    def __init__(self):
+        super().__init__(FinderConfig(short=False, full=False, pad=0.0, tile_levels=1), mediapipe=object())
+        self.calls = []
+
+    def _raw(self, rgb, selection):
+        x0, y0 = self.origin  # set by the spy on _pass: the tile's corner in the photo
+        b = self.FACE - [x0, y0, x0, y0]
+        self.calls.append((x0, y0))
+        h, w = rgb.shape[:2]
+        if b[2] < 0 or b[3] < 0 or b[0] >= w or b[1] >= h:
+            return []
+        # a detector sees the visible part of a cut face but extrapolates its box a little past the edge
+        vis = np.r_[max(b[0], -10.0), max(b[1], -10.0), min(b[2], w + 9.0), min(b[3], h + 9.0)]
+        eyes = np.array([[vis[0] + 10, vis[1] + 10], [vis[2] - 10, vis[1] + 10]])
+        return [(vis, 0.9, eyes)]
+
+
+def test_tiles_drop_faces_they_cut(monkeypatch):
+    """Tile passes keep a face only from tiles holding all of it: a partial face from a tile's cut
+    edge never becomes a candidate (it converged on a distorted face in real photos)."""
+    ff = TileFinder()
+    img = np.zeros((600, 1000, 3), np.uint8)
+    real_pass = FaceFinder._pass
+
+    def spy(self, rgb, selection, back, source, cut=None):
+        self.origin = (int(back[0, 2]), int(back[1, 2]))
+        return real_pass(self, rgb, selection, back, source, cut)
+    monkeypatch.setattr(TileFinder, "_pass", spy)
+    monkeypatch.setattr("core.face_finder.MP_FULL_CALIBRATION", SimpleNamespace(apply=lambda b: b))
+    cands = ff._upright(img)
+    assert len(ff.calls) == len(tiles(1000, 600, 500)) == 6
+    assert len(cands) == 1  # only the tile at (250, 0) holds the whole face; the other five cut it
+    np.testing.assert_allclose(cands[0].box, TileFinder.FACE)
+
+
 def test_finder_config_rejects_unknown_keys_and_bad_values():
     with pytest.raises(ValueError, match="unknown"):
         FinderConfig.from_dict({"tiles": 3})
@@ -161,9 +209,11 @@ def test_predict_image_rejects_uncertain_faces():
     # crop units std 0.005 -> ~1 % of the eye distance: kept; 0.2 -> far above REJECT_RATIO: dropped
     sure = predict_image(oracle_aligner(0.005), img, dets, 8)
     assert len(sure) == 2 and all(f.confidence > 0.9 for f in sure)
-    unsure = predict_image(oracle_aligner(np.array([0.2, 0.005])), img, dets, 8)
+    # (std per batch index: no turn search, whose batches hold several crops per face)
+    unsure = predict_image(oracle_aligner(np.array([0.2, 0.005])), img, dets, 8, turn_search="none")
     assert len(unsure) == 1 and unsure[0].score == 0.8
-    flagged = predict_image(oracle_aligner(np.array([0.2, 0.005])), img, dets, 8, min_confidence=0.0)
+    flagged = predict_image(oracle_aligner(np.array([0.2, 0.005])), img, dets, 8, min_confidence=0.0,
+                            turn_search="none")
     assert len(flagged) == 2 and min(f.confidence for f in flagged) < 0.1
 
 
@@ -304,3 +354,31 @@ def test_duplicate_annotations_are_one_distinct_face():
     res = score_photos([([a + 1.0, b], [a, a + 5.0, b])])  # a annotated twice
     assert res["faces"] == 3 and res["matched"] == 2 and res["faces_distinct"] == 2
     assert res["recall_distinct"] == 1.0 and res["recall"] == pytest.approx(2 / 3)
+
+
+class ScriptedOracle(OracleRunner):
+    """OracleRunner whose std follows a script, one entry per model call (scalar or per crop)."""
+
+    def __init__(self, script):
+        super().__init__()
+        self.script = list(script)
+
+    def __call__(self, x):
+        self.std = self.script.pop(0)
+        return super().__call__(x)
+
+
+@pytest.mark.parametrize("second, turn, extra", [((0.02, 0.005), 180.0, [0.005]), ((0.005, 0.02), 0.0, [])])
+def test_turn_search_decides_close_contenders_by_their_second_pass(second, turn, extra):
+    """Pass 1 is as sure of the detector's angle as of the face turned 180 degrees (a face upside
+    down with mirrored points can look as sure): both get a second pass, the surer one wins."""
+    pts = face_points(300).astype(np.float64)
+    # calls: pass 1, turns 90 / 180 / 270, one batch with the second pass of both contenders, and
+    # for a turned face (roll above UPRIGHT_ABOVE_DEG) one more upright re-crop
+    aligner = SimpleNamespace(input_size=SIZE,
+                              runner=ScriptedOracle([0.01, 0.05, 0.011, 0.05, np.array(second)] + extra))
+    det = [Candidate(box_of(pts), 0.9, None, "test", None, 0.0)]
+    found = predict_image(aligner, np.zeros((300, 300, 3), np.uint8), det, 4, min_confidence=0.0)
+    d = roll_deg(found[0].landmarks) - turn
+    assert abs(np.degrees(np.arctan2(np.sin(np.radians(d)), np.cos(np.radians(d))))) < 1
+    assert not aligner.runner.script  # the second pass is not run twice, an upright face gets no third
