@@ -30,13 +30,13 @@ class ApiHandlers:
         (faces [] and a message); unreadable, empty or too large files come back as a readable gr.Error."""
         img, scale = read_image_file(image, self.max_pixels)
         t0 = time.perf_counter()
-        faces = self.predict(self.models.graph, img)
+        faces = self.predict(self.models.photo, img)
         latency = (time.perf_counter() - t0) * 1000.0
         return {"faces": [face_dict(f, scale) for f in faces], **truncation_fields(faces),
-                "message": (f"{len(faces)} face(s) found.{truncation_note(faces, self.models.graph.max_faces)}"
+                "message": (f"{len(faces)} face(s) found.{truncation_note(faces, self.models.photo.max_faces)}"
                             if faces else "No face found in the image."),
                 "device": self.models.device,
-                "provider": getattr(self.models.graph, "provider", None), "latency_ms": round(latency, 2),
+                "provider": getattr(self.models.photo, "provider", None), "latency_ms": round(latency, 2),
                 "image_size": [int(round(img.shape[1] * scale)), int(round(img.shape[0] * scale))]}
 
 

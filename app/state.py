@@ -59,9 +59,9 @@ class UserInputError(ValueError):
 
 @dataclass
 class Models:
-    """The aligners the app serves: the graph-head model for photos and the API, the FC-head
-    baseline for the occlusion comparison, a pool of video-mode graph aligners for webcams, and
-    optionally a second photo model (`accurate`: the package default) the upload tab can switch to."""
+    """The aligners the app serves: `accurate` (the package default, the flagship) for photos, the API
+    and the webcam pool when loaded; the graph-head model and its FC-head baseline for the occlusion
+    comparison (and for photos when no `accurate` model is loaded)."""
 
     graph: Any
     fc: Any
@@ -71,6 +71,11 @@ class Models:
     accurate: Any = None
     accurate_weights: str = ""
     locks: dict[int, threading.Lock] = field(default_factory=dict)
+
+    @property
+    def photo(self) -> Any:
+        """The photo model of the upload tab's default and the API: the flagship when loaded."""
+        return self.accurate if self.accurate is not None else self.graph
 
     def lock(self, aligner) -> threading.Lock:
         """One lock per aligner instance: a detector/session object is not assumed thread-safe."""
@@ -102,14 +107,14 @@ def load_models(graph_weights=None, fc_weights=None, *, accurate_weights=None, w
     accurate_weights: a second photo model for the upload tab (launch_app.py passes
     core.checkpoint.DEFAULT_WEIGHTS); None = none.
     webcam_weights: the webcam's video-mode model (e.g. core.checkpoint.FAST_WEIGHTS on a slow
-    machine); None = the graph-head model.
+    machine); None = accurate_weights when given, else the graph-head model.
     webcam_precision: "auto" = int8 (<stem>.int8.onnx, faster) on a CPU when that file exists, else
     fp32; photos and the occlusion demo always run fp32."""
     from core.inference import FaceAligner, onnx_path_for
 
     graph_weights = Path(graph_weights) if graph_weights else GRAPH_WEIGHTS
     fc_weights = Path(fc_weights) if fc_weights else FC_WEIGHTS
-    webcam_weights = Path(webcam_weights) if webcam_weights else graph_weights
+    webcam_weights = Path(webcam_weights or accurate_weights or graph_weights)
     if webcam_precision == "auto":
         cpu_onnx = backend != "torch" and device == "cpu"
         webcam_precision = "int8" if cpu_onnx and onnx_path_for(webcam_weights, "int8").is_file() else "fp32"

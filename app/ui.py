@@ -43,8 +43,8 @@ class LandmarkApp(AppBase, ApiHandlers, UploadTab, WebcamTab, OcclusionTab, Benc
 
 
 INTRO = """# Face alignment with sparse dynamic graphs
-68 landmarks per face, with an error ellipse for each, from a **graph head** whose edges are weighted
-per image. Runs on the server's {device}. Try an example below."""
+68 landmarks per face, with an error ellipse for each, from models whose **landmark graph** has edges
+weighted per image. Runs on the server's {device}. Try an example below."""
 
 # Phone (narrow screens): a short input so the result starts on the first screen; wide tables
 # scroll sideways instead of squeezing to one column.

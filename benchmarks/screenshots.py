@@ -142,7 +142,7 @@ def main(argv=None) -> int:
             page.screenshot(path=str(out / "occlusion.png"), full_page=True)
             print(f"occlusion.png       ({time.time() - t0:.1f} s)")
 
-            page.get_by_role("tab", name="Webcam").click()
+            page.get_by_role("tab", name="Webcam", exact=True).click()
             page.get_by_text("Click to Access Webcam").click()
             page.locator("#webcam-input button:has-text('Record')").first.click()
             wait_text(page, "#webcam-status", "FPS")

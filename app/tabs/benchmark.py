@@ -21,9 +21,9 @@ log = logging.getLogger("sdfl.app")
 FACE_SETS = [("Clean test faces", "default"), ("Occluded", "occlusion"), ("Motion blur", "blur"),
              ("Faces from another source", "extra")]
 FACE_SET_NOTES = {
-    "default": "faces68 `test`: the 300-W HELEN test set (330 faces), crop around the labelled face.",
-    "occlusion": "The same 330 faces, each with a seeded black ellipse over 15-35 % of the face.",
-    "blur": "The same 330 faces with seeded motion blur (7-21 px).",
+    "default": "faces68 `test`: the 300-W common subset (HELEN + LFPW test, 554 faces), crop around the labelled face.",
+    "occlusion": "The same 554 faces, each with a seeded black ellipse over 15-35 % of the face.",
+    "blur": "The same 554 faces with seeded motion blur (7-21 px).",
     "extra": "faces68 `extra`: 3,452 YouTube-Faces frames, a source no model here was trained on "
              "(integer labels: every model scores worse; compare rows, not with the test set).",
 }

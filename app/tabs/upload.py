@@ -66,13 +66,13 @@ class UploadTab:
 
     def upload_aligner(self, model: str) -> tuple[Any, str]:
         """The aligner of an upload-tab model choice, and its name (the graph head when the choice
-        is unknown or its model is not loaded)."""
+        is MODEL_GRAPH, unknown, or its model is not loaded)."""
         if model == MODEL_ACCURATE and self.models.accurate is not None:
             return self.models.accurate, Path(self.models.accurate_weights).stem
         return self.models.graph, Path(self.models.graph_weights).stem or "graph head"
 
     def run_upload(self, image: str | None, overlays: list[str], manual: bool = False,
-                   model: str = MODEL_GRAPH) -> tuple:
+                   model: str = MODEL_ACCURATE) -> tuple:
         """-> (annotated image, JSON file, face dropdown, adjacency fig, uncertainty fig, status, state,
         face crops). model: MODEL_GRAPH or MODEL_ACCURATE (see upload_aligner)."""
         if not image:
@@ -159,9 +159,9 @@ class UploadTab:
 def model_choices(models) -> list[tuple[str, str]]:
     """Radio choices named after the loaded files (core.checkpoint decides which they are)."""
     graph = Path(models.graph_weights).stem or "graph head"
-    choices = [(f"{graph}: graph head, per-image edges", MODEL_GRAPH)]
+    choices = [(f"{graph}: graph head on whole-crop features (occlusion demo)", MODEL_GRAPH)]
     if models.accurate is not None:
-        choices.append((f"{Path(models.accurate_weights).stem}: package default, most accurate", MODEL_ACCURATE))
+        choices.insert(0, (f"{Path(models.accurate_weights).stem}: package default, most accurate", MODEL_ACCURATE))
     return choices
 
 
@@ -198,7 +198,7 @@ def build_upload_tab(app, examples: list[str]) -> None:
                 if examples:
                     gr.Examples(examples, inputs=[up_in], label="Examples: click one", cache_examples=False,
                                 examples_per_page=4)
-                up_model = gr.Radio(model_choices(models), value=MODEL_GRAPH, label="Model",
+                up_model = gr.Radio(model_choices(models), value=model_choices(models)[0][1], label="Model",
                                     visible=models.accurate is not None, elem_id="upload-model")
                 up_btn = gr.Button("Detect landmarks", variant="primary")
             with gr.Column(scale=1, min_width=320):
