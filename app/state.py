@@ -59,9 +59,9 @@ class UserInputError(ValueError):
 
 @dataclass
 class Models:
-    """The aligners the app serves: `accurate` (the package default, the flagship) for photos, the API
-    and the webcam pool when loaded; the graph-head model and its FC-head baseline for the occlusion
-    comparison (and for photos when no `accurate` model is loaded)."""
+    """The aligners the app serves: `accurate` (the package default, the flagship) for photos and the
+    API when loaded; the graph-head model and its FC-head baseline for the occlusion comparison (and
+    for photos when no `accurate` model is loaded); a pool of video-mode aligners for webcams."""
 
     graph: Any
     fc: Any
@@ -107,14 +107,14 @@ def load_models(graph_weights=None, fc_weights=None, *, accurate_weights=None, w
     accurate_weights: a second photo model for the upload tab (launch_app.py passes
     core.checkpoint.DEFAULT_WEIGHTS); None = none.
     webcam_weights: the webcam's video-mode model (e.g. core.checkpoint.FAST_WEIGHTS on a slow
-    machine); None = accurate_weights when given, else the graph-head model.
+    machine); None = the graph-head model (its tracking thresholds are the tuned ones, docs/VIDEO.md).
     webcam_precision: "auto" = int8 (<stem>.int8.onnx, faster) on a CPU when that file exists, else
     fp32; photos and the occlusion demo always run fp32."""
     from core.inference import FaceAligner, onnx_path_for
 
     graph_weights = Path(graph_weights) if graph_weights else GRAPH_WEIGHTS
     fc_weights = Path(fc_weights) if fc_weights else FC_WEIGHTS
-    webcam_weights = Path(webcam_weights or accurate_weights or graph_weights)
+    webcam_weights = Path(webcam_weights or graph_weights)
     if webcam_precision == "auto":
         cpu_onnx = backend != "torch" and device == "cpu"
         webcam_precision = "int8" if cpu_onnx and onnx_path_for(webcam_weights, "int8").is_file() else "fp32"

@@ -266,13 +266,12 @@ def test_upload_switches_between_graph_and_accurate_model(tiny_weights, tiny_fc_
     assert app1.models.accurate is None
     assert json.loads(Path(app1.run_upload(str(ASTRONAUT), ["points"], model=MODEL_ACCURATE)[1]).read_text())[
         "model"] == "tiny_graph"
-    # one default: the upload tab's first choice, the API and the webcam pool use the package default
+    # one default: the upload tab's first choice and the API use the package default
     from app.tabs.upload import model_choices
 
     assert model_choices(models)[0][1] == MODEL_ACCURATE and model_choices(app1.models)[0][1] == MODEL_GRAPH
     api = app.api_landmarks(str(ASTRONAUT))
     assert np.allclose(np.asarray(api["faces"][0]["landmarks"]), lm[1], atol=1e-2)
-    assert Path(models.video[0].weights).stem == "tiny_heatmap" and Path(app1.models.video[0].weights).stem == "tiny_graph"
 
 
 def test_webcam_can_run_its_own_model(tiny_weights, tiny_fc_weights, tiny_heatmap_weights, tmp_path):
