@@ -59,6 +59,12 @@ def run_method(name: str, m, frames) -> tuple[list[dict], float]:
     return out, 1000 * spent / max(len(frames), 1)
 
 
+def score_run(name: str, method, frames) -> dict:
+    """core.video.score_sequence of one method on one sequence, with its ms per frame."""
+    scored, ms = run_method(name, method, frames)
+    return {**vp.score_sequence(scored), "ms": ms}
+
+
 def pick_faces(split: str, n: int, data: Path, seed: int) -> list:
     if split == "val":
         _, recs = train_val_split(DataConfig(), data)
@@ -133,20 +139,14 @@ def main(argv=None) -> int:
                 frames = list(vp.sequence(group, motion, fps, bg, seed=k))
                 names = list(METHODS) + (["video_raw"] if motion == "still" and fps == 30 else [])
                 for name in names:
-                    scored, ms = run_method(name, methods[name], frames)
-                    r = vp.score_sequence(scored)
-                    r["ms"] = ms
-                    per[f"{name}|{motion}|{fps:g}"].append(r)
+                    per[f"{name}|{motion}|{fps:g}"].append(score_run(name, methods[name], frames))
             print(f"{motion} @ {fps:g} fps done ({time.time() - t_start:.0f} s)", flush=True)
     if args.extra:
         for g in extra_groups(data, args.extra, args.seed):
             frames = [(i / EXTRA_FPS, read_image(r.image), [np.asarray(r.landmarks, np.float64)], [0.0])
                       for i, r in enumerate(g)]
             for name in METHODS:
-                scored, ms = run_method(name, methods[name], frames)
-                r = vp.score_sequence(scored)
-                r["ms"] = ms
-                per[f"{name}|youtube|{EXTRA_FPS}"].append(r)
+                per[f"{name}|youtube|{EXTRA_FPS}"].append(score_run(name, methods[name], frames))
         print(f"youtube done ({time.time() - t_start:.0f} s)", flush=True)
     table = {k: aggregate(v) for k, v in per.items()}
     meta = {"command": "python benchmarks/video.py " + " ".join(argv if argv is not None else sys.argv[1:]),

@@ -47,33 +47,28 @@ def shapes():
     return synthetic_shapes()
 
 
+def _tiny_model_file(tmp_path_factory, shapes, name: str, seed: int, **cfg):
+    """A tiny random model of TINY_CONFIG (+ cfg) saved in the shipped format as <name>.safetensors."""
+    torch.manual_seed(seed)
+    config = ModelConfig(**TINY_CONFIG, **cfg)
+    model = build_model(config, neighbourhood(shapes, config.k), shapes.mean(0))
+    path = tmp_path_factory.mktemp("weights") / f"{name}.safetensors"
+    save_weights(path, model.eval(), {"train_data": "synthetic"})
+    return path
+
+
 @pytest.fixture(scope="session")
 def tiny_weights(tmp_path_factory, shapes):
     """Path to a tiny random graph-head model saved in the shipped format."""
-    torch.manual_seed(0)
-    cfg = ModelConfig(**TINY_CONFIG)
-    model = build_model(cfg, neighbourhood(shapes, cfg.k), shapes.mean(0))
-    path = tmp_path_factory.mktemp("weights") / "tiny_graph.safetensors"
-    save_weights(path, model.eval(), {"train_data": "synthetic"})
-    return path
+    return _tiny_model_file(tmp_path_factory, shapes, "tiny_graph", 0)
 
 
 @pytest.fixture(scope="session")
 def tiny_heatmap_weights(tmp_path_factory, shapes):
     """A tiny random heatmap-head model (the package default's kind: GET_BC read-out)."""
-    torch.manual_seed(2)
-    cfg = ModelConfig(**TINY_CONFIG, head="heatmap", readout="get_bc")
-    model = build_model(cfg, neighbourhood(shapes, cfg.k), shapes.mean(0))
-    path = tmp_path_factory.mktemp("weights") / "tiny_heatmap.safetensors"
-    save_weights(path, model.eval(), {"train_data": "synthetic"})
-    return path
+    return _tiny_model_file(tmp_path_factory, shapes, "tiny_heatmap", 2, head="heatmap", readout="get_bc")
 
 
 @pytest.fixture(scope="session")
 def tiny_fc_weights(tmp_path_factory, shapes):
-    torch.manual_seed(1)
-    cfg = ModelConfig(**TINY_CONFIG, head="fc")
-    model = build_model(cfg, neighbourhood(shapes, cfg.k), shapes.mean(0))
-    path = tmp_path_factory.mktemp("weights") / "tiny_fc.safetensors"
-    save_weights(path, model.eval(), {"train_data": "synthetic"})
-    return path
+    return _tiny_model_file(tmp_path_factory, shapes, "tiny_fc", 1, head="fc")
