@@ -42,6 +42,10 @@ TURN_GAIN = 0.8  # a lone turned crop replaces the current one when its ratio is
 TURN_CONTEND = 1.5  # turns whose pass-1 ratio is within this factor of the best are decided by their second pass
 TURN_SEARCH = "always"  # "always", "doubtful" (faces above the threshold after pass 1) or "none"
 MAX_CANDIDATES = 64  # at most this many detector candidates go through the model
+# stability: a kept face's landmarks move this far (mean, in inter-ocular distances) on one more
+# re-crop -> not a face (real faces <= 0.016 on 80 validation faces, upright and turned; 25 of 26
+# false detections on seeded no-face images >= 0.057; docs/PHOTOS.md). None: no check.
+MAX_DRIFT = 0.03
 RIGHT_EYE, LEFT_EYE = slice(36, 42), slice(42, 48)  # iBUG: image-left eye, image-right eye
 
 
@@ -178,12 +182,27 @@ def _turn_search(aligner, img, dets, angles, res, threshold: float, upright_abov
     return done
 
 
+def _drifting(aligner, img, pts: np.ndarray, idx: list[int], upright_above: float, max_drift: float) -> set[int]:
+    """Faces among idx whose landmarks move more than max_drift inter-ocular distances (mean over
+    points) on one more re-crop: a real face is a fixed point of the crop-predict map, a texture the
+    model turned into a face drifts."""
+    res2, _ = _recrop(aligner, img, pts[idx], upright_above)
+    out = set()
+    for k, i in enumerate(idx):
+        p, q = pts[i], res2["pts"][k]
+        iod = max(float(np.linalg.norm(p[LEFT_EYE_OUTER] - p[RIGHT_EYE_OUTER])),
+                  INTEROCULAR_MIN_SHARE * float(max(np.ptp(p[:, 0]), np.ptp(p[:, 1]))), 1e-6)
+        if not np.isfinite(q).all() or np.linalg.norm(q - p, axis=1).mean() / iod > max_drift:
+            out.add(i)
+    return out
+
+
 def predict_image(aligner, img: np.ndarray, dets: list[Detection], max_faces: int,
                   min_confidence: float = DEFAULT_MIN_CONFIDENCE, passes: int = 2,
                   upright_above: float = UPRIGHT_ABOVE_DEG, reject_ratio: float | None = REJECT_RATIO,
-                  turn_search: str = TURN_SEARCH) -> FaceList:
+                  turn_search: str = TURN_SEARCH, max_drift: float | None = MAX_DRIFT) -> FaceList:
     """Faces (core.inference.Face) for detections on one image. See the module docstring.
-    reject_ratio None: confidence None, nothing rejected."""
+    reject_ratio None: confidence None, nothing rejected (the stability check too)."""
     from .inference import Face
 
     dets = sorted(dets, key=lambda d: -d.score)[:MAX_CANDIDATES]
@@ -213,14 +232,21 @@ def predict_image(aligner, img: np.ndarray, dets: list[Detection], max_faces: in
         for k in res:
             if res[k] is not None:
                 res[k][turned] = res2[k]
-    faces = []
-    for i, d in enumerate(dets):
+    faces, confs = [], {}
+    for i in range(len(dets)):
         p = res["pts"][i]
         if not np.isfinite(p).all():
             continue
         conf = None if res["sigma"] is None or reject_ratio is None else confidence_of(uncertainty_ratio(p, res["sigma"][i]), reject_ratio)
-        if conf is not None and conf < min_confidence:
+        if conf is None or conf >= min_confidence:
+            confs[i] = conf
+    if max_drift is not None and passes > 1 and reject_ratio is not None and min_confidence > 0 and confs:
+        confs = {i: c for i, c in confs.items() if i not in _drifting(aligner, img, res["pts"], list(confs),
+                                                                       upright_above, max_drift)}
+    for i, d in enumerate(dets):
+        if i not in confs:
             continue
+        p, conf = res["pts"][i], confs[i]
         cov = None if res["cov"] is None else res["cov"][i].astype(np.float32)
         faces.append(Face(np.asarray(d.box, np.float64), float(d.score), p.astype(np.float32), cov, res["adj"][i],
                           confidence=conf))
