@@ -18,6 +18,10 @@ confidence 0.5 is at the model's threshold (REJECT_RATIOS); faces below `min_con
 dropped. A model without an uncertainty head or without a threshold gives confidence None and
 rejects nothing.
 
+Stability: a face kept so far is cropped once more around its landmarks; when they move more than
+MAX_DRIFT inter-ocular distances (mean over points) it is dropped (a real face is a fixed point of
+crop -> predict; a texture the model turned into a face drifts). Only where faces are rejected at all.
+
 Duplicates (two candidates that converged on one face) are merged by landmark-box IoU above
 DUPLICATE_IOU, keeping the more confident. `max_faces` keeps the most confident (then highest
 detector score) faces; the result says whether any were left out (FaceList.truncated)."""

@@ -217,6 +217,28 @@ def test_predict_image_rejects_uncertain_faces():
     assert len(flagged) == 2 and min(f.confidence for f in flagged) < 0.1
 
 
+class DriftRunner(OracleRunner):
+    """The template shifted sideways by `shift` crop units in every crop: each re-crop moves the face
+    again, like a texture the model turns into a face (a real face is a fixed point of crop-predict)."""
+
+    def __init__(self, shift: float):
+        super().__init__()
+        self.coords = self.coords + np.float32([shift, 0.0])
+
+
+def test_stability_check_drops_faces_that_drift_on_a_recrop():
+    pts = face_points(200, shift=(50, 50)).astype(np.float64)
+    dets = [Detection(box_of(pts), 0.9)]
+    img = np.zeros((300, 600, 3), np.uint8)
+    still = predict_image(oracle_aligner(), img, dets, 8)
+    assert len(still) == 1  # the oracle's face is a fixed point: kept
+    drifting = SimpleNamespace(input_size=SIZE, runner=DriftRunner(0.05))
+    assert predict_image(drifting, img, dets, 8) == []
+    assert len(predict_image(drifting, img, dets, 8, max_drift=None)) == 1  # check off
+    assert len(predict_image(drifting, img, dets, 8, min_confidence=0.0)) == 1  # nothing rejected at 0
+    assert len(predict_image(drifting, img, dets, 8, max_drift=10.0)) == 1  # a drift below the limit
+
+
 def test_reject_ratio_per_model():
     assert reject_ratio_for("weights/sdfl_flagship.safetensors", {}) == REJECT_RATIO  # the default's
     assert reject_ratio_for("weights/sdfl_wasserstein.safetensors", {}) == 0.04
