@@ -104,15 +104,26 @@ def run_crops(aligner, img: np.ndarray, mats: list[np.ndarray]) -> dict:
         c = out["cov"].astype(np.float64) * size * size
         res["cov"] = np.einsum("kij,knjl,kml->knim", a, c, a)
         scale = np.hypot(invs[:, 0, 0], invs[:, 1, 0])  # photo px per crop px
-        res["sigma"] = np.median(np.sqrt(np.clip(np.trace(c, axis1=2, axis2=3) / 2, 0, None)), axis=1) * scale
+        res["sigma"] = median_sigma(c) * scale
     return res
 
 
-def uncertainty_ratio(pts: np.ndarray, sigma: float) -> float:
-    """r = sigma / max(inter-ocular, INTEROCULAR_MIN_SHARE x landmark-box side)."""
+def median_sigma(cov: np.ndarray) -> np.ndarray:
+    """Median over points of the standard deviation sqrt(trace(Sigma) / 2); cov (..., N, 2, 2)."""
+    return np.median(np.sqrt(np.clip(np.trace(cov, axis1=-2, axis2=-1) / 2, 0, None)), axis=-1)
+
+
+def error_scale(pts: np.ndarray) -> float:
+    """The normaliser of a face's errors: max(inter-ocular, INTEROCULAR_MIN_SHARE x landmark-box side)
+    (profiles are not punished for their short eye distance)."""
     iod = float(np.linalg.norm(pts[LEFT_EYE_OUTER] - pts[RIGHT_EYE_OUTER]))
     side = float(max(np.ptp(pts[:, 0]), np.ptp(pts[:, 1])))
-    return float(sigma) / max(iod, INTEROCULAR_MIN_SHARE * side, 1e-6)
+    return max(iod, INTEROCULAR_MIN_SHARE * side, 1e-6)
+
+
+def uncertainty_ratio(pts: np.ndarray, sigma: float) -> float:
+    """r = sigma / error_scale(pts)."""
+    return float(sigma) / error_scale(pts)
 
 
 def confidence_of(ratio: float, reject_ratio: float = REJECT_RATIO) -> float:
@@ -133,6 +144,13 @@ def reject_ratio_for(weights, meta: dict) -> float | None:
 def _ratios(res, idx) -> np.ndarray:
     return np.array([uncertainty_ratio(res["pts"][i], res["sigma"][i]) if np.isfinite(res["pts"][i]).all()
                      else np.inf for i in idx])
+
+
+def _take(res: dict, idx, src: dict, rows=slice(None)) -> None:
+    """res[key][idx] = src[key][rows] for every output the model has (cov/sigma may be None)."""
+    for key in res:
+        if res[key] is not None:
+            res[key][idx] = src[key][rows]
 
 
 def _recrop(aligner, img, pts: np.ndarray, upright_above: float) -> tuple[dict, list[float]]:
@@ -172,16 +190,12 @@ def _turn_search(aligner, img, dets, angles, res, threshold: float, upright_abov
         if len(contend[k]) == 1:
             t = int(contend[k][0])
             if t != 0 and r1[k, t] < TURN_GAIN * r1[k, 0]:
-                for key in res:
-                    if res[key] is not None:
-                        res[key][i] = runs[t][key][k]
+                _take(res, i, runs[t], k)
             continue
         rows = [j for j, (kk, _) in enumerate(pairs) if kk == k]
         favour = np.array([TURN_GAIN if pairs[j][1] == 0 else 1.0 for j in rows])  # the detector's angle wins ties
         j = rows[int(np.argmin(q2[rows] * favour))]
-        for key in res:
-            if res[key] is not None:
-                res[key][i] = r2[key][j]
+        _take(res, i, r2, j)
         done.add(i)
     return done
 
@@ -194,9 +208,7 @@ def _drifting(aligner, img, pts: np.ndarray, idx: list[int], upright_above: floa
     out = set()
     for k, i in enumerate(idx):
         p, q = pts[i], res2["pts"][k]
-        iod = max(float(np.linalg.norm(p[LEFT_EYE_OUTER] - p[RIGHT_EYE_OUTER])),
-                  INTEROCULAR_MIN_SHARE * float(max(np.ptp(p[:, 0]), np.ptp(p[:, 1]))), 1e-6)
-        if not np.isfinite(q).all() or np.linalg.norm(q - p, axis=1).mean() / iod > max_drift:
+        if not np.isfinite(q).all() or np.linalg.norm(q - p, axis=1).mean() / error_scale(p) > max_drift:
             out.add(i)
     return out
 
@@ -226,16 +238,12 @@ def predict_image(aligner, img: np.ndarray, dets: list[Detection], max_faces: in
         if not ok:
             continue
         res2, _ = _recrop(aligner, img, res["pts"][ok], upright_above)
-        for k in res:
-            if res[k] is not None:
-                res[k][ok] = res2[k]
+        _take(res, ok, res2)
     turned = [i for i in range(len(dets)) if passes > 1 and np.isfinite(res["pts"][i]).all()
               and abs(roll_deg(res["pts"][i])) > upright_above]
     if turned:  # their crops were turned by an estimated roll: one more upright re-crop converges them
         res2, _ = _recrop(aligner, img, res["pts"][turned], upright_above)
-        for k in res:
-            if res[k] is not None:
-                res[k][turned] = res2[k]
+        _take(res, turned, res2)
     faces, confs = [], {}
     for i in range(len(dets)):
         p = res["pts"][i]

@@ -27,7 +27,7 @@ import numpy as np
 
 from .config import ConfigError, DataConfig
 from .data import DataError, Record, load_jsonl, read_image, train_val_split
-from .image_faces import uncertainty_ratio
+from .image_faces import median_sigma, uncertainty_ratio
 from .landmarks import LEFT_EYE_OUTER, RIGHT_EYE_OUTER
 from .metrics import nme
 from .mirror import mirror_points
@@ -61,7 +61,7 @@ def label_image(aligner, img: np.ndarray) -> Label | None:
         return None
     p, q = np.asarray(a.landmarks, np.float64), mirror_points(np.asarray(b.landmarks, np.float64), img.shape[1] - 1)
     d = max(float(np.linalg.norm(p[LEFT_EYE_OUTER] - p[RIGHT_EYE_OUTER])), 1e-6)
-    sigma = np.median(np.sqrt(np.clip(np.trace(np.asarray(a.covariance, np.float64), axis1=1, axis2=2) / 2, 0, None)))
+    sigma = float(median_sigma(np.asarray(a.covariance, np.float64)))
     return Label((p + q) / 2, float(np.linalg.norm(p - q, axis=1).mean() / d), uncertainty_ratio(p, sigma))
 
 
