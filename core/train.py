@@ -163,14 +163,12 @@ class Trainer:
         weights = np.ones(len(self.train_records))
         if dc.balance:
             weights *= pose_balance_weights(shapes)
-        if dc.extra_split:
-            extra = load_jsonl(root / f"{dc.extra_split}.jsonl")
-            self.train_records += extra
-            weights = np.r_[weights, np.full(len(extra), dc.extra_weight)]
-        if dc.pseudo_labels:
-            pseudo = load_jsonl(dc.pseudo_labels)
-            self.train_records += pseudo
-            weights = np.r_[weights, np.full(len(pseudo), dc.pseudo_weight)]
+        added = [(root / f"{dc.extra_split}.jsonl", dc.extra_weight)] if dc.extra_split else []
+        added += [(Path(dc.pseudo_labels), dc.pseudo_weight)] if dc.pseudo_labels else []
+        for path, weight in added:  # extra faces after the graph and mean shape are fixed, at their own weight
+            more = load_jsonl(path)
+            self.train_records += more
+            weights = np.r_[weights, np.full(len(more), weight)]
         self.sample_weights = weights
         self.train_ds = FaceDataset(self.train_records, size, cfg.augment, cache=dc.cache, seed=cfg.seed,
                                     uint8=self.device.type == "cuda")
