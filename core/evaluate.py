@@ -26,7 +26,7 @@ from .data import DataError, canonical_crop, load_jsonl, read_image
 from .heatmaps import READOUTS
 from .landmarks import CROP_SCALE, apply_affine, invert_affine
 from .metrics import calibration, ced, summarize
-from .mirror import merge_mirrored
+from .mirror import MirrorRunner
 from .protocols import face_rng, hidden_points, motion_blur, occlude
 
 
@@ -114,19 +114,20 @@ class OnnxModel:
 
 
 class MirrorEnsemble:
-    """Test-time mirror ensemble around a model of this module (tensor in, tensor dict out):
-    core.mirror.merge_mirrored of its outputs on the crops and on their mirror images (2x cost)."""
+    """Test-time mirror ensemble around a model of this module (tensor in, tensor dict out): the model
+    behind core.mirror.MirrorRunner (crops and mirror images in one batch; 2x cost)."""
 
     def __init__(self, model):
-        self.model, self.cfg = model, model.cfg
+        self.model, self.cfg, self._device = model, model.cfg, "cpu"
+        self._runner = MirrorRunner(self._numpy, model.cfg.input_size)
+
+    def _numpy(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        out = self.model(torch.from_numpy(np.ascontiguousarray(x)).to(self._device))
+        return {k: v.float().cpu().numpy() for k, v in out.items()}
 
     def __call__(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        both = self.model(torch.cat([x, torch.flip(x, dims=[-1])]))
-        b = len(x)
-        out = {k: v.float().cpu().numpy() for k, v in both.items()}
-        res = merge_mirrored({k: v[:b] for k, v in out.items()}, {k: v[b:] for k, v in out.items()},
-                             self.cfg.input_size)
-        return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in res.items()}
+        self._device = x.device
+        return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in self._runner(x.cpu().numpy()).items()}
 
 
 def evaluate(weights=None, data: str | Path = "", split: str = "test", occlusion: int | None = None,

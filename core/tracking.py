@@ -258,7 +258,7 @@ class VideoTracker:
                or bool(self.lost))  # a face was lost lately: look for it on every frame
         detected = user is not None or not self.tracks or due
         matched: set[int] = set()
-        self._det_boxes: dict[int, np.ndarray] = {}  # this frame's detection matched to each track
+        self._det_boxes = {}  # this frame's detection matched to each track
         if detected:
             matched = self._associate(self._detect(img, user), t, boxes, healthy)
             self._last_detect_frame, self._last_detect_t = self._frame, t
