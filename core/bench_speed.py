@@ -89,7 +89,7 @@ def random_default_model(folder: Path) -> Path:
 
 
 def machine() -> dict:
-    from .inference import cpu_name
+    from .runners import cpu_name
 
     info = {"cpu": cpu_name(), "logical_cores": os.cpu_count(), "python": platform.python_version(),
             "platform": platform.platform()}
@@ -160,7 +160,8 @@ def run(argv, tmp: Path) -> int:
 
     from .checkpoint import DEFAULT_WEIGHTS, load_model
     from .export_onnx import export
-    from .inference import FaceAligner, onnx_current, onnx_path_for
+    from .inference import FaceAligner
+    from .runners import onnx_current, onnx_path_for
 
     all_threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     weights = Path(args.weights) if args.weights else DEFAULT_WEIGHTS

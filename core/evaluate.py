@@ -101,13 +101,13 @@ class OnnxModel:
     in [0, 1] -> {"coords", "adjacency"[, "cov"]} tensors; run by ONNX Runtime on the CPU."""
 
     def __init__(self, weights, precision: str, cfg):
-        from .inference import _OnnxRunner, onnx_path_for
+        from .runners import OnnxRunner, onnx_path_for
 
         path = onnx_path_for(weights or DEFAULT_WEIGHTS, precision)
         if not path.is_file():
             raise CheckpointError(f"{path} not found (python -m core.export_onnx"
                                   f"{' --int8 DATA' if precision == 'int8' else ''})")
-        self.runner, self.cfg = _OnnxRunner(path, "cpu", 0), cfg
+        self.runner, self.cfg = OnnxRunner(path, "cpu", 0), cfg
 
     def __call__(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         return {k: torch.from_numpy(v) for k, v in self.runner(x.cpu().numpy()).items()}
