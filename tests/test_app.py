@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -16,15 +15,10 @@ import pytest
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 from core import overlays as ov  # noqa: E402
+from browser_env import free_port  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 ASTRONAUT = ROOT / "app" / "examples" / "astronaut.jpg"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # ----------------------------------------------------------------------------- handlers
