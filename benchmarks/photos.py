@@ -37,7 +37,7 @@ from core.detectors import MediaPipeDetector  # noqa: E402
 from core.face_finder import FaceFinder  # noqa: E402
 from core.image_faces import predict_image, uncertainty_ratio  # noqa: E402
 from core.inference import FaceAligner  # noqa: E402
-from core.photos import annotation_groups, load_photos, match_faces, score_photos  # noqa: E402
+from core.photos import load_photos, match_faces, score_photos  # noqa: E402
 from photo_sets import VAL_SETS, noface_photos, val_photos  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -153,6 +153,29 @@ def run_set(predict, records) -> dict:
     return res
 
 
+def crop_reference(weights, data: Path, split: str, records) -> dict | None:
+    """The crop protocol (core.evaluate: ground-truth-centred crops) on the same annotated faces as
+    the photo protocol scores (the photo split's crops, misplaced annotations left out as there);
+    None when the photos' crops are not a held-out faces68 split (photos_afw's are in train)."""
+    import json as _json
+
+    from core.checkpoint import load_model
+    from core.data import load_jsonl
+    from core.evaluate import predict_records
+    from core.metrics import nme
+
+    first = _json.loads((data / f"{split}.jsonl").read_text().splitlines()[0])
+    crops = data / f"{first.get('split_of_crops', '')}.jsonl"
+    if first.get("split_of_crops") in (None, "train") or not crops.is_file():
+        return None
+    keep = {f"{r.source}_{i}" for r in records for i in r.ids}
+    recs = [r for r in load_jsonl(crops) if Path(r.image).stem in keep]
+    model, _ = load_model(weights)
+    pred, gt, _ = predict_records(model, recs)
+    e = nme(pred, gt)
+    return {"faces": len(recs), "nme": float(e.mean()), "split": crops.stem}
+
+
 def line(name: str, r: dict) -> str:
     if r["faces"] == 0:
         return f"{name:28s} photos {r['photos']:4d}  false faces {r['predicted']:4d} on {r['photos_with_prediction']} photos  {r['seconds_per_photo'] * 1000:7.0f} ms/photo"
@@ -171,8 +194,8 @@ def main(argv=None) -> int:
     ap.add_argument("--no-dlib", action="store_true")
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--json", default=None)
-    ap.add_argument("--overlapping-only", action="store_true",
-                    help="only photos whose annotations overlap (core.photos.annotation_groups): duplicates")
+    ap.add_argument("--crop-reference", action="store_true",
+                    help="also score the crop protocol on the same annotated faces (photo splits whose crops are a split)")
     args = ap.parse_args(argv)
     if args.ablation and "photos_test" in args.sets:
         print("error: ablations choose the pipeline: not on photos_test (report only)", file=sys.stderr)
@@ -186,10 +209,14 @@ def main(argv=None) -> int:
            "reject_ratio": aligner.reject_ratio, "sets": {}}
     for s in args.sets:
         records = load_set(s, Path(args.data), args.limit)
-        if args.overlapping_only:
-            records = [r for r in records if len(set(annotation_groups(r.faces))) < len(r.faces)]
-        print(f"== {s}: {len(records)} photos, {sum(len(r.faces) for r in records)} faces", flush=True)
+        excluded = sum(len(getattr(r, "excluded", ())) for r in records)
+        print(f"== {s}: {len(records)} photos, {sum(len(r.faces) for r in records)} faces"
+              + (f" ({excluded} misplaced annotations excluded: core.photos.load_photos)" if excluded else ""), flush=True)
         out["sets"][s] = {}
+        out.setdefault("excluded_annotations", {})[s] = excluded
+        if args.crop_reference and s.startswith("photos_") and (ref := crop_reference(aligner.weights, Path(args.data), s, records)):
+            out.setdefault("crop_reference", {})[s] = ref
+            print(f"{'crop protocol, same faces':28s} faces {ref['faces']}  NME {ref['nme']:.2%}  ({ref['split']} crops)", flush=True)
         for name, pred in pipes.items():
             if name == "dlib" and s in DLIB_SKIP:
                 continue

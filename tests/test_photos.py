@@ -15,7 +15,7 @@ from core.face_finder import Candidate, FaceFinder, FinderConfig, crosses_cut, r
 from core.image_faces import (REJECT_RATIO, FaceList, confidence_of, predict_image, roll_deg,
                               reject_ratio_for, uncertainty_ratio, upright_crop)
 from core.landmarks import apply_affine, invert_affine
-from core.photos import match_faces, score_photos
+from core.photos import PhotoRecord, load_photos, match_faces, run_photos, score_photos
 from tests.synth_faces import draw_face, face_points, face_template
 
 SIZE = 64
@@ -371,11 +371,38 @@ def test_turn_search_finds_the_upright_crop_of_a_face_on_its_side():
     assert abs(roll_deg(stuck[0].landmarks)) < 1 and stuck[0].confidence < 0.5
 
 
-def test_duplicate_annotations_are_one_distinct_face():
-    a, b = face_points(200), face_points(200, shift=(300, 0))
-    res = score_photos([([a + 1.0, b], [a, a + 5.0, b])])  # a annotated twice
-    assert res["faces"] == 3 and res["matched"] == 2 and res["faces_distinct"] == 2
-    assert res["recall_distinct"] == 1.0 and res["recall"] == pytest.approx(2 / 3)
+def _photo_split(tmp_path, crop_sizes: dict, faces: list[str], size=(400, 300), scale=0.5):
+    """A whole-photo split whose faces' crops (split "crops") came from originals of crop_sizes."""
+    crops = [{"image": f"images/crops/helen_{i}.jpg", "source": "helen", "landmarks": [[0, 0]] * 68,
+              "original": {"file": f"{i}.jpg", "size": list(wh), "to_crop": [[1, 0, 0], [0, 1, 0]]}}
+             for i, wh in crop_sizes.items()]
+    (tmp_path / "crops.jsonl").write_text("\n".join(json.dumps(c) for c in crops) + "\n")
+    photo = {"image": "photos/helen_p.jpg", "source": "helen", "photo": "p", "split_of_crops": "crops",
+             "size": list(size), "scale_from_original": scale,
+             "faces": [{"id": i, "landmarks": face_points(200, shift=(60 * k, 0)).tolist()} for k, i in enumerate(faces)]}
+    (tmp_path / "photos_x.jsonl").write_text(json.dumps(photo) + "\n")
+    return tmp_path / "photos_x.jsonl"
+
+
+def test_placement_check_excludes_faces_labelled_on_another_original(tmp_path):
+    """A face whose crop came from an original that, scaled, is not this photo is left out (its
+    landmarks sit in the wrong place); faces of this photo's original, and faces without a crop
+    record, stay."""
+    path = _photo_split(tmp_path, {"p_1": (800, 600), "p_2": (500, 520), "p_3": (801, 601)}, ["p_1", "p_2", "p_3", "p_4"])
+    rec, = load_photos(path)
+    assert rec.ids == ["p_1", "p_3", "p_4"] and rec.excluded == ("p_2",) and len(rec.faces) == 3
+    everything, = load_photos(path, check_placement=False)
+    assert everything.ids == ["p_1", "p_2", "p_3", "p_4"] and everything.excluded == ()
+    res, _ = run_photos(lambda rgb: [], [PhotoRecord(np.zeros((300, 400, 3), np.uint8), "p", "helen", rec.faces,
+                                                     rec.ids, rec.excluded)])
+    assert res["faces"] == 3 and res["excluded"] == 1 and res["per_photo"][0]["excluded"] == ["p_2"]
+
+
+def test_placement_check_needs_the_crop_split(tmp_path):
+    path = _photo_split(tmp_path, {"p_1": (10, 10)}, ["p_1"])
+    (tmp_path / "crops.jsonl").unlink()
+    rec, = load_photos(path)
+    assert rec.ids == ["p_1"] and rec.excluded == ()
 
 
 class ScriptedOracle(OracleRunner):
