@@ -229,8 +229,6 @@ def _page_predict(pg, rgb: np.ndarray, boxes, t):
 
 
 @needs_browser
-@pytest.mark.xfail(strict=True, reason="known gap (issue 16, open): the page ports the video path of before issue 13; "
-                   "core.tracking now predicts motion and smooths per face, so the page must be re-ported")
 @pytest.mark.parametrize("mode", ["boxes", "detector"])
 def test_page_matches_python_onnx_path(browser, server, exported, mode):
     """Video mode on fixed frames (two-pass first frame, then tracked and One-Euro smoothed): the
