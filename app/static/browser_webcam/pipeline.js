@@ -117,7 +117,7 @@ export class Aligner {
     const shape = `${img.width}x${img.height}`;
     if (this.shape !== null && shape !== this.shape) this.reset(); // another video (or resolution): start over
     this.shape = shape;
-    const user = boxes === null ? null
+    const user = boxes == null ? null
       : boxes.slice(0, this.maxFaces).map((b) => ({ box: Array.from(b, Number), score: USER_BOX_SCORE }));
     const out = await this.tracker.step(img, timestamp, user);
     return out.map(([tr, r, shown]) => ({ id: tr.id, box: r.cropBox.slice(), score: tr.score, landmarks: shown,

@@ -33,11 +33,11 @@ export class FaceSmoother {
     if (this.x === null || this.x.length !== x.length) {
       this.x = x.slice();
       this.dx = new Float64Array(x.length);
-      this.t = t === null ? 0.0 : t;
+      this.t = t == null ? 0.0 : t;
       this.lastAlpha = 1.0;
       return x;
     }
-    let dt = t === null ? 1.0 / this.fps : t - this.t;
+    let dt = t == null ? 1.0 / this.fps : t - this.t;
     if (!(dt > 0)) dt = 1.0 / this.fps;
     this.t += dt;
     const aD = smoothingFactor(dt, this.dCutoff);

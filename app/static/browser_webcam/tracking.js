@@ -41,13 +41,13 @@ export class VideoTracker {
   // -- helpers ----------------------------------------------------------------------------
   _clock(t) {
     const step = 1.0 / this.cfg.fps;
-    if (this.t === null) return t === null ? 0.0 : t;
-    if (t === null || !(t > this.t)) return this.t + step;
+    if (this.t === null) return t == null ? 0.0 : t; // null or undefined: no timestamp
+    if (t == null || !(t > this.t)) return this.t + step;
     return t;
   }
 
   async _detect(img, user) {
-    if (user !== null) return [...user];
+    if (user != null) return [...user];
     this.detectorCalls += 1;
     return (await this.detect(img)).sort((p, q) => q.score - p.score).slice(0, this.maxFaces);
   }
@@ -140,7 +140,7 @@ export class VideoTracker {
     const healthy = new Set(this.tracks.filter((tr) => !tr.fromDetection).map((tr) => tr.id));
     const due = this.frame - this.lastDetectFrame >= c.redetectEvery || t - this.lastDetectT >= c.redetectS
       || this.lost.length > 0; // a face was lost lately: look for it on every frame
-    let detected = user !== null || !this.tracks.length || due;
+    let detected = user != null || !this.tracks.length || due;
     let matched = new Set();
     this.detBoxes = new Map(); // this frame's detection matched to each track
     if (detected) {
