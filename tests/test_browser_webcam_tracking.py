@@ -141,8 +141,9 @@ def _python_run() -> list[dict]:
         user = [Detection(np.array(USER_BOX), 1.0)] if k == 0 else None
         faces = vt.step(_Frame(k), timestamp(k), user)
         t = vt._t
-        state = [[tr.id, tr.score, tr.misses, tr.sigma_level, tr.zoom_rate, *tr.velocity, *tr.predicted_box(t + PROBE_S[0])]
-                 for tr in vt.tracks] + [[r.id, *r.remembered_box(t + PROBE_S[1])] for r in vt.lost]
+        state = [[tr.id, tr.score, tr.misses, tr.sigma_level, tr.zoom_rate, *tr.velocity,
+                  *tr.predicted_box(t + PROBE_S[0])] for tr in vt.tracks]
+        state += [[r.id, *r.remembered_box(t + PROBE_S[1])] for r in vt.lost]
         frames.append({"ids": [tr.id for tr, _, _ in faces], "lost": [r.id for r in vt.lost], "state": state,
                        "boxes": [r["crop_box"].tolist() for _, r, _ in faces],
                        "pts": [np.asarray(s).ravel().tolist() for _, _, s in faces],
@@ -200,6 +201,13 @@ def page():
             srv.should_exit = True
 
 
+def _close(a, b) -> bool:
+    """Equal up to float rounding (relative PTS_TOL above 1), or both None."""
+    if a is None or b is None:
+        return a is None and b is None
+    return abs(a - b) <= PTS_TOL * max(1.0, abs(b))
+
+
 def _camel(name: str) -> str:
     head, *rest = name.split("_")
     return head + "".join(w[:1].upper() + w[1:] for w in rest)
@@ -241,8 +249,7 @@ def test_page_tracker_makes_the_python_decisions(page):
         assert np.allclose(g["boxes"], e["boxes"], rtol=0, atol=PTS_TOL), k
         assert len(g["state"]) == len(e["state"]), k
         for gs, es in zip(g["state"], e["state"]):  # ids, scores, misses, sigma level, motion, predicted paths
-            assert len(gs) == len(es) and all((a is None and b is None) or (a is not None and b is not None and
-                                              abs(a - b) <= PTS_TOL * max(1.0, abs(b))) for a, b in zip(gs, es)), (k, gs, es)
+            assert len(gs) == len(es) and all(_close(a, b) for a, b in zip(gs, es)), (k, gs, es)
         if e["pts"]:
             worst = max(worst, float(np.abs(np.asarray(g["pts"]) - np.asarray(e["pts"])).max()))
     print(f"tracker port: {N_FRAMES} frames, {want[-1]['detector_calls']} detector calls, "
