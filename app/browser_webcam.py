@@ -31,7 +31,8 @@ ORT_WEB_VERSION = "1.23.2"  # pinned in app/static/vendor/refresh.sh
 WASM_FILES = ("ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
 WEBGPU_FILES = ("ort.min.mjs", "ort-wasm-simd-threaded.jsep.mjs", "ort-wasm-simd-threaded.jsep.wasm")
 VENDOR_FILES = WASM_FILES + WEBGPU_FILES
-STATIC_FILES = ("main.js", "pipeline.js", "imgproc.js", "tracking.js", "detector.js", "draw.js", "style.css")
+STATIC_FILES = ("main.js", "pipeline.js", "imgproc.js", "boxes.js", "track.js", "tracking.js", "smoothing.js",
+                "detector.js", "draw.js", "style.css")
 MAX_FACES = 4  # faces tracked in the page
 IFRAME_HEIGHT = 640  # px: the page inside the Gradio tab
 ISOLATION_HEADERS = {"Cross-Origin-Opener-Policy": "same-origin", "Cross-Origin-Embedder-Policy": "require-corp",

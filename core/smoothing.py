@@ -1,12 +1,11 @@
-"""One-Euro filter (Casiez et al., CHI 2012) over landmark arrays: an exponential smoother whose
+"""One-Euro filter (Casiez et al., CHI 2012) over a face's landmarks: an exponential smoother whose
 cutoff rises with speed, so a still face stops jittering while a moving one is followed with
-little lag. OneEuroFilter filters every element (landmark coordinate) independently;
-FaceSmoother (what video mode uses) gives the whole face one cutoff, from the RMS speed of its
-points, so a face moving along x is not held back in y when its y motion turns around.
-Both take real timestamps: the smoothing per frame follows the actual interval (3 fps is not
-smoothed as if it were 30).
+little lag. FaceSmoother (what video mode uses, core.tracking) gives the whole face one cutoff, from
+the RMS speed of its points, so a face moving along x is not held back in y when its y motion turns
+around. It takes real timestamps: the smoothing per frame follows the actual interval (3 fps is not
+smoothed as if it were 30). The in-browser webcam ports it (app/static/browser_webcam/smoothing.js).
 
-Speed is measured in units of `scale` per second (FaceAligner passes the face size, so the
+Speed is measured in units of `scale` per second (video mode passes the face size, so the
 constants below do not depend on the face's size in pixels)."""
 from __future__ import annotations
 
@@ -14,13 +13,6 @@ import math
 
 import numpy as np
 
-# Chosen on simulated landmarks at 30 fps (noise 0.3 % of the face size per frame, i.e. 0.6 px on a
-# 200 px face): still-face jitter std down ~4.5x; steady lag on a ramp ~1 frame at 0.25 face sizes/s,
-# ~0.4 frame at 1 face size/s; largest error just after a still face starts moving ~2.4 % of the
-# face size. Jitter far above 0.3 % reads as motion and is smoothed less (the One-Euro trade-off).
-MIN_CUTOFF = 0.05  # Hz: cutoff of a still signal (lower = smoother, more lag when starting to move)
-BETA = 10.0  # cutoff increase per unit of speed (scale units / s): higher = less lag when moving
-D_CUTOFF = 0.7  # Hz: cutoff of the speed estimate
 DEFAULT_FPS = 30.0  # frame rate assumed when no timestamps are given
 
 
@@ -30,43 +22,11 @@ def smoothing_factor(dt: float, cutoff) -> np.ndarray | float:
     return 1.0 / (1.0 + tau / dt)
 
 
-class OneEuroFilter:
-    """x_hat = a x + (1 - a) x_hat_prev, a from cutoff = min_cutoff + beta |dx_hat / dt| / scale."""
-
-    def __init__(self, min_cutoff: float = MIN_CUTOFF, beta: float = BETA, d_cutoff: float = D_CUTOFF,
-                 fps: float = DEFAULT_FPS):
-        if min_cutoff <= 0 or d_cutoff <= 0 or beta < 0 or fps <= 0:
-            raise ValueError("min_cutoff, d_cutoff and fps must be > 0 and beta >= 0")
-        self.min_cutoff, self.beta, self.d_cutoff, self.fps = min_cutoff, beta, d_cutoff, fps
-        self.reset()
-
-    def reset(self) -> None:
-        self._x = self._dx = self._t = None
-
-    def __call__(self, x, t: float | None = None, scale: float = 1.0) -> np.ndarray:
-        """Filter one sample (any array shape, fixed across calls). `t` in seconds (None: previous
-        t + 1 / fps); a non-increasing timestamp counts as one frame interval."""
-        x = np.asarray(x, dtype=np.float64)
-        if self._x is None or self._x.shape != x.shape:
-            self._x, self._dx = x.copy(), np.zeros_like(x)
-            self._t = 0.0 if t is None else float(t)
-            return x.copy()
-        dt = 1.0 / self.fps if t is None else float(t) - self._t
-        if not dt > 0:
-            dt = 1.0 / self.fps
-        self._t += dt
-        a_d = smoothing_factor(dt, self.d_cutoff)
-        self._dx = a_d * (x - self._x) / dt + (1 - a_d) * self._dx
-        cutoff = self.min_cutoff + self.beta * np.abs(self._dx) / max(float(scale), 1e-12)
-        a = smoothing_factor(dt, cutoff)
-        self._x = a * x + (1 - a) * self._x
-        return self._x.copy()
-
-
 # FaceSmoother: tuned on the video protocol's validation sequences (benchmarks/video.py --split val):
 # on 2 faces x still/translate/zoom/rotate x 3/10/30 fps, raw video-mode landmarks: still-face jitter at
 # 30 fps 0.76 -> 0.13 px (face ~165 px), mean NME +0.09 points at most on the moving sequences
-# (per-coordinate OneEuroFilter with its defaults: jitter 0.07 px but +1.1 to +1.9 points when translating).
+# (a per-coordinate One-Euro filter, min cutoff 0.05 Hz, beta 10: jitter 0.07 px but +1.1 to +1.9
+# points when translating).
 FACE_MIN_CUTOFF = 0.1  # Hz: cutoff of a still face
 FACE_BETA = 40.0  # Hz per (face size / s) of RMS point speed
 FACE_D_CUTOFF = 0.7  # Hz: cutoff of the speed estimate

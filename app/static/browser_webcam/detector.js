@@ -2,7 +2,7 @@
 // models/README.md) run by ONNX Runtime Web; decoding as in MediaPipe's face_detection graph
 // (SSD anchors, sigmoid scores >= 0.5, weighted NMS at IoU 0.3, letterbox removal), then the
 // calibration to a landmark box and NMS of core.detectors.MediaPipeDetector.
-import { MP_SHORT_CALIBRATION, applyCalibration, nms } from "./tracking.js";
+import { MP_SHORT_CALIBRATION, applyCalibration, nms } from "./boxes.js";
 
 export const DETECTOR_SIZE = 128;
 export const MIN_SCORE = 0.5; // core.detectors.MP_MIN_SCORE

@@ -259,7 +259,7 @@ function stop() {
 /** For tests and scripts: landmarks of an RGBA frame through the same pipeline. */
 async function predictFrame(rgba, width, height, boxes = null, timestamp = null) {
   const faces = await state.aligner.predict({ data: rgba, width, height, channels: 4 }, boxes, timestamp);
-  return faces.map((f) => ({ landmarks: Array.from(f.landmarks), box: f.box, score: f.score,
+  return faces.map((f) => ({ id: f.id, landmarks: Array.from(f.landmarks), box: f.box, score: f.score,
                              covariance: f.covariance && Array.from(f.covariance) }));
 }
 
@@ -315,7 +315,9 @@ async function main() {
   $("start").onclick = () => (state.running ? stop() : start(config, load));
   $("mirror").onchange = () => $("canvas").classList.toggle("mirror", $("mirror").checked);
   window.sdfl = { load, predictFrame: async (...a) => { await load(); return predictFrame(...a); }, state,
-                  reset: () => state.aligner && state.aligner.reset() };
+                  reset: () => state.aligner && state.aligner.reset(),
+                  counters: () => state.aligner && { detectorCalls: state.aligner.tracker.detectorCalls,
+                                                     modelPasses: state.aligner.tracker.modelPasses } };
   stats.ready = true;
   $("counter").textContent = "Press Start camera: the detector, the landmark model and the runtime load in this page.";
   if (params.get("autostart")) start(config, load);

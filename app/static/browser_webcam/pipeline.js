@@ -1,16 +1,13 @@
-// The landmark model in the page: a port of core.inference.FaceAligner (video mode): crops from the
-// detector's landmark-box estimate (two passes: detector crop, then a re-crop around the predicted
-// landmarks) or, for a tracked face, from its previous landmarks (one pass); lost-track checks;
-// One-Euro smoothing with the face size as scale. Points are interleaved x, y in image pixels.
+// The landmark model in the page: a port of core.inference.FaceAligner. Video mode (the webcam)
+// runs core.tracking.VideoTracker (tracking.js) around `run` (FaceAligner._run: one batched model
+// pass on crops around landmark boxes, results in image pixels) and `detect` (FaceAligner._detect);
+// image mode crops from the detector's box with two passes. Points are interleaved x, y in image pixels.
+import { landmarkBox } from "./boxes.js";
 import { cropFromBox, cropMatrix, invertAffine, warpCrop } from "./imgproc.js";
-import { DEFAULT_FPS, LandmarkTracker, OneEuroFilter, landmarkBox } from "./tracking.js";
+import { TrackingConfig, VideoTracker } from "./tracking.js";
 
-export const REFINE_PASSES = 2;
-export const REDETECT_EVERY = 10;
-export const MIN_FACE_SIDE = 8.0;
-export const TRACK_MIN_INSIDE = 0.3;
-export const TRACK_MAX_SIGMA = 0.08;
-export const USER_BOX_SCORE = 1.0;
+export const REFINE_PASSES = 2; // image mode: detector crop, then a re-crop around the predicted landmarks
+export const USER_BOX_SCORE = 1.0; // score reported for faces whose boxes the caller gave
 
 function median(values) {
   const v = Float64Array.from(values).sort(), n = v.length;
@@ -19,23 +16,34 @@ function median(values) {
 
 export class Aligner {
   /** ort: the onnxruntime-web module; session: the landmark model; meta: {input_size, num_landmarks}. */
-  constructor(ort, session, meta, detector, { maxFaces = 4, video = true } = {}) {
+  constructor(ort, session, meta, detector, { maxFaces = 4, video = true, tracking = null } = {}) {
     Object.assign(this, { ort, session, detector, maxFaces, video });
     this.size = meta.input_size;
     this.n = meta.num_landmarks;
-    this.fps = DEFAULT_FPS;
-    this.redetectEvery = REDETECT_EVERY;
+    this.tracking = tracking instanceof TrackingConfig ? tracking : new TrackingConfig(tracking || {});
     this.refinePasses = REFINE_PASSES;
     this.hasCov = session.outputNames.includes("cov");
     this.modelMs = 0; // model time of the last frame (all calls)
     this.reset();
   }
 
+  /** Video mode: frame rate assumed when predict() gets no timestamp. */
+  get fps() { return this.tracking.fps; }
+  set fps(v) { this.setTracking({ fps: Number(v) }); }
+
+  /** Video mode: the detector runs at least every this many frames. */
+  get redetectEvery() { return this.tracking.redetectEvery; }
+  set redetectEvery(v) { this.setTracking({ redetectEvery: Math.trunc(v) }); }
+
+  setTracking(changes) {
+    this.tracking = this.tracking.with(changes);
+    this.tracker.cfg = this.tracking;
+  }
+
+  /** Forget video tracking and smoothing state (between videos). */
   reset() {
-    this.tracker = new LandmarkTracker(this.maxFaces);
-    this.filters = new Map();
-    this.frame = 0;
-    this.lastDetect = -1e9;
+    this.tracker = new VideoTracker((img, boxes) => this.run(img, boxes), (img) => this.detect(img),
+                                    this.tracking, this.maxFaces);
     this.shape = null;
   }
 
@@ -95,18 +103,8 @@ export class Aligner {
     return dets.slice(0, this.maxFaces);
   }
 
-  trackOk(pts, sigma, w, h) {
-    if (!pts.every(Number.isFinite)) return false;
-    const [x0, y0, x1, y1] = landmarkBox(pts);
-    if (Math.max(x1 - x0, y1 - y0) < MIN_FACE_SIDE) return false;
-    const iw = Math.max(0, Math.min(x1, w - 1) - Math.max(x0, 0));
-    const ih = Math.max(0, Math.min(y1, h - 1) - Math.max(y0, 0));
-    if (iw * ih < TRACK_MIN_INSIDE * Math.max((x1 - x0) * (y1 - y0), 1e-9)) return false;
-    return sigma === null || sigma <= TRACK_MAX_SIGMA;
-  }
-
   /** Faces in one frame ({data, width, height, channels}); boxes: optional landmark boxes (skip
-   * the detector); timestamp in seconds (null: 1 / fps steps). */
+   * the detector); timestamp in seconds (null: 1 / fps steps). Video mode: FaceAligner._predict_video. */
   async predict(img, boxes = null, timestamp = null) {
     this.modelMs = 0;
     if (!this.video) {
@@ -117,42 +115,12 @@ export class Aligner {
       return res.map((r, i) => ({ box: dets[i].box, score: dets[i].score, landmarks: r.pts, covariance: r.cov, adjacency: r.adj }));
     }
     const shape = `${img.width}x${img.height}`;
-    if (this.shape !== null && shape !== this.shape) this.reset();
+    if (this.shape !== null && shape !== this.shape) this.reset(); // another video (or resolution): start over
     this.shape = shape;
-    const tracker = this.tracker;
-    const due = this.frame - this.lastDetect >= this.redetectEvery;
-    if (boxes || !tracker.tracks.length || due) {
-      const dets = boxes ? boxes.slice(0, this.maxFaces).map((b) => ({ box: b.slice(), score: USER_BOX_SCORE }))
-        : await this.detect(img);
-      tracker.associate(dets);
-      this.lastDetect = this.frame;
-    }
-    this.frame += 1;
-    const live = new Set(tracker.tracks.map((t) => t.id));
-    for (const id of [...this.filters.keys()]) if (!live.has(id)) this.filters.delete(id);
-    const tracks = [...tracker.tracks];
-    if (!tracks.length) return [];
-    const tboxes = tracks.map((t) => t.box.slice());
-    const res = await this.refine(img, tboxes, tracks.map((t) => t.fromDetection));
-    const sel = [];
-    tracks.forEach((t, i) => {
-      const { pts, sigma } = res[i];
-      if (!this.trackOk(pts, sigma, img.width, img.height)) {
-        tracker.update(t.id, null);
-        this.filters.delete(t.id);
-        this.lastDetect = -1e9; // lost: detect on the next frame
-        return;
-      }
-      tracker.update(t.id, pts);
-      if (!this.filters.has(t.id)) { const f = new OneEuroFilter(); f.fps = this.fps; this.filters.set(t.id, f); }
-      const [x0, y0, x1, y1] = landmarkBox(pts);
-      const side = Math.max(x1 - x0, y1 - y0, 1.0);
-      sel.push([i, this.filters.get(t.id).filter(pts, timestamp, side)]);
-    });
-    const dropped = new Set(tracker.dropDuplicates());
-    for (const id of dropped) this.filters.delete(id);
-    return sel.filter(([i]) => !dropped.has(tracks[i].id)).map(([i, smooth]) => ({
-      id: tracks[i].id, box: tboxes[i], score: tracks[i].score, landmarks: smooth,
-      covariance: res[i].cov, adjacency: res[i].adj, sigma: res[i].sigma }));
+    const user = boxes == null ? null
+      : boxes.slice(0, this.maxFaces).map((b) => ({ box: Array.from(b, Number), score: USER_BOX_SCORE }));
+    const out = await this.tracker.step(img, timestamp, user);
+    return out.map(([tr, r, shown]) => ({ id: tr.id, box: r.cropBox.slice(), score: tr.score, landmarks: shown,
+                                           covariance: r.cov, adjacency: r.adj, sigma: r.sigma }));
   }
 }

@@ -1,146 +1,258 @@
-// Video mode, ported from core/smoothing.py (OneEuroFilter) and core/detectors.py
-// (LandmarkTracker, box_iou, nms, the MediaPipe short-range box calibration). Same constants.
+// Video tracking, ported from core/tracking.py (VideoTracker, TrackingConfig, Track; same constants,
+// same decisions in the same order; see that module's docstring for the per-frame steps): motion-
+// predicted crop boxes, lost-track checks, one re-crop when the crop is off, remembered lost tracks
+// keeping their ids, the redetect schedule (frames / seconds), duplicate dropping, a lost track
+// restarting from this frame's matched detection, and per-face One-Euro smoothing (smoothing.js).
+// The module constants, TrackingConfig and Track are in track.js (re-exported here).
+// Points are interleaved x, y (Float64Array); boxes [x0, y0, x1, y1]. A change to core/tracking.py
+// maps onto the method of the same name here (step, _associate, _check, _dropDuplicates, _update).
+import { allFinite, boxIou, boxSide, inCrop, landmarkBox, pointsSide } from "./boxes.js";
+import { FaceSmoother } from "./smoothing.js";
+import {
+  DUPLICATE_IOU, KEEP_IOU, MATCH_IOU, MAX_DRIFT, MAX_JUMP, MIN_FACE_SIDE, OVERLAP_IOU, SIGMA_MEMORY, TRACK_MIN_INSIDE,
+  Track, TrackingConfig, VELOCITY_MEMORY,
+} from "./track.js";
 
-// core/smoothing.py
-export const MIN_CUTOFF = 0.05; // Hz
-export const BETA = 10.0; // cutoff increase per (scale units / s)
-export const D_CUTOFF = 0.7; // Hz
-export const DEFAULT_FPS = 30.0;
+export * from "./track.js"; // the module constants, TrackingConfig and Track, as in core.tracking
 
-export function smoothingFactor(dt, cutoff) {
-  const tau = 1.0 / (2.0 * Math.PI * cutoff);
-  return 1.0 / (1.0 + tau / dt);
-}
-
-/** x_hat = a x + (1 - a) x_hat_prev, a from cutoff = min_cutoff + beta |dx_hat / dt| / scale;
- * every element filtered independently (Float64Array). */
-export class OneEuroFilter {
-  constructor(minCutoff = MIN_CUTOFF, beta = BETA, dCutoff = D_CUTOFF, fps = DEFAULT_FPS) {
-    if (!(minCutoff > 0 && dCutoff > 0 && beta >= 0 && fps > 0)) throw new Error("bad One-Euro parameters");
-    Object.assign(this, { minCutoff, beta, dCutoff, fps });
+/** Tracks faces across frames. `run(img, boxes)` -> [{pts, cov, adj, sigma}] is one batched model
+ * pass on crops around landmark-box estimates; `detect(img)` -> [{box, score}] (landmark-box
+ * estimates); both async. `step` -> [[track, model-output row (+ cropBox), landmarks to show]]. */
+export class VideoTracker {
+  constructor(run, detect, config = null, maxFaces = 8) {
+    Object.assign(this, { run, detect, maxFaces });
+    this.cfg = config || new TrackingConfig();
     this.reset();
   }
 
-  reset() { this.x = this.dx = this.t = null; }
-
-  /** Filter one sample; t in seconds (null: previous t + 1 / fps); non-increasing t = one frame. */
-  filter(x, t = null, scale = 1.0) {
-    x = Float64Array.from(x);
-    if (this.x === null || this.x.length !== x.length) {
-      this.x = x.slice();
-      this.dx = new Float64Array(x.length);
-      this.t = t === null ? 0.0 : t;
-      return x;
-    }
-    let dt = t === null ? 1.0 / this.fps : t - this.t;
-    if (!(dt > 0)) dt = 1.0 / this.fps;
-    this.t += dt;
-    const aD = smoothingFactor(dt, this.dCutoff), sc = Math.max(scale, 1e-12);
-    for (let i = 0; i < x.length; i++) {
-      this.dx[i] = aD * (x[i] - this.x[i]) / dt + (1 - aD) * this.dx[i];
-      const a = smoothingFactor(dt, this.minCutoff + this.beta * Math.abs(this.dx[i]) / sc);
-      this.x[i] = a * x[i] + (1 - a) * this.x[i];
-    }
-    return this.x.slice();
+  reset() {
+    this.tracks = [];
+    this.lost = [];
+    this.nextId = 0;
+    this.t = null;
+    this.frame = 0;
+    this.lastDetectFrame = -(10 ** 9);
+    this.lastDetectT = -Infinity;
+    this.detBoxes = new Map();
+    this.detectorCalls = 0;
+    this.modelPasses = 0;
   }
-}
 
-// core/detectors.py
-export const NMS_IOU = 0.4;
-export const TRACK_MATCH_IOU = 0.3;
-export const TRACK_KEEP_IOU = 0.5;
-export const TRACK_MAX_MISSES = 2;
-export const TRACK_DUPLICATE_IOU = 0.6;
-// MP_SHORT_CALIBRATION: landmark box from a BlazeFace short-range box
-export const MP_SHORT_CALIBRATION = { dx: -0.0049, dy: 0.0433, sw: 0.9629, sh: 0.9330 };
-
-export function applyCalibration(cal, box) {
-  const [x0, y0, x1, y1] = box, w = x1 - x0, h = y1 - y0;
-  const cx = (x0 + x1) / 2 + cal.dx * w, cy = (y0 + y1) / 2 + cal.dy * h;
-  const hw = cal.sw * w / 2, hh = cal.sh * h / 2;
-  return [cx - hw, cy - hh, cx + hw, cy + hh];
-}
-
-export function boxIou(a, b) {
-  const ix = Math.max(0, Math.min(a[2], b[2]) - Math.max(a[0], b[0]));
-  const iy = Math.max(0, Math.min(a[3], b[3]) - Math.max(a[1], b[1]));
-  const inter = ix * iy;
-  const union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter;
-  return union > 0 ? inter / union : 0;
-}
-
-/** Highest score first; drop detections overlapping a kept one by more than `iou`. */
-export function nms(dets, iou = NMS_IOU) {
-  const kept = [];
-  for (const d of [...dets].sort((p, q) => q.score - p.score)) {
-    if (kept.every((k) => boxIou(d.box, k.box) <= iou)) kept.push(d);
+  // -- helpers ----------------------------------------------------------------------------
+  _clock(t) {
+    const step = 1.0 / this.cfg.fps;
+    if (this.t === null) return t == null ? 0.0 : t; // null or undefined: no timestamp
+    if (t == null || !(t > this.t)) return this.t + step;
+    return t;
   }
-  return kept;
-}
 
-/** Boxes for the next frame from each face's landmarks in the previous one (see
- * core.detectors.LandmarkTracker): `associate` merges detections, `update` records landmarks or
- * drops a lost track. */
-export class LandmarkTracker {
-  constructor(maxTracks = 8) { this.maxTracks = maxTracks; this.reset(); }
+  async _detect(img, user) {
+    if (user != null) return [...user];
+    this.detectorCalls += 1;
+    return (await this.detect(img)).sort((p, q) => q.score - p.score).slice(0, this.maxFaces);
+  }
 
-  reset() { this.tracks = []; this.nextId = 0; }
+  _newTrack(d, t) { return new Track(this.nextId++, d.box.slice(), d.score, t); }
 
-  associate(detections) {
+  /** Greedy IoU matching of detections to the tracks' predicted boxes; returns matched track ids.
+   * Unmatched detections revive a remembered track on their path, else start a new one. */
+  _associate(dets, t, boxes, healthy) {
     const pairs = [];
-    this.tracks.forEach((t, i) => detections.forEach((d, j) => pairs.push([boxIou(t.box, d.box), i, j])));
-    // Python sorts (iou, i, j) tuples in reverse: ties broken by the larger i, then j
-    pairs.sort((p, q) => (q[0] - p[0]) || (q[1] - p[1]) || (q[2] - p[2]));
+    this.tracks.forEach((tr, i) => dets.forEach((d, j) => pairs.push([boxIou(boxes.get(tr.id), d.box), i, j])));
+    pairs.sort((p, q) => q[0] - p[0]); // stable, as Python's sorted(key=-iou)
     const usedT = new Set(), usedD = new Set();
     for (const [iou, i, j] of pairs) {
-      if (iou < TRACK_MATCH_IOU || usedT.has(i) || usedD.has(j)) continue;
+      if (iou < MATCH_IOU || usedT.has(i) || usedD.has(j)) continue;
       usedT.add(i); usedD.add(j);
-      const t = this.tracks[i], d = detections[j];
-      t.score = d.score; t.misses = 0;
-      if (iou < TRACK_KEEP_IOU || t.landmarks === null) { t.box = d.box.slice(); t.fromDetection = true; }
+      const tr = this.tracks[i], d = dets[j];
+      tr.score = d.score; tr.misses = 0;
+      this.detBoxes.set(tr.id, d.box.slice());
+      if (iou < KEEP_IOU || !healthy.has(tr.id)) { boxes.set(tr.id, d.box.slice()); tr.fromDetection = true; }
     }
-    this.tracks.forEach((t, i) => { if (!usedT.has(i)) t.misses += 1; });
-    this.tracks = this.tracks.filter((t) => t.misses < TRACK_MAX_MISSES);
-    const order = detections.map((d, j) => j).sort((a, b) => detections[b].score - detections[a].score);
-    for (const j of order) {
-      if (!usedD.has(j) && this.tracks.length < this.maxTracks) {
-        const d = detections[j];
-        this.tracks.push({ id: this.nextId++, box: d.box.slice(), score: d.score, landmarks: null,
-                           fromDetection: true, misses: 0, age: 0 });
+    const matched = new Set([...usedT].map((i) => this.tracks[i].id));
+    for (let j = 0; j < dets.length; j++) {
+      if (usedD.has(j)) continue;
+      if (this.tracks.length >= this.maxFaces) break;
+      const d = dets[j];
+      let best = null, bestIou = -Infinity;
+      for (const r of this.lost) { // max(): the first of equals
+        const v = boxIou(r.rememberedBox(t), d.box);
+        if (v > bestIou) { best = r; bestIou = v; }
+      }
+      let tr;
+      if (best !== null && boxIou(best.rememberedBox(t), d.box) >= this.cfg.reviveIou) {
+        this.lost.splice(this.lost.indexOf(best), 1);
+        tr = best;
+        tr.score = d.score; tr.misses = 0; tr.velocity = [0, 0]; tr.zoomRate = 0.0;
+      } else {
+        tr = this._newTrack(d, t);
+      }
+      tr.fromDetection = true; tr.restart = true;
+      this.tracks.push(tr);
+      boxes.set(tr.id, d.box.slice());
+      matched.add(tr.id);
+    }
+    return matched;
+  }
+
+  /** [lost, cropOff] for landmarks `pts` predicted on the crop around `cropBox`. */
+  _check(tr, pts, sigma, cropBox, w, h) {
+    if (!allFinite(pts)) return [true, false];
+    const lb = landmarkBox(pts), side = Math.max(lb[2] - lb[0], lb[3] - lb[1]);
+    if (side < MIN_FACE_SIDE) return [true, false];
+    const iw = Math.max(0.0, Math.min(lb[2], w - 1) - Math.max(lb[0], 0));
+    const ih = Math.max(0.0, Math.min(lb[3], h - 1) - Math.max(lb[1], 0));
+    if (iw * ih < TRACK_MIN_INSIDE * Math.max((lb[2] - lb[0]) * (lb[3] - lb[1]), 1e-9)) return [true, false];
+    const c = this.cfg;
+    if (sigma !== null && sigma !== undefined) {
+      const level = Math.max(tr.sigmaLevel !== null ? tr.sigmaLevel : 0.0, c.sigmaFloor);
+      if (sigma > c.maxSigma || (tr.sigmaLevel !== null && sigma > c.sigmaJump * level)) return [true, false];
+    }
+    const u = inCrop(pts, cropBox), ub = landmarkBox(u);
+    if (ub[0] < c.edge || ub[1] < c.edge || ub[2] > 1 - c.edge || ub[3] > 1 - c.edge) return [true, true];
+    const centre = [(ub[0] + ub[2]) / 2 - 0.5, (ub[1] + ub[3]) / 2 - 0.5];
+    const expected = Math.max(cropBox[2] - cropBox[0], cropBox[3] - cropBox[1]);
+    const off = Math.hypot(centre[0], centre[1]) > c.maxShift
+      || Math.abs(Math.log(side / Math.max(expected, 1e-9))) > c.maxScale;
+    return [false, off];
+  }
+
+  /** One model pass for tracks `ids` around boxes[id]; results stored in res[id]. */
+  async _pass(img, ids, boxes, res) {
+    if (!ids.length) return;
+    const out = await this.run(img, ids.map((i) => boxes.get(i)));
+    this.modelPasses += 1;
+    ids.forEach((i, k) => res.set(i, { ...out[k], cropBox: boxes.get(i).slice() }));
+  }
+
+  _byId(i) { return this.tracks.find((tr) => tr.id === i); }
+
+  // -- one frame ----------------------------------------------------------------------------
+  /** img: {data, width, height, channels}; t: seconds or null; user: [{box, score}] or null. */
+  async step(img, t = null, user = null) {
+    const c = this.cfg;
+    t = this._clock(t);
+    const gap = this.t !== null && t - this.t > c.smoothGapS;
+    this.t = t;
+    this.lost = this.lost.filter((r) => t - r.t <= c.lostKeepS);
+    const motion = c.predictMotion && !gap;
+    const boxes = new Map(this.tracks.map((tr) => [tr.id, tr.predictedBox(t, motion)]));
+    const healthy = new Set(this.tracks.filter((tr) => !tr.fromDetection).map((tr) => tr.id));
+    const due = this.frame - this.lastDetectFrame >= c.redetectEvery || t - this.lastDetectT >= c.redetectS
+      || this.lost.length > 0; // a face was lost lately: look for it on every frame
+    let detected = user != null || !this.tracks.length || due;
+    let matched = new Set();
+    this.detBoxes = new Map(); // this frame's detection matched to each track
+    if (detected) {
+      matched = this._associate(await this._detect(img, user), t, boxes, healthy);
+      this.lastDetectFrame = this.frame; this.lastDetectT = t;
+      for (const tr of this.tracks) if (!matched.has(tr.id)) tr.misses += 1;
+    }
+    this.frame += 1;
+    const res = new Map(), verdict = new Map(), { width: w, height: h } = img;
+    const check = (i) => verdict.set(i, this._check(this._byId(i), res.get(i).pts, res.get(i).sigma, boxes.get(i), w, h));
+
+    const runAndCheck = async (ids) => {
+      await this._pass(img, ids, boxes, res);
+      const two = new Set(ids.filter((i) => this._byId(i).fromDetection)); // detector box: re-crop around pass 1
+      ids.forEach(check);
+      const again = ids.filter((i) => (two.has(i) || (verdict.get(i)[1] && !verdict.get(i)[0]))
+                                      && allFinite(res.get(i).pts));
+      for (const i of again) boxes.set(i, landmarkBox(res.get(i).pts));
+      await this._pass(img, again, boxes, res);
+      again.forEach(check);
+    };
+
+    await runAndCheck(this.tracks.map((tr) => tr.id));
+    const bad = this.tracks.filter((tr) => verdict.get(tr.id)[0]);
+    const retry = bad.filter((tr) => this.detBoxes.has(tr.id) && !tr.fromDetection);
+    if (retry.length && detected) { // lost on its own crop, but this frame's detection matched it: restart from that
+      for (const tr of retry) {
+        boxes.set(tr.id, this.detBoxes.get(tr.id)); tr.fromDetection = true;
+        tr.sigmaLevel = null; tr.restart = true;
+      }
+      await runAndCheck(retry.map((tr) => tr.id));
+    } else if (bad.length && !detected) { // lost: look for the faces on this very frame
+      const before = new Set(this.tracks.map((tr) => tr.id)), badIds = new Set(bad.map((tr) => tr.id));
+      for (const tr of bad) { tr.sigmaLevel = null; tr.restart = true; }
+      matched = this._associate(await this._detect(img, null), t, boxes,
+                                new Set([...healthy].filter((i) => !badIds.has(i))));
+      this.lastDetectFrame = this.frame - 1; this.lastDetectT = t;
+      const redo = this.tracks.filter((tr) => !before.has(tr.id) || (matched.has(tr.id) && verdict.get(tr.id)[0]))
+        .map((tr) => tr.id);
+      for (const tr of this.tracks) if (before.has(tr.id) && !matched.has(tr.id)) tr.misses += 1;
+      await runAndCheck(redo);
+      detected = true;
+    }
+    for (const tr of [...this.tracks]) { // lost, or a scheduled detection missed it too often: drop
+      const lost = verdict.get(tr.id)[0];
+      if (lost || tr.misses >= c.maxMisses || (detected && !matched.has(tr.id) && tr.fromDetection)) this._drop(tr);
+    }
+    this._dropDuplicates(res, t);
+    const out = [];
+    for (const tr of this.tracks) {
+      const r = res.get(tr.id);
+      this._update(tr, r, t, gap);
+      const shown = c.smooth ? tr.smoother.filter(r.pts, t, pointsSide(r.pts)) : Float64Array.from(r.pts);
+      out.push([tr, r, shown]);
+    }
+    return out;
+  }
+
+  _drop(tr) {
+    this.tracks.splice(this.tracks.indexOf(tr), 1);
+    if (tr.landmarks !== null) { // remembered on its path (box and velocity of its last good frame)
+      tr.smoother = null; tr.restart = true;
+      this.lost.push(tr);
+    }
+  }
+
+  /** Two tracks on one face (landmark boxes overlapping > DUPLICATE_IOU), or overlapping
+   * (> OVERLAP_IOU) while one of them jumped away from its motion prediction: drop the one that
+   * jumped more (ties: the younger); it is remembered. */
+  _dropDuplicates(res, t) {
+    const off = (tr, pb) => {
+      const lb = landmarkBox(res.get(tr.id).pts), side = Math.max(pb[2] - pb[0], pb[3] - pb[1], 1.0);
+      return Math.hypot(((lb[0] + lb[2]) - (pb[0] + pb[2])) / 2, ((lb[1] + lb[3]) - (pb[1] + pb[3])) / 2) / side;
+    };
+    const jump = (tr) => {
+      if (tr.landmarks === null) return 1.0;
+      const j = off(tr, tr.predictedBox(t, this.cfg.predictMotion));
+      return tr.anchor !== null ? Math.max(j, off(tr, tr.rememberedBox(t)) * MAX_JUMP / MAX_DRIFT) : j;
+    };
+    const jumps = new Map(this.tracks.map((tr) => [tr.id, jump(tr)]));
+    const keep = [];
+    const order = [...this.tracks].sort((a, b) => (jumps.get(a.id) - jumps.get(b.id)) || (a.id - b.id));
+    for (const tr of order) {
+      const lb = landmarkBox(res.get(tr.id).pts);
+      const ious = keep.map((k) => boxIou(lb, landmarkBox(res.get(k.id).pts)));
+      if (ious.some((i) => i > DUPLICATE_IOU) || (ious.some((i) => i > OVERLAP_IOU) && jumps.get(tr.id) > MAX_JUMP)) {
+        this._drop(tr);
+      } else {
+        keep.push(tr);
       }
     }
   }
 
-  /** landmarks: Float64Array (2N, x y interleaved) or null (drop the track). */
-  update(id, landmarks) {
-    const k = this.tracks.findIndex((t) => t.id === id);
-    if (k < 0) return;
-    if (landmarks === null) { this.tracks.splice(k, 1); return; }
-    const t = this.tracks[k];
-    t.landmarks = landmarks;
-    t.box = landmarkBox(landmarks);
-    t.fromDetection = false;
-    t.age += 1;
-  }
-
-  /** Remove tracks that converged onto the face of an older track; returns their ids. */
-  dropDuplicates() {
-    const dropped = [], keep = [];
-    for (const t of [...this.tracks].sort((a, b) => a.id - b.id)) {
-      if (keep.some((k) => boxIou(t.box, k.box) > TRACK_DUPLICATE_IOU)) dropped.push(t.id);
-      else keep.push(t);
+  _update(tr, r, t, gap) {
+    const pts = Float64Array.from(r.pts), lb = landmarkBox(pts);
+    if (tr.landmarks !== null && !gap && t > tr.t) { // the same face (matched, or revived on its path)
+      const dt = t - tr.t;
+      const v = [((lb[0] + lb[2]) - (tr.box[0] + tr.box[2])) / 2 / dt, ((lb[1] + lb[3]) - (tr.box[1] + tr.box[3])) / 2 / dt];
+      const z = Math.log(pointsSide(pts) / Math.max(boxSide(tr.box), 1e-9)) / dt;
+      tr.velocity = [0, 1].map((k) => (1 - VELOCITY_MEMORY) * v[k] + VELOCITY_MEMORY * tr.velocity[k]);
+      tr.zoomRate = (1 - VELOCITY_MEMORY) * z + VELOCITY_MEMORY * tr.zoomRate;
+    } else {
+      tr.velocity = [0, 0]; tr.zoomRate = 0.0;
     }
-    this.tracks = keep;
-    return dropped;
+    if (r.sigma !== null && r.sigma !== undefined) {
+      tr.sigmaLevel = tr.sigmaLevel === null ? r.sigma : SIGMA_MEMORY * tr.sigmaLevel + (1 - SIGMA_MEMORY) * r.sigma;
+    }
+    if (tr.smoother === null || tr.restart || gap) tr.smoother = new FaceSmoother({ fps: this.cfg.fps });
+    tr.landmarks = pts; tr.box = lb; tr.t = t;
+    tr.fromDetection = false; tr.restart = false;
+    if (this.tracks.every((o) => o === tr || boxIou(lb, o.box) <= OVERLAP_IOU)) {
+      tr.anchor = [lb.slice(), tr.velocity.slice(), tr.zoomRate, t];
+    }
   }
-}
-
-/** [x0, y0, x1, y1] of interleaved points. */
-export function landmarkBox(pts) {
-  let x0 = Infinity, y0 = Infinity, x1 = -Infinity, y1 = -Infinity;
-  for (let i = 0; i < pts.length; i += 2) {
-    x0 = Math.min(x0, pts[i]); x1 = Math.max(x1, pts[i]);
-    y0 = Math.min(y0, pts[i + 1]); y1 = Math.max(y1, pts[i + 1]);
-  }
-  return [x0, y0, x1, y1];
 }

@@ -1,0 +1,65 @@
+// Box geometry, ported from core/detectors.py (box_iou, nms, the MediaPipe short-range box
+// calibration) and core/tracking.py (landmark_box, in_crop, _side, _side_box). Boxes are [x0, y0, x1, y1]; points are
+// interleaved x, y (Float64Array).
+
+import { cropFromBox } from "./imgproc.js";
+
+export const NMS_IOU = 0.4; // overlapping detections of one face are merged
+// MP_SHORT_CALIBRATION: landmark box from a BlazeFace short-range box
+export const MP_SHORT_CALIBRATION = { dx: -0.0049, dy: 0.0433, sw: 0.9629, sh: 0.9330 };
+
+/** BoxCalibration.apply: centre (cx + dx w, cy + dy h), size (sw w, sh h). */
+export function applyCalibration(cal, box) {
+  const [x0, y0, x1, y1] = box, w = x1 - x0, h = y1 - y0;
+  const cx = (x0 + x1) / 2 + cal.dx * w, cy = (y0 + y1) / 2 + cal.dy * h;
+  const hw = cal.sw * w / 2, hh = cal.sh * h / 2;
+  return [cx - hw, cy - hh, cx + hw, cy + hh];
+}
+
+export function boxIou(a, b) {
+  const ix = Math.max(0, Math.min(a[2], b[2]) - Math.max(a[0], b[0]));
+  const iy = Math.max(0, Math.min(a[3], b[3]) - Math.max(a[1], b[1]));
+  const inter = ix * iy;
+  const union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter;
+  return union > 0 ? inter / union : 0;
+}
+
+/** Highest score first; drop detections overlapping a kept one by more than `iou`. */
+export function nms(dets, iou = NMS_IOU) {
+  const kept = [];
+  for (const d of [...dets].sort((p, q) => q.score - p.score)) {
+    if (kept.every((k) => boxIou(d.box, k.box) <= iou)) kept.push(d);
+  }
+  return kept;
+}
+
+/** [x0, y0, x1, y1] of interleaved points (NaN when a point is NaN, as numpy's min / max). */
+export function landmarkBox(pts) {
+  let x0 = Infinity, y0 = Infinity, x1 = -Infinity, y1 = -Infinity;
+  for (let i = 0; i < pts.length; i += 2) {
+    x0 = Math.min(x0, pts[i]); x1 = Math.max(x1, pts[i]);
+    y0 = Math.min(y0, pts[i + 1]); y1 = Math.max(y1, pts[i + 1]);
+  }
+  return [x0, y0, x1, y1];
+}
+
+export const allFinite = (pts) => pts.every(Number.isFinite);
+
+/** max(ptp x, ptp y, 1.0) of interleaved points (core.tracking._side). */
+export function pointsSide(pts) {
+  const [x0, y0, x1, y1] = landmarkBox(pts);
+  return Math.max(x1 - x0, y1 - y0, 1.0);
+}
+
+/** max(width, height, 1.0) of a box (core.tracking._side_box). */
+export const boxSide = (b) => Math.max(b[2] - b[0], b[3] - b[1], 1.0);
+
+/** Landmarks in crop units of the square crop around `box` ([0, 1] = inside). */
+export function inCrop(pts, box) {
+  const [cx, cy, side] = cropFromBox(box), u = new Float64Array(pts.length);
+  for (let i = 0; i < pts.length; i += 2) {
+    u[i] = (pts[i] - cx) / side + 0.5;
+    u[i + 1] = (pts[i + 1] - cy) / side + 0.5;
+  }
+  return u;
+}

@@ -1,0 +1,80 @@
+// Per-face track state and the video-mode parameters, ported from core/tracking.py (module
+// constants, TrackingConfig with camelCase fields, Track; same values). VideoTracker: tracking.js.
+import { DEFAULT_FPS } from "./smoothing.js";
+
+export const MIN_FACE_SIDE = 8.0; // px: a landmark box smaller than this is a lost track
+export const TRACK_MIN_INSIDE = 0.3; // share of a landmark box that must lie inside the frame
+export const MATCH_IOU = 0.3; // a detection continues a track when it overlaps its predicted box this much
+export const KEEP_IOU = 0.5; // ... and a healthy track keeps its own (landmark) box above this overlap
+export const DUPLICATE_IOU = 0.6; // two tracks overlapping more than this follow one face
+export const OVERLAP_IOU = 0.1; // tracks overlapping more than this may pull each other
+export const MAX_JUMP = 0.08; // landmark-box sides: landmarks this far from the motion prediction = jumped
+export const MAX_DRIFT = 0.2; // landmark-box sides: ... or this far from the path remembered before the overlap
+export const VELOCITY_MEMORY = 0.4; // v <- (1 - m) v_measured + m v
+export const MAX_PREDICTED_SHIFT = 0.5; // landmark-box sides: cap on the motion prediction per frame
+export const MAX_PREDICTED_ZOOM = 0.3; // |log side change| cap on the motion prediction per frame
+export const REMEMBER_MAX_SHIFT = 3.0; // landmark-box sides: cap on a remembered (lost) track's predicted path
+export const SIGMA_MEMORY = 0.8; // running uncertainty level: s <- m s + (1 - m) sigma (healthy frames only)
+
+const TRACKING_DEFAULTS = {
+  redetectEvery: 10, redetectS: 1.0, maxSigma: 0.08, sigmaJump: 2.5, sigmaFloor: 0.01, edge: 0.02,
+  maxShift: 0.06, maxScale: 0.15, predictMotion: true, smooth: true, smoothGapS: 1.0, lostKeepS: 2.0,
+  reviveIou: 0.1, maxMisses: 2, fps: DEFAULT_FPS,
+};
+
+/** core.tracking.TrackingConfig (camelCase fields, same defaults); unknown keys are rejected. */
+export class TrackingConfig {
+  constructor(options = {}) {
+    for (const k of Object.keys(options)) {
+      if (!(k in TRACKING_DEFAULTS)) throw new Error(`TrackingConfig: unknown option ${k}`);
+    }
+    Object.assign(this, TRACKING_DEFAULTS, options);
+    if (this.redetectEvery < 1 || this.maxMisses < 1) throw new Error("redetectEvery and maxMisses must be >= 1");
+    for (const k of ["redetectS", "maxSigma", "sigmaJump", "edge", "maxShift", "maxScale", "smoothGapS", "fps"]) {
+      if (!(this[k] > 0)) throw new Error(`TrackingConfig.${k} must be > 0, got ${this[k]}`);
+    }
+    if (this.sigmaFloor < 0 || this.lostKeepS < 0 || !(this.reviveIou >= 0 && this.reviveIou <= 1)) {
+      throw new Error("sigmaFloor, lostKeepS must be >= 0 and 0 <= reviveIou <= 1");
+    }
+    Object.freeze(this);
+  }
+
+  with(changes) { return new TrackingConfig({ ...this, ...changes }); }
+}
+
+const clip = (v, lo, hi) => Math.min(Math.max(v, lo), hi);
+
+export class Track {
+  constructor(id, box, score, t) {
+    Object.assign(this, { id, box, score, t });
+    this.landmarks = null; // last raw (unsmoothed) landmarks
+    this.velocity = [0, 0]; // px / s of the box centre
+    this.zoomRate = 0.0; // d log(side) / dt
+    this.sigmaLevel = null;
+    this.misses = 0;
+    this.fromDetection = true; // box came from a detector: two passes, motion unknown
+    this.restart = true; // smoothing starts over on the next output
+    this.smoother = null;
+    this.anchor = null; // [box, velocity, zoomRate, t] of the last frame it overlapped no other track
+  }
+
+  /** Predicted box from the anchor (a lost track's last trustworthy state). */
+  rememberedBox(t) {
+    if (this.anchor === null) return this.predictedBox(t);
+    const [box, v, z, t0] = this.anchor, tr = new Track(this.id, box, this.score, t0);
+    tr.velocity = v; tr.zoomRate = z;
+    return tr.predictedBox(t, true, REMEMBER_MAX_SHIFT);
+  }
+
+  predictedBox(t, motion = true, maxShift = MAX_PREDICTED_SHIFT) {
+    const [x0, y0, x1, y1] = this.box;
+    const side = Math.max(x1 - x0, y1 - y0, 1.0), dt = Math.max(0.0, t - this.t);
+    let shift = motion ? [this.velocity[0] * dt, this.velocity[1] * dt] : [0, 0];
+    const n = Math.hypot(shift[0], shift[1]);
+    if (n > maxShift * side) shift = shift.map((s) => s * (maxShift * side / n));
+    const z = motion ? Math.exp(clip(this.zoomRate * dt, -MAX_PREDICTED_ZOOM, MAX_PREDICTED_ZOOM)) : 1.0;
+    const cx = (x0 + x1) / 2 + shift[0], cy = (y0 + y1) / 2 + shift[1];
+    const hw = (x1 - x0) * z / 2, hh = (y1 - y0) * z / 2;
+    return [cx - hw, cy - hh, cx + hw, cy + hh];
+  }
+}
