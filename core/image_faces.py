@@ -80,12 +80,19 @@ def upright_crop(box_or_pts, angle: float, size: int, upright_above: float = UPR
     if a.ndim == 1:
         cx, cy, side = (a[0] + a[2]) / 2, (a[1] + a[3]) / 2, max(a[2] - a[0], a[3] - a[1], 1.0)
     else:
-        c = a.mean(0)
-        q = rotate(a, -angle, c)
-        lo, hi = q.min(0), q.max(0)
-        cx, cy = rotate(((lo + hi) / 2)[None], angle, c)[0]
-        side = max(*(hi - lo), 1.0)
+        cx, cy, side = upright_box(a, angle)
     return crop_matrix(cx, cy, CROP_SCALE * side, out_size=size, angle_deg=-angle)
+
+
+def upright_box(pts: np.ndarray, angle: float) -> tuple[float, float, float]:
+    """(cx, cy, side) of the landmarks' box in the frame turned by -angle about their mean: centre
+    mapped back to the image, side = the box's larger side (at least 1 px)."""
+    a = np.asarray(pts, np.float64)
+    c = a.mean(0)
+    q = rotate(a, -angle, c)
+    lo, hi = q.min(0), q.max(0)
+    cx, cy = rotate(((lo + hi) / 2)[None], angle, c)[0]
+    return float(cx), float(cy), float(max(*(hi - lo), 1.0))
 
 
 def run_crops(aligner, img: np.ndarray, mats: list[np.ndarray]) -> dict:

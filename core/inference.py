@@ -26,10 +26,10 @@ import numpy as np
 from .detectors import Detection, HaarDetector, MediaPipeDetector
 from .image_faces import DEFAULT_MIN_CONFIDENCE, FaceList, predict_image, reject_ratio_for
 from .images import decode_image
-from .landmarks import apply_affine, crop_from_box, crop_matrix, invert_affine
+from .landmarks import apply_affine, crop_matrix, invert_affine
 from .mirror import MirrorRunner
 from .runners import OnnxRunner, TorchRunner, cpu_name, onnx_current, onnx_path_for, torch_installed  # noqa: F401 (re-exported)
-from .tracking import TrackingConfig, VideoTracker
+from .tracking import TrackingConfig, VideoTracker, box_crop
 
 REFINE_PASSES = 2  # image mode: detector crop, then a re-crop around the predicted landmarks
 ANTIALIAS_BELOW = 0.5  # crops that shrink the image more than 2x are pre-resized with INTER_AREA
@@ -275,10 +275,15 @@ class FaceAligner:
 
     # -- model ---------------------------------------------------------------------------------
     def _run(self, img: np.ndarray, boxes: list[np.ndarray]) -> dict[str, np.ndarray]:
-        """One batched model call on crops around landmark-box estimates; results in image pixels:
-        pts (K,68,2), cov (K,68,2,2) or None, adj (K,68,68), sigma (K,) median std in crop units."""
+        """_run_crops on the axis-aligned training-convention crops around landmark-box estimates."""
+        return self._run_crops(img, [box_crop(b) for b in boxes])
+
+    def _run_crops(self, img: np.ndarray, crops: list[np.ndarray]) -> dict[str, np.ndarray]:
+        """One batched model call on crops [cx, cy, side, angle] (the square turned by -angle, as
+        core.tracking.in_crop); results in image pixels: pts (K,68,2), cov (K,68,2,2) or None,
+        adj (K,68,68), sigma (K,) median std in crop units."""
         size = self.input_size
-        mats = [crop_matrix(*crop_from_box(b), out_size=size) for b in boxes]
+        mats = [crop_matrix(c[0], c[1], c[2], out_size=size, angle_deg=-c[3]) for c in crops]
         crops = np.stack([warp_crop(img, m, size) for m in mats])
         x = crops.transpose(0, 3, 1, 2).astype(np.float32) * np.float32(1.0 / 255.0)
         out = self.runner(x)
@@ -292,24 +297,11 @@ class FaceAligner:
             res["sigma"] = np.median(np.sqrt(np.clip(np.trace(c, axis1=2, axis2=3) / 2, 0, None)), axis=1)
         return res
 
-    def _refine(self, img: np.ndarray, boxes: list[np.ndarray], two_pass: list[bool]) -> dict[str, np.ndarray]:
-        """Pass 1 on every box; pass 2 (re-crop around pass-1 landmarks) for faces flagged two_pass."""
-        res = self._run(img, boxes)
-        for _ in range(self.refine_passes - 1):
-            idx = [i for i, t in enumerate(two_pass) if t]
-            if not idx:
-                break
-            res2 = self._run(img, [np.r_[res["pts"][i].min(0), res["pts"][i].max(0)] for i in idx])
-            for k in res:
-                if res[k] is not None:
-                    res[k][idx] = res2[k]
-        return res
-
     # -- public --------------------------------------------------------------------------------
     def reset(self) -> None:
         """Forget video tracking and smoothing state (call between videos)."""
         with self._lock:
-            self._video = VideoTracker(self._run, self._detect, self.tracking, self.max_faces)
+            self._video = VideoTracker(self._run_crops, self._detect, self.tracking, self.max_faces)
             self._shape = None
 
     def predict(self, image, boxes=None, color: str = "rgb", *, timestamp: float | None = None) -> list[Face]:

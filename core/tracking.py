@@ -2,14 +2,17 @@
 by the face's own motion, and a tracker that knows when it has lost the face.
 
 Per frame (time t, seconds; real timestamps, or 1 / fps steps):
-  1. predicted crop box of a track = last landmark box, centre + v dt, side x exp(r dt)
-     (v, r: the face's velocity and log-scale rate, exponentially averaged);
+  1. predicted crop of a track = the training-convention square around its last landmarks, turned
+     upright by their roll (eye line; core.image_faces.upright_box), centre + v dt, side x exp(r dt)
+     (v, r: the face's velocity and log-scale rate, exponentially averaged); its predicted box (for
+     matching detections) is the last landmark box moved the same way;
   2. the detector runs on schedule (every `redetect_every` frames or `redetect_s` seconds, the
      sooner), when there is no track, and on the same frame whenever a track looks lost;
-  3. one model pass per tracked face (two passes for a face whose box came from the detector);
-     the crop is *off* when the landmark box leaves the crop's centre region (the face moved
-     more than the crop can follow: centre offset > max_shift or |log side ratio| > max_scale,
-     in crop units) and is then re-cropped once around the new landmarks;
+  3. one model pass per tracked face (two passes for a face whose box came from the detector: an
+     axis-aligned crop of the box, then the upright crop around its landmarks); the crop is *off*
+     when the landmark box leaves the crop's centre region (the face moved more than the crop can
+     follow: centre offset > max_shift or |log side ratio| > max_scale, in crop units) and is then
+     re-cropped once, upright, around the new landmarks;
   4. a track is *lost* when its landmarks are not finite, collapse, leave the frame, touch the
      crop border (landmark box within `edge` of it), or its uncertainty (median landmark std in
      crop units) exceeds `max_sigma` or jumps above `sigma_jump` x its running level. A lost
@@ -32,7 +35,8 @@ from typing import Callable
 import numpy as np
 
 from .detectors import Detection, box_iou
-from .landmarks import crop_from_box
+from .image_faces import roll_deg, upright_box
+from .landmarks import CROP_SCALE, crop_from_box
 from .smoothing import DEFAULT_FPS, FaceSmoother
 
 MIN_FACE_SIDE = 8.0  # px: a landmark box smaller than this is a lost track
@@ -98,6 +102,7 @@ class Track:
     restart: bool = True  # smoothing starts over on the next output
     smoother: FaceSmoother | None = None
     anchor: tuple | None = None  # (box, velocity, zoom_rate, t) of the last frame it overlapped no other track
+    roll: float = 0.0  # degrees, eye line of the last landmarks: the crop is turned upright by it
 
     def remembered_box(self, t: float) -> np.ndarray:
         """Predicted box from the anchor (a lost track's last trustworthy state)."""
@@ -106,33 +111,62 @@ class Track:
         box, v, z, t0 = self.anchor
         return Track(self.id, box, self.score, t0, velocity=v, zoom_rate=z).predicted_box(t, max_shift=REMEMBER_MAX_SHIFT)
 
-    def predicted_box(self, t: float, motion: bool = True, max_shift: float = MAX_PREDICTED_SHIFT) -> np.ndarray:
-        x0, y0, x1, y1 = self.box
-        side = max(x1 - x0, y1 - y0, 1.0)
+    def _motion(self, t: float, motion: bool, side: float, max_shift: float) -> tuple[np.ndarray, float]:
+        """(centre shift px, zoom factor) predicted from t to now, the shift capped at max_shift x side."""
         dt = max(0.0, t - self.t)
         shift = self.velocity * dt if motion else np.zeros(2)
         n = float(np.hypot(*shift))
         if n > max_shift * side:
             shift = shift * (max_shift * side / n)
         z = math.exp(float(np.clip(self.zoom_rate * dt, -MAX_PREDICTED_ZOOM, MAX_PREDICTED_ZOOM))) if motion else 1.0
+        return shift, z
+
+    def predicted_box(self, t: float, motion: bool = True, max_shift: float = MAX_PREDICTED_SHIFT) -> np.ndarray:
+        x0, y0, x1, y1 = self.box
+        shift, z = self._motion(t, motion, max(x1 - x0, y1 - y0, 1.0), max_shift)
         cx, cy = (x0 + x1) / 2 + shift[0], (y0 + y1) / 2 + shift[1]
         hw, hh = (x1 - x0) * z / 2, (y1 - y0) * z / 2
         return np.array([cx - hw, cy - hh, cx + hw, cy + hh])
+
+    def predicted_crop(self, t: float, motion: bool = True) -> np.ndarray:
+        """[cx, cy, side, angle] of the crop for time t: the upright square around the last
+        landmarks (box_crop of the predicted box before any), moved like predicted_box."""
+        if self.landmarks is None:
+            return box_crop(self.predicted_box(t, motion))
+        cx, cy, side = upright_box(self.landmarks, self.roll)
+        shift, z = self._motion(t, motion, side, MAX_PREDICTED_SHIFT)
+        return np.array([cx + shift[0], cy + shift[1], CROP_SCALE * side * z, self.roll])
 
 
 def landmark_box(pts: np.ndarray) -> np.ndarray:
     return np.r_[pts.min(0), pts.max(0)].astype(np.float64)
 
 
-def in_crop(pts: np.ndarray, box) -> np.ndarray:
-    """Landmarks in crop units of the square crop core.landmarks.crop_from_box(box) ([0, 1] = inside)."""
-    cx, cy, side = crop_from_box(box)
-    return (pts - np.array([cx, cy])) / side + 0.5
+def box_crop(box) -> np.ndarray:
+    """[cx, cy, side, angle]: the axis-aligned training-convention crop around a landmark-box estimate."""
+    return np.array([*crop_from_box(box), 0.0])
+
+
+def landmark_crop(pts: np.ndarray) -> np.ndarray:
+    """[cx, cy, side, angle]: the training-convention square around landmarks, turned upright by their roll."""
+    a = roll_deg(pts)
+    cx, cy, side = upright_box(pts, a)
+    return np.array([cx, cy, CROP_SCALE * side, a])
+
+
+def in_crop(pts: np.ndarray, crop) -> np.ndarray:
+    """Landmarks in crop units of crop = [cx, cy, side, angle] ([0, 1] = inside; the crop image is
+    the square turned by -angle, as core.landmarks.crop_matrix(cx, cy, side, angle_deg=-angle))."""
+    cx, cy, side, angle = crop
+    a = math.radians(-angle)
+    d = np.asarray(pts, np.float64) - np.array([cx, cy])
+    r = np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
+    return d @ r.T / side + 0.5
 
 
 class VideoTracker:
-    """Tracks faces across frames. `run(img, boxes) -> {"pts", "cov", "adj", "sigma"}` is one batched
-    model pass on crops around landmark-box estimates (FaceAligner._run); `detect(img)` returns
+    """Tracks faces across frames. `run(img, crops) -> {"pts", "cov", "adj", "sigma"}` is one batched
+    model pass on crops [cx, cy, side, angle] (FaceAligner._run_crops); `detect(img)` returns
     Detections (landmark-box estimates). `step` returns (track, model-output row, landmarks to show)."""
 
     def __init__(self, run: Callable, detect: Callable, config: TrackingConfig | None = None, max_faces: int = 8):
@@ -150,6 +184,7 @@ class VideoTracker:
         self._last_detect_frame = -(10 ** 9)
         self._last_detect_t = -math.inf
         self._det_boxes: dict[int, np.ndarray] = {}
+        self._crops: dict[int, np.ndarray] = {}  # this frame's crop [cx, cy, side, angle] per track
         self.detector_calls = 0
         self.model_passes = 0
 
@@ -188,7 +223,7 @@ class VideoTracker:
             tr.score, tr.misses = d.score, 0
             self._det_boxes[tr.id] = d.box.copy()
             if iou < KEEP_IOU or tr.id not in healthy:
-                boxes[tr.id] = d.box.copy()
+                boxes[tr.id], self._crops[tr.id] = d.box.copy(), box_crop(d.box)
                 tr.from_detection = True
         matched = {self.tracks[i].id for i in used_t}
         for d in (dets[j] for j in range(len(dets)) if j not in used_d):
@@ -203,12 +238,12 @@ class VideoTracker:
                 tr = self._new_track(d, t)
             tr.from_detection, tr.restart = True, True
             self.tracks.append(tr)
-            boxes[tr.id] = d.box.copy()
+            boxes[tr.id], self._crops[tr.id] = d.box.copy(), box_crop(d.box)
             matched.add(tr.id)
         return matched
 
-    def _check(self, tr: Track, pts: np.ndarray, sigma, crop_box, shape) -> tuple[bool, bool]:
-        """(lost, crop_off) for landmarks `pts` predicted on the crop around `crop_box`."""
+    def _check(self, tr: Track, pts: np.ndarray, sigma, crop, shape) -> tuple[bool, bool]:
+        """(lost, crop_off) for landmarks `pts` predicted on `crop` ([cx, cy, side, angle])."""
         if not np.isfinite(pts).all():
             return True, False
         lb = landmark_box(pts)
@@ -225,20 +260,21 @@ class VideoTracker:
             level = max(tr.sigma_level if tr.sigma_level is not None else 0.0, c.sigma_floor)
             if sigma > c.max_sigma or (tr.sigma_level is not None and sigma > c.sigma_jump * level):
                 return True, False
-        u = in_crop(pts, crop_box)
+        u = in_crop(pts, crop)
         if (u.min(0) < c.edge).any() or (u.max(0) > 1 - c.edge).any():
             return True, True
         ub = landmark_box(u)
         centre = (ub[:2] + ub[2:]) / 2 - 0.5
-        expected = max(crop_box[2] - crop_box[0], crop_box[3] - crop_box[1])
-        off = float(np.hypot(*centre)) > c.max_shift or abs(math.log(side / max(expected, 1e-9))) > c.max_scale
+        ratio = CROP_SCALE * max(ub[2] - ub[0], ub[3] - ub[1])  # landmark side / the side the crop expects
+        off = float(np.hypot(*centre)) > c.max_shift or abs(math.log(max(ratio, 1e-9))) > c.max_scale
         return False, off
 
     def _pass(self, img, ids: list[int], boxes: dict[int, np.ndarray], res: dict) -> None:
-        """One model pass for tracks `ids` around boxes[id]; results stored in res[id]."""
+        """One model pass for tracks `ids` on self._crops[id]; results stored in res[id] (with the
+        track's box as "crop_box")."""
         if not ids:
             return
-        out = self.run(img, [boxes[i] for i in ids])
+        out = self.run(img, [self._crops[i] for i in ids])
         self.model_passes += 1
         for k, i in enumerate(ids):
             res[i] = {key: (None if v is None else v[k]) for key, v in out.items()}
@@ -253,6 +289,7 @@ class VideoTracker:
         self.lost = [r for r in self.lost if t - r.t <= c.lost_keep_s]
         motion = c.predict_motion and not gap
         boxes = {tr.id: tr.predicted_box(t, motion) for tr in self.tracks}
+        self._crops = {tr.id: tr.predicted_crop(t, motion) for tr in self.tracks}
         healthy = {tr.id for tr in self.tracks if not tr.from_detection}
         due = (self._frame - self._last_detect_frame >= c.redetect_every or t - self._last_detect_t >= c.redetect_s
                or bool(self.lost))  # a face was lost lately: look for it on every frame
@@ -273,14 +310,14 @@ class VideoTracker:
             self._pass(img, ids, boxes, res)
             two = [i for i in ids if self._by_id(i).from_detection]  # detector box: re-crop around pass 1
             for i in ids:
-                verdict[i] = self._check(self._by_id(i), res[i]["pts"], res[i]["sigma"], boxes[i], img.shape)
+                verdict[i] = self._check(self._by_id(i), res[i]["pts"], res[i]["sigma"], self._crops[i], img.shape)
             again = [i for i in ids if (i in two or (verdict[i][1] and not verdict[i][0]))
                      and np.isfinite(res[i]["pts"]).all()]
             for i in again:
-                boxes[i] = landmark_box(res[i]["pts"])
+                boxes[i], self._crops[i] = landmark_box(res[i]["pts"]), landmark_crop(res[i]["pts"])
             self._pass(img, again, boxes, res)
             for i in again:
-                verdict[i] = self._check(self._by_id(i), res[i]["pts"], res[i]["sigma"], boxes[i], img.shape)
+                verdict[i] = self._check(self._by_id(i), res[i]["pts"], res[i]["sigma"], self._crops[i], img.shape)
 
         run_and_check([tr.id for tr in self.tracks])
         bad = [tr for tr in self.tracks if verdict[tr.id][0]]
@@ -288,6 +325,7 @@ class VideoTracker:
         if retry and detected:  # lost on its own crop, but this frame's detection matched it: restart from that
             for tr in retry:
                 boxes[tr.id], tr.from_detection = self._det_boxes[tr.id], True
+                self._crops[tr.id] = box_crop(boxes[tr.id])
                 tr.sigma_level, tr.restart = None, True
             run_and_check([tr.id for tr in retry])
         elif bad and not detected:  # lost: look for the faces on this very frame
@@ -363,7 +401,7 @@ class VideoTracker:
             tr.sigma_level = s if tr.sigma_level is None else SIGMA_MEMORY * tr.sigma_level + (1 - SIGMA_MEMORY) * s
         if tr.smoother is None or tr.restart or gap:
             tr.smoother = FaceSmoother(fps=self.cfg.fps)
-        tr.landmarks, tr.box, tr.t = pts, lb, t
+        tr.landmarks, tr.box, tr.t, tr.roll = pts, lb, t, roll_deg(pts)
         tr.from_detection = tr.restart = False
         if all(box_iou(lb, o.box) <= OVERLAP_IOU for o in self.tracks if o is not tr):
             tr.anchor = (lb.copy(), tr.velocity.copy(), tr.zoom_rate, t)
@@ -377,4 +415,4 @@ def _side_box(b) -> float:
     return float(max(b[2] - b[0], b[3] - b[1], 1.0))
 
 
-__all__ = ["TrackingConfig", "Track", "VideoTracker", "in_crop"]
+__all__ = ["TrackingConfig", "Track", "VideoTracker", "in_crop", "box_crop", "landmark_crop"]

@@ -180,8 +180,9 @@ def jitter(track: list[np.ndarray]) -> float:
 
 def score_sequence(frames: list[dict]) -> dict:
     """frames: [{"truth": [(68,2)...], "hidden": [share...] (optional), "preds": [(68,2)...],
-    "ids": [id or None...]}, ...]."""
-    nmes, fails, ghosts, switches, runs = [], 0, 0, 0, [0]
+    "ids": [id or None...]}, ...]. "frame_nme": NME of every visible face-frame in order (inf where
+    no prediction matched), so methods run on the same frames can be compared face-frame by face-frame."""
+    nmes, fails, ghosts, switches, runs, frame_nme = [], 0, 0, 0, [0], []
     n_faces = max(len(f["truth"]) for f in frames)
     last_id: dict[int, int] = {}
     run = [0] * n_faces
@@ -197,6 +198,7 @@ def score_sequence(frames: list[dict]) -> dict:
         for k, i in enumerate(vis):
             total += 1
             j, e = m.get(k, (None, math.inf))
+            frame_nme.append(float(e))
             if j is not None:
                 nmes.append(e)
                 per_face[i][-1] = f["preds"][j]
@@ -212,7 +214,7 @@ def score_sequence(frames: list[dict]) -> dict:
             run[i] = run[i] + 1 if e > FAIL_NME else 0
             runs.append(run[i])
     has_ids = any(f.get("ids") and any(x is not None for x in f["ids"]) for f in frames)
-    return {"frames": len(frames), "face_frames": total, "nme": nmes, "mean_nme": float(np.mean(nmes)) if nmes else None,
+    return {"frames": len(frames), "face_frames": total, "nme": nmes, "frame_nme": frame_nme, "mean_nme": float(np.mean(nmes)) if nmes else None,
             "failures": fails, "missed": total - len(nmes), "ghosts": ghosts,
             "id_switches": switches if has_ids else None, "recovery_frames": max(runs),
             "jitter_px": jitter(per_face[0])}

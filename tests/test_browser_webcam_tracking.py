@@ -22,7 +22,6 @@ import pytest
 from browser_env import CHROMIUM, CHROMIUM_ARGS, NO_CHROMIUM, chromium_found
 
 from core.detectors import Detection
-from core.landmarks import crop_from_box
 from core.tracking import VideoTracker
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))  # browser_webcam_fps.serve
@@ -81,11 +80,11 @@ def true_points(face) -> np.ndarray:
     return np.array([cx, cy]) + (TEMPLATE - 0.5) * s
 
 
-def scripted_model(k: int, box) -> tuple[np.ndarray, float]:
-    """(landmarks (68, 2), sigma) for the crop around `box` on frame k: the visible face whose centre
+def scripted_model(k: int, crop) -> tuple[np.ndarray, float]:
+    """(landmarks (68, 2), sigma) for the crop [cx, cy, side, angle] on frame k: the visible face whose centre
     is nearest the crop centre (inside the crop, of a plausible size), biased towards the crop centre
     and jittered; without one, a collapsed shape of high uncertainty."""
-    cx, cy, cs = crop_from_box(box)
+    cx, cy, cs = crop[:3]
     best, dist = None, None
     for name, f in faces_at(k).items():
         d = math.hypot(f[0] - cx, f[1] - cy)
@@ -128,8 +127,8 @@ class _Frame:
 
 
 def _python_run() -> list[dict]:
-    def run(img, boxes):
-        out = [scripted_model(img.k, b) for b in boxes]
+    def run(img, crops):
+        out = [scripted_model(img.k, c) for c in crops]
         return {"pts": np.stack([o[0] for o in out]), "cov": None, "adj": None, "sigma": np.array([o[1] for o in out])}
 
     def detect(img):
@@ -142,7 +141,7 @@ def _python_run() -> list[dict]:
         faces = vt.step(_Frame(k), timestamp(k), user)
         t = vt._t
         state = [[tr.id, tr.score, tr.misses, tr.sigma_level, tr.zoom_rate, *tr.velocity,
-                  *tr.predicted_box(t + PROBE_S[0])] for tr in vt.tracks]
+                  *tr.predicted_box(t + PROBE_S[0]), *tr.predicted_crop(t + PROBE_S[0])] for tr in vt.tracks]
         state += [[r.id, *r.remembered_box(t + PROBE_S[1])] for r in vt.lost]
         frames.append({"ids": [tr.id for tr, _, _ in faces], "lost": [r.id for r in vt.lost], "state": state,
                        "boxes": [r["crop_box"].tolist() for _, r, _ in faces],
@@ -153,7 +152,7 @@ def _python_run() -> list[dict]:
 
 PAGE_RUN = """async ([n, w, h, userBox, times, maxFaces, probe]) => {
   const { TrackingConfig, VideoTracker } = await import(new URL("static/tracking.js", location.href).href);
-  const run = async (img, boxes) => (await window.sdflRun(img.k, boxes)).map((r) => ({
+  const run = async (img, crops) => (await window.sdflRun(img.k, crops)).map((r) => ({
     pts: Float64Array.from(r.pts, (v) => (v === null ? NaN : v)), cov: null, adj: null, sigma: r.sigma }));
   const detect = async (img) => (await window.sdflDetect(img.k)).map(([box, score]) => ({ box, score }));
   const vt = new VideoTracker(run, detect, new TrackingConfig(), maxFaces);
@@ -162,7 +161,7 @@ PAGE_RUN = """async ([n, w, h, userBox, times, maxFaces, probe]) => {
     const user = k === 0 ? [{ box: userBox, score: 1.0 }] : null;
     const faces = await vt.step({ k, width: w, height: h }, times[k], user);
     const state = vt.tracks.map((tr) => [tr.id, tr.score, tr.misses, tr.sigmaLevel, tr.zoomRate, ...tr.velocity,
-                                        ...tr.predictedBox(vt.t + probe[0])])
+                                        ...tr.predictedBox(vt.t + probe[0]), ...tr.predictedCrop(vt.t + probe[0])])
       .concat(vt.lost.map((r) => [r.id, ...r.rememberedBox(vt.t + probe[1])]));
     frames.push({ ids: faces.map(([tr]) => tr.id), lost: vt.lost.map((r) => r.id), state,
                   boxes: faces.map(([, r]) => r.cropBox), pts: faces.map(([, , s]) => Array.from(s)),
@@ -172,8 +171,8 @@ PAGE_RUN = """async ([n, w, h, userBox, times, maxFaces, probe]) => {
 }"""
 
 
-def _page_model(k, boxes):
-    out = [scripted_model(int(k), b) for b in boxes]
+def _page_model(k, crops):
+    out = [scripted_model(int(k), c) for c in crops]
     return [{"pts": [None if not math.isfinite(v) else float(v) for v in p.ravel()], "sigma": float(s)} for p, s in out]
 
 

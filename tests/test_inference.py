@@ -37,10 +37,18 @@ def aligner(tiny_weights):
     return FaceAligner(tiny_weights, backend="torch", detector="none", threads=1)
 
 
+# eye centres of the plain ring sit at mean angles 38.5 and 44.5 (x 2 pi / 68): their line is level,
+# left to right, when the ring turns the angle between them to the top (y down: -90 degrees)
+RING_PHASE = -np.pi / 2 - 2 * np.pi * 41.5 / 68
+UNIT_RING = np.stack([np.cos(2 * np.pi * np.arange(68) / 68 + RING_PHASE), np.sin(2 * np.pi * np.arange(68) / 68 + RING_PHASE)], 1)
+UNIT_RING /= np.ptp(UNIT_RING, 0).max() / 2  # its landmark box: a square of side 2 exactly
+
+
 class CentroidRunner:
     """Stands in for the model: the landmarks on a circle of radius RING (crop units) around the
     intensity centroid of the crop, covariance 1 crop pixel^2. Makes the crop -> image mapping
-    checkable in pixels."""
+    checkable in pixels. The ring is turned so that its eye points (36-41, 42-47) lie level, as a
+    model's upright face does (video mode turns its crops by that eye line)."""
 
     outputs = ["coords", "adjacency", "cov"]
 
@@ -53,8 +61,7 @@ class CentroidRunner:
         tot = w.sum((1, 2))
         cx, cy = (w.sum(1) * u).sum(1) / tot, (w.sum(2) * u).sum(1) / tot
         b = x.shape[0]
-        a = 2 * np.pi * np.arange(68) / 68
-        ring = self.ring * np.stack([np.cos(a), np.sin(a)], 1)
+        ring = self.ring * UNIT_RING
         coords = np.stack([cx, cy], 1)[:, None] / self.size + ring
         cov = np.broadcast_to(np.eye(2) / self.size ** 2, (b, 68, 2, 2)).copy()
         return {"coords": coords.astype(np.float32), "adjacency": np.full((b, 68, 68), 1 / 68, np.float32),
@@ -397,15 +404,29 @@ def test_video_smoothing_reduces_jitter(tiny_weights):
 
 
 def test_tracker_lost_checks():
-    from core.tracking import Track, VideoTracker
+    from core.tracking import Track, VideoTracker, box_crop
 
     vt = VideoTracker(run=None, detect=None)
     tr = Track(0, np.array([20.0, 20, 80, 80]), 0.9, 0.0)
-    assert vt._check(tr, np.full((68, 2), 5.0), None, tr.box, (100, 100, 3))[0]  # collapsed
+    crop = box_crop(tr.box)
+    assert vt._check(tr, np.full((68, 2), 5.0), None, crop, (100, 100, 3))[0]  # collapsed
     far = np.random.default_rng(0).uniform(500, 600, (68, 2))
-    assert vt._check(tr, far, None, tr.box, (100, 100, 3))[0]  # outside the frame
+    assert vt._check(tr, far, None, crop, (100, 100, 3))[0]  # outside the frame
     ok = np.random.default_rng(0).uniform(20, 80, (68, 2))
-    assert not vt._check(tr, ok, 0.01, tr.box, (100, 100, 3))[0] and vt._check(tr, ok, 0.5, tr.box, (100, 100, 3))[0]
+    assert not vt._check(tr, ok, 0.01, crop, (100, 100, 3))[0] and vt._check(tr, ok, 0.5, crop, (100, 100, 3))[0]
+
+
+def test_in_crop_follows_the_turned_crop_matrix():
+    """core.tracking.in_crop (crop units) agrees with the pixels of the crop matrix the model sees."""
+    from core.landmarks import crop_matrix
+    from core.tracking import in_crop
+
+    pts = np.random.default_rng(1).uniform(50, 150, (68, 2))
+    for angle in (0.0, 25.0, -70.0):
+        crop = np.array([100.0, 90.0, 120.0, angle])
+        m = crop_matrix(*crop[:3], out_size=256, angle_deg=-angle)
+        want = (apply_affine(m, pts) + 0.5) / 256  # pixel centres -> [0, 1] units
+        assert np.allclose(in_crop(pts, crop), want, atol=1e-9)
 
 
 # --- CLI and packaging --------------------------------------------------------------------------

@@ -9,7 +9,6 @@ import pytest
 
 from core.config import ConfigError, from_dict
 from core.detectors import Detection
-from core.landmarks import crop_from_box
 from core.tracking import TrackingConfig, VideoTracker
 from tests.synth_faces import face_points
 
@@ -34,10 +33,9 @@ class Scene:
     def seen(self):
         return [f for i, f in enumerate(self.faces) if i not in self.hidden]
 
-    def run(self, img, boxes):
+    def run(self, img, crops):
         pts, sig = [], []
-        for b in boxes:
-            cx, cy, side = crop_from_box(b)
+        for cx, cy, side, _ in crops:  # upright faces: the crop's turn (their roll, ~0) is ignored
             best = min(self.seen(), key=lambda f: np.hypot(*(f.mean(0) - [cx, cy])), default=None)
             if best is not None and np.abs(best.mean(0) - [cx, cy]).max() < side / 2:
                 lo, hi = np.array([cx, cy]) - side / 2, np.array([cx, cy]) + side / 2
@@ -46,7 +44,7 @@ class Scene:
             else:  # nothing there: a template in the middle, very unsure
                 pts.append(face_at(cx, cy) * 0 + face_at(cx, cy))
                 sig.append(SIGMA_NONE)
-        k = len(boxes)
+        k = len(crops)
         return {"pts": np.stack(pts), "cov": None, "adj": np.zeros((k, 68, 68), np.float32), "sigma": np.array(sig)}
 
     def detect(self, img):

@@ -2,7 +2,7 @@
 // calibration) and core/tracking.py (landmark_box, in_crop, _side, _side_box). Boxes are [x0, y0, x1, y1]; points are
 // interleaved x, y (Float64Array).
 
-import { cropFromBox } from "./imgproc.js";
+import { CROP_SCALE, cropFromBox } from "./imgproc.js";
 
 export const NMS_IOU = 0.4; // overlapping detections of one face are merged
 // MP_SHORT_CALIBRATION: landmark box from a BlazeFace short-range box
@@ -54,12 +54,52 @@ export function pointsSide(pts) {
 /** max(width, height, 1.0) of a box (core.tracking._side_box). */
 export const boxSide = (b) => Math.max(b[2] - b[0], b[3] - b[1], 1.0);
 
-/** Landmarks in crop units of the square crop around `box` ([0, 1] = inside). */
-export function inCrop(pts, box) {
-  const [cx, cy, side] = cropFromBox(box), u = new Float64Array(pts.length);
+/** Landmarks in crop units of crop = [cx, cy, side, angle] ([0, 1] = inside; the square turned by
+ * -angle, as cropMatrix(cx, cy, side, S, -angle)): core.tracking.in_crop. */
+export function inCrop(pts, crop) {
+  const [cx, cy, side, angle] = crop, a = -angle * Math.PI / 180, co = Math.cos(a), si = Math.sin(a);
+  const u = new Float64Array(pts.length);
   for (let i = 0; i < pts.length; i += 2) {
-    u[i] = (pts[i] - cx) / side + 0.5;
-    u[i + 1] = (pts[i + 1] - cy) / side + 0.5;
+    const dx = pts[i] - cx, dy = pts[i + 1] - cy;
+    u[i] = (co * dx - si * dy) / side + 0.5;
+    u[i + 1] = (si * dx + co * dy) / side + 0.5;
   }
   return u;
+}
+
+/** core.tracking.box_crop: [cx, cy, side, 0], the axis-aligned crop around a landmark-box estimate. */
+export const boxCrop = (box) => [...cropFromBox(box), 0.0];
+
+const mean = (pts, from, to) => { // mean point of landmarks from..to-1
+  let x = 0, y = 0;
+  for (let i = from; i < to; i++) { x += pts[2 * i]; y += pts[2 * i + 1]; }
+  return [x / (to - from), y / (to - from)];
+};
+
+/** core.image_faces.roll_deg: angle of the eye-centre line (36-41 -> 42-47), degrees, y down. */
+export function rollDeg(pts) {
+  const r = mean(pts, 36, 42), l = mean(pts, 42, 48);
+  return Math.atan2(l[1] - r[1], l[0] - r[0]) * 180 / Math.PI;
+}
+
+/** core.image_faces.upright_box: [cx, cy, side] of the points' box in the frame turned by -angle
+ * about their mean (centre mapped back to the image, side at least 1). */
+export function uprightBox(pts, angle) {
+  const n = pts.length / 2, c = mean(pts, 0, n), a = -angle * Math.PI / 180;
+  const co = Math.cos(a), si = Math.sin(a);
+  let x0 = Infinity, y0 = Infinity, x1 = -Infinity, y1 = -Infinity;
+  for (let i = 0; i < n; i++) {
+    const dx = pts[2 * i] - c[0], dy = pts[2 * i + 1] - c[1];
+    const qx = co * dx - si * dy + c[0], qy = si * dx + co * dy + c[1];
+    x0 = Math.min(x0, qx); x1 = Math.max(x1, qx); y0 = Math.min(y0, qy); y1 = Math.max(y1, qy);
+  }
+  const mx = (x0 + x1) / 2 - c[0], my = (y0 + y1) / 2 - c[1], b = angle * Math.PI / 180;
+  return [Math.cos(b) * mx - Math.sin(b) * my + c[0], Math.sin(b) * mx + Math.cos(b) * my + c[1],
+          Math.max(x1 - x0, y1 - y0, 1.0)];
+}
+
+/** core.tracking.landmark_crop: [cx, cy, side, angle], the square around landmarks turned upright by their roll. */
+export function landmarkCrop(pts) {
+  const a = rollDeg(pts), [cx, cy, side] = uprightBox(pts, a);
+  return [cx, cy, CROP_SCALE * side, a];
 }

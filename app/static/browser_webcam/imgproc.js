@@ -18,10 +18,12 @@ export function cropFromBox(box, scale = CROP_SCALE) {
   return [(x0 + x1) / 2, (y0 + y1) / 2, scale * Math.max(x1 - x0, y1 - y0, 1.0)];
 }
 
-/** 2x3 affine image->crop, u = s (x - c) + (S - 1) / 2, s = S / side (row-major [a, b, c, d, e, f]). */
-export function cropMatrix(cx, cy, side, size) {
-  const s = size / side, half = (size - 1) / 2;
-  return [s, 0, half - s * cx, 0, s, half - s * cy];
+/** 2x3 affine image->crop, u = s R (x - c) + (S - 1) / 2, s = S / side, R = rotation by angleDeg
+ * (core.landmarks.crop_matrix; row-major [a, b, c, d, e, f]). */
+export function cropMatrix(cx, cy, side, size, angleDeg = 0) {
+  const s = size / side, half = (size - 1) / 2, a = angleDeg * Math.PI / 180;
+  const r00 = Math.cos(a) * s, r01 = -Math.sin(a) * s, r10 = Math.sin(a) * s, r11 = Math.cos(a) * s;
+  return [r00, r01, half - (r00 * cx + r01 * cy), r10, r11, half - (r10 * cx + r11 * cy)];
 }
 
 export function invertAffine(m) {

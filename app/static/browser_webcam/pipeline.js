@@ -1,9 +1,9 @@
 // The landmark model in the page: a port of core.inference.FaceAligner. Video mode (the webcam)
-// runs core.tracking.VideoTracker (tracking.js) around `run` (FaceAligner._run: one batched model
-// pass on crops around landmark boxes, results in image pixels) and `detect` (FaceAligner._detect);
+// runs core.tracking.VideoTracker (tracking.js) around `run` (FaceAligner._run_crops: one batched model
+// pass on crops [cx, cy, side, angle], results in image pixels) and `detect` (FaceAligner._detect);
 // image mode crops from the detector's box with two passes. Points are interleaved x, y in image pixels.
-import { landmarkBox } from "./boxes.js";
-import { cropFromBox, cropMatrix, invertAffine, warpCrop } from "./imgproc.js";
+import { boxCrop, landmarkBox } from "./boxes.js";
+import { cropMatrix, invertAffine, warpCrop } from "./imgproc.js";
 import { TrackingConfig, VideoTracker } from "./tracking.js";
 
 export const REFINE_PASSES = 2; // image mode: detector crop, then a re-crop around the predicted landmarks
@@ -42,15 +42,16 @@ export class Aligner {
 
   /** Forget video tracking and smoothing state (between videos). */
   reset() {
-    this.tracker = new VideoTracker((img, boxes) => this.run(img, boxes), (img) => this.detect(img),
+    this.tracker = new VideoTracker((img, crops) => this.run(img, crops), (img) => this.detect(img),
                                     this.tracking, this.maxFaces);
     this.shape = null;
   }
 
-  /** One batched model call on crops around boxes -> [{pts, cov, adj, sigma}] in image pixels. */
-  async run(img, boxes) {
-    const S = this.size, K = boxes.length, n = this.n;
-    const mats = boxes.map((b) => cropMatrix(...cropFromBox(b), S));
+  /** One batched model call on crops [cx, cy, side, angle] -> [{pts, cov, adj, sigma}] in image pixels
+   * (FaceAligner._run_crops). */
+  async run(img, crops) {
+    const S = this.size, K = crops.length, n = this.n;
+    const mats = crops.map((c) => cropMatrix(c[0], c[1], c[2], S, -c[3]));
     const x = new Float32Array(K * 3 * S * S);
     mats.forEach((m, k) => warpCrop(img, m, S, x, k * 3 * S * S));
     const t0 = performance.now();
@@ -87,11 +88,11 @@ export class Aligner {
 
   /** Pass 1 on every box; pass 2 (re-crop around pass-1 landmarks) for faces flagged twoPass. */
   async refine(img, boxes, twoPass) {
-    let res = await this.run(img, boxes);
+    let res = await this.run(img, boxes.map(boxCrop));
     for (let p = 0; p < this.refinePasses - 1; p++) {
       const idx = twoPass.map((t, i) => (t ? i : -1)).filter((i) => i >= 0);
       if (!idx.length) break;
-      const res2 = await this.run(img, idx.map((i) => landmarkBox(res[i].pts)));
+      const res2 = await this.run(img, idx.map((i) => boxCrop(landmarkBox(res[i].pts))));
       res = res.slice();
       idx.forEach((i, k) => { res[i] = res2[k]; });
     }

@@ -1,5 +1,7 @@
 // Per-face track state and the video-mode parameters, ported from core/tracking.py (module
 // constants, TrackingConfig with camelCase fields, Track; same values). VideoTracker: tracking.js.
+import { boxCrop, uprightBox } from "./boxes.js";
+import { CROP_SCALE } from "./imgproc.js";
 import { DEFAULT_FPS } from "./smoothing.js";
 
 export const MIN_FACE_SIDE = 8.0; // px: a landmark box smaller than this is a lost track
@@ -56,6 +58,7 @@ export class Track {
     this.restart = true; // smoothing starts over on the next output
     this.smoother = null;
     this.anchor = null; // [box, velocity, zoomRate, t] of the last frame it overlapped no other track
+    this.roll = 0.0; // degrees, eye line of the last landmarks: the crop is turned upright by it
   }
 
   /** Predicted box from the anchor (a lost track's last trustworthy state). */
@@ -66,15 +69,30 @@ export class Track {
     return tr.predictedBox(t, true, REMEMBER_MAX_SHIFT);
   }
 
-  predictedBox(t, motion = true, maxShift = MAX_PREDICTED_SHIFT) {
-    const [x0, y0, x1, y1] = this.box;
-    const side = Math.max(x1 - x0, y1 - y0, 1.0), dt = Math.max(0.0, t - this.t);
+  /** [centre shift px, zoom factor] predicted from this.t to t, the shift capped at maxShift x side. */
+  _motion(t, motion, side, maxShift) {
+    const dt = Math.max(0.0, t - this.t);
     let shift = motion ? [this.velocity[0] * dt, this.velocity[1] * dt] : [0, 0];
     const n = Math.hypot(shift[0], shift[1]);
     if (n > maxShift * side) shift = shift.map((s) => s * (maxShift * side / n));
     const z = motion ? Math.exp(clip(this.zoomRate * dt, -MAX_PREDICTED_ZOOM, MAX_PREDICTED_ZOOM)) : 1.0;
+    return [shift, z];
+  }
+
+  predictedBox(t, motion = true, maxShift = MAX_PREDICTED_SHIFT) {
+    const [x0, y0, x1, y1] = this.box;
+    const [shift, z] = this._motion(t, motion, Math.max(x1 - x0, y1 - y0, 1.0), maxShift);
     const cx = (x0 + x1) / 2 + shift[0], cy = (y0 + y1) / 2 + shift[1];
     const hw = (x1 - x0) * z / 2, hh = (y1 - y0) * z / 2;
     return [cx - hw, cy - hh, cx + hw, cy + hh];
+  }
+
+  /** [cx, cy, side, angle] of the crop for time t: the upright square around the last landmarks
+   * (boxCrop of the predicted box before any), moved like predictedBox. */
+  predictedCrop(t, motion = true) {
+    if (this.landmarks === null) return boxCrop(this.predictedBox(t, motion));
+    const [cx, cy, side] = uprightBox(this.landmarks, this.roll);
+    const [shift, z] = this._motion(t, motion, side, MAX_PREDICTED_SHIFT);
+    return [cx + shift[0], cy + shift[1], CROP_SCALE * side * z, this.roll];
   }
 }

@@ -6,7 +6,8 @@
 // The module constants, TrackingConfig and Track are in track.js (re-exported here).
 // Points are interleaved x, y (Float64Array); boxes [x0, y0, x1, y1]. A change to core/tracking.py
 // maps onto the method of the same name here (step, _associate, _check, _dropDuplicates, _update).
-import { allFinite, boxIou, boxSide, inCrop, landmarkBox, pointsSide } from "./boxes.js";
+import { allFinite, boxCrop, boxIou, boxSide, inCrop, landmarkBox, landmarkCrop, pointsSide, rollDeg } from "./boxes.js";
+import { CROP_SCALE } from "./imgproc.js";
 import { FaceSmoother } from "./smoothing.js";
 import {
   DUPLICATE_IOU, KEEP_IOU, MATCH_IOU, MAX_DRIFT, MAX_JUMP, MIN_FACE_SIDE, OVERLAP_IOU, SIGMA_MEMORY, TRACK_MIN_INSIDE,
@@ -14,9 +15,10 @@ import {
 } from "./track.js";
 
 export * from "./track.js"; // the module constants, TrackingConfig and Track, as in core.tracking
+export { CROP_SCALE }; // core.tracking uses core.landmarks.CROP_SCALE: the crop side per landmark-box side
 
-/** Tracks faces across frames. `run(img, boxes)` -> [{pts, cov, adj, sigma}] is one batched model
- * pass on crops around landmark-box estimates; `detect(img)` -> [{box, score}] (landmark-box
+/** Tracks faces across frames. `run(img, crops)` -> [{pts, cov, adj, sigma}] is one batched model
+ * pass on crops [cx, cy, side, angle]; `detect(img)` -> [{box, score}] (landmark-box
  * estimates); both async. `step` -> [[track, model-output row (+ cropBox), landmarks to show]]. */
 export class VideoTracker {
   constructor(run, detect, config = null, maxFaces = 8) {
@@ -34,6 +36,7 @@ export class VideoTracker {
     this.lastDetectFrame = -(10 ** 9);
     this.lastDetectT = -Infinity;
     this.detBoxes = new Map();
+    this.crops = new Map(); // this frame's crop [cx, cy, side, angle] per track
     this.detectorCalls = 0;
     this.modelPasses = 0;
   }
@@ -67,7 +70,9 @@ export class VideoTracker {
       const tr = this.tracks[i], d = dets[j];
       tr.score = d.score; tr.misses = 0;
       this.detBoxes.set(tr.id, d.box.slice());
-      if (iou < KEEP_IOU || !healthy.has(tr.id)) { boxes.set(tr.id, d.box.slice()); tr.fromDetection = true; }
+      if (iou < KEEP_IOU || !healthy.has(tr.id)) {
+        boxes.set(tr.id, d.box.slice()); this.crops.set(tr.id, boxCrop(d.box)); tr.fromDetection = true;
+      }
     }
     const matched = new Set([...usedT].map((i) => this.tracks[i].id));
     for (let j = 0; j < dets.length; j++) {
@@ -89,14 +94,14 @@ export class VideoTracker {
       }
       tr.fromDetection = true; tr.restart = true;
       this.tracks.push(tr);
-      boxes.set(tr.id, d.box.slice());
+      boxes.set(tr.id, d.box.slice()); this.crops.set(tr.id, boxCrop(d.box));
       matched.add(tr.id);
     }
     return matched;
   }
 
-  /** [lost, cropOff] for landmarks `pts` predicted on the crop around `cropBox`. */
-  _check(tr, pts, sigma, cropBox, w, h) {
+  /** [lost, cropOff] for landmarks `pts` predicted on `crop` ([cx, cy, side, angle]). */
+  _check(tr, pts, sigma, crop, w, h) {
     if (!allFinite(pts)) return [true, false];
     const lb = landmarkBox(pts), side = Math.max(lb[2] - lb[0], lb[3] - lb[1]);
     if (side < MIN_FACE_SIDE) return [true, false];
@@ -108,19 +113,19 @@ export class VideoTracker {
       const level = Math.max(tr.sigmaLevel !== null ? tr.sigmaLevel : 0.0, c.sigmaFloor);
       if (sigma > c.maxSigma || (tr.sigmaLevel !== null && sigma > c.sigmaJump * level)) return [true, false];
     }
-    const u = inCrop(pts, cropBox), ub = landmarkBox(u);
+    const u = inCrop(pts, crop), ub = landmarkBox(u);
     if (ub[0] < c.edge || ub[1] < c.edge || ub[2] > 1 - c.edge || ub[3] > 1 - c.edge) return [true, true];
     const centre = [(ub[0] + ub[2]) / 2 - 0.5, (ub[1] + ub[3]) / 2 - 0.5];
-    const expected = Math.max(cropBox[2] - cropBox[0], cropBox[3] - cropBox[1]);
-    const off = Math.hypot(centre[0], centre[1]) > c.maxShift
-      || Math.abs(Math.log(side / Math.max(expected, 1e-9))) > c.maxScale;
+    const ratio = CROP_SCALE * Math.max(ub[2] - ub[0], ub[3] - ub[1]); // landmark side / the side the crop expects
+    const off = Math.hypot(centre[0], centre[1]) > c.maxShift || Math.abs(Math.log(Math.max(ratio, 1e-9))) > c.maxScale;
     return [false, off];
   }
 
-  /** One model pass for tracks `ids` around boxes[id]; results stored in res[id]. */
+  /** One model pass for tracks `ids` on this.crops[id]; results stored in res[id] (with the track's
+   * box as cropBox). */
   async _pass(img, ids, boxes, res) {
     if (!ids.length) return;
-    const out = await this.run(img, ids.map((i) => boxes.get(i)));
+    const out = await this.run(img, ids.map((i) => this.crops.get(i)));
     this.modelPasses += 1;
     ids.forEach((i, k) => res.set(i, { ...out[k], cropBox: boxes.get(i).slice() }));
   }
@@ -137,6 +142,7 @@ export class VideoTracker {
     this.lost = this.lost.filter((r) => t - r.t <= c.lostKeepS);
     const motion = c.predictMotion && !gap;
     const boxes = new Map(this.tracks.map((tr) => [tr.id, tr.predictedBox(t, motion)]));
+    this.crops = new Map(this.tracks.map((tr) => [tr.id, tr.predictedCrop(t, motion)]));
     const healthy = new Set(this.tracks.filter((tr) => !tr.fromDetection).map((tr) => tr.id));
     const due = this.frame - this.lastDetectFrame >= c.redetectEvery || t - this.lastDetectT >= c.redetectS
       || this.lost.length > 0; // a face was lost lately: look for it on every frame
@@ -150,7 +156,7 @@ export class VideoTracker {
     }
     this.frame += 1;
     const res = new Map(), verdict = new Map(), { width: w, height: h } = img;
-    const check = (i) => verdict.set(i, this._check(this._byId(i), res.get(i).pts, res.get(i).sigma, boxes.get(i), w, h));
+    const check = (i) => verdict.set(i, this._check(this._byId(i), res.get(i).pts, res.get(i).sigma, this.crops.get(i), w, h));
 
     const runAndCheck = async (ids) => {
       await this._pass(img, ids, boxes, res);
@@ -158,7 +164,7 @@ export class VideoTracker {
       ids.forEach(check);
       const again = ids.filter((i) => (two.has(i) || (verdict.get(i)[1] && !verdict.get(i)[0]))
                                       && allFinite(res.get(i).pts));
-      for (const i of again) boxes.set(i, landmarkBox(res.get(i).pts));
+      for (const i of again) { boxes.set(i, landmarkBox(res.get(i).pts)); this.crops.set(i, landmarkCrop(res.get(i).pts)); }
       await this._pass(img, again, boxes, res);
       again.forEach(check);
     };
@@ -169,6 +175,7 @@ export class VideoTracker {
     if (retry.length && detected) { // lost on its own crop, but this frame's detection matched it: restart from that
       for (const tr of retry) {
         boxes.set(tr.id, this.detBoxes.get(tr.id)); tr.fromDetection = true;
+        this.crops.set(tr.id, boxCrop(boxes.get(tr.id)));
         tr.sigmaLevel = null; tr.restart = true;
       }
       await runAndCheck(retry.map((tr) => tr.id));
@@ -249,7 +256,7 @@ export class VideoTracker {
       tr.sigmaLevel = tr.sigmaLevel === null ? r.sigma : SIGMA_MEMORY * tr.sigmaLevel + (1 - SIGMA_MEMORY) * r.sigma;
     }
     if (tr.smoother === null || tr.restart || gap) tr.smoother = new FaceSmoother({ fps: this.cfg.fps });
-    tr.landmarks = pts; tr.box = lb; tr.t = t;
+    tr.landmarks = pts; tr.box = lb; tr.t = t; tr.roll = rollDeg(pts);
     tr.fromDetection = false; tr.restart = false;
     if (this.tracks.every((o) => o === tr || boxIou(lb, o.box) <= OVERLAP_IOU)) {
       tr.anchor = [lb.slice(), tr.velocity.slice(), tr.zoomRate, t];
