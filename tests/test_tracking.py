@@ -156,6 +156,27 @@ def test_identity_kept_when_two_faces_cross():
     assert ids[0] == {0} and ids[1] == {1}  # the hidden face comes back with its own id
 
 
+def test_crop_turns_upright_with_the_face():
+    """A face rolled by 40 degrees: after the detector's axis-aligned crop, the tracked crop turns by
+    the face's roll (eye line) and its side is the training convention's in the face's own frame
+    (CROP_SCALE x the upright face's landmark box)."""
+    from core.image_faces import roll_deg
+    from core.landmarks import CROP_SCALE
+
+    scene = Scene()
+    p = face_points(SIZE, angle_deg=40.0).astype(np.float64)
+    scene.faces = [p - p.mean(0) + [300, 180]]
+    vt = tracker(scene)
+    crops = []
+    for k in range(3):
+        vt.step(IMG, k / 30)
+        crops.append(vt._crops[vt.tracks[0].id].copy())
+    assert crops[0][3] == pytest.approx(roll_deg(scene.faces[0]), abs=1e-6)  # pass 2 of the first frame
+    assert crops[2][3] == pytest.approx(40.0, abs=1.0)
+    upright = face_points(SIZE).astype(np.float64)
+    assert crops[2][2] == pytest.approx(CROP_SCALE * np.ptp(upright, 0).max(), rel=0.02)
+
+
 def test_smoothing_follows_the_real_frame_interval():
     """At 3 fps a still face steps 2 px: smoothed with the real timestamps the landmarks settle
     within a frame; the same frames smoothed as if they came at 30 fps trail several times longer."""
