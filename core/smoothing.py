@@ -26,9 +26,13 @@ def smoothing_factor(dt: float, cutoff) -> np.ndarray | float:
 # on 2 faces x still/translate/zoom/rotate x 3/10/30 fps, raw video-mode landmarks: still-face jitter at
 # 30 fps 0.76 -> 0.13 px (face ~165 px), mean NME +0.09 points at most on the moving sequences
 # (a per-coordinate One-Euro filter, min cutoff 0.05 Hz, beta 10: jitter 0.07 px but +1.1 to +1.9
-# points when translating).
+# points when translating). Session 9, beta 40 -> 100 (3 validation faces, 30 fps, upright tracked
+# crops): still-face jitter 0.065 -> 0.115 px (image mode 0.57), NME on the face-frames video and
+# image mode both found: translate 3.23 -> 3.16 %, rotate 3.17 -> 3.15 %, crossing 4.17 -> 4.10 %
+# (image 3.20 / 3.30 / 4.12 %); min cutoff 0.1 / 0.3 / 1 Hz changed nothing; beta 200 gained <= 0.02
+# points for 1.5x the jitter.
 FACE_MIN_CUTOFF = 0.1  # Hz: cutoff of a still face
-FACE_BETA = 40.0  # Hz per (face size / s) of RMS point speed
+FACE_BETA = 100.0  # Hz per (face size / s) of RMS point speed
 FACE_D_CUTOFF = 0.7  # Hz: cutoff of the speed estimate
 
 

@@ -399,7 +399,9 @@ def test_video_smoothing_reduces_jitter(tiny_weights):
     r = np.stack([raw.predict(f, boxes=box)[0].landmarks.mean(0) for f in frames])
     s = np.stack([vid.predict(f)[0].landmarks.mean(0) for f in frames])
     assert r[10:].std(0).mean() > 0.35  # the per-image estimate follows the jitter
-    assert s[10:].std(0).mean() < 0.5 * r[10:].std(0).mean()  # ~0.33 measured
+    # 0.6x measured: the whole face moving 0.5 px a frame reads partly as motion to the per-face
+    # One-Euro (beta 100 since session 9, for less lag; per-point noise: 2.4x, tests/test_smoothing.py)
+    assert s[10:].std(0).mean() < 0.7 * r[10:].std(0).mean()
     assert np.abs(s[10:].mean(0) - [150, 110]).max() < 0.5
 
 

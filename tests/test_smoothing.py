@@ -23,7 +23,9 @@ def test_still_face_jitter_cut():
     still = 300.0 + rng.normal(0, NOISE, (150, 68, 2))
     out = run(FaceSmoother(), still)
     reduction = still[30:].std() / out[30:].std()
-    assert reduction > 2.5, reduction  # ~3.2x measured
+    # the issue-13 bar (2x); 2.4x measured with beta 100 (3.2x with beta 40: session 9 traded jitter
+    # for lag, chosen on the video protocol's validation sequences, core.smoothing)
+    assert reduction > 2.0, reduction
     assert abs(out[30:].mean() - 300.0) < 0.05
 
 

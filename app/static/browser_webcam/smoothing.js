@@ -3,7 +3,7 @@
 
 export const DEFAULT_FPS = 30.0; // frame rate assumed when no timestamps are given
 export const FACE_MIN_CUTOFF = 0.1; // Hz: cutoff of a still face
-export const FACE_BETA = 40.0; // Hz per (face size / s) of RMS point speed
+export const FACE_BETA = 100.0; // Hz per (face size / s) of RMS point speed
 export const FACE_D_CUTOFF = 0.7; // Hz: cutoff of the speed estimate
 
 /** alpha of an exponential smoother equivalent to a first-order low-pass at `cutoff` Hz. */
