@@ -131,7 +131,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.render:
         res = json.loads(Path(args.out).read_text())
-        Path(args.md).write_text(markdown(res["meta"], res["table"]))
+        write_md(Path(args.md), markdown(res["meta"], res["table"]))
         print(targets(res["table"]))
         return 0
     data = Path(args.data)
@@ -168,7 +168,7 @@ def main(argv=None) -> int:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"meta": meta, "table": table}, indent=1))
     Path(args.md).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.md).write_text(markdown(meta, table))
+    write_md(Path(args.md), markdown(meta, table))
     print(targets(table))
     print(summary_lines(table))
     return 0
@@ -233,6 +233,16 @@ def targets(table: dict) -> str:
     return "| target | measured | met |\n|---|---|---|\n" + "\n".join(out)
 
 
+NOTES_MARK = "<!-- hand-written notes below: kept when benchmarks/video.py rewrites this file -->"
+
+
+def write_md(path: Path, text: str) -> None:
+    """Write the generated tables; whatever follows NOTES_MARK in the existing file is kept."""
+    old = path.read_text() if path.is_file() else ""
+    notes = old[old.index(NOTES_MARK):] if NOTES_MARK in old else NOTES_MARK + "\n"
+    path.write_text(text.rstrip("\n") + "\n\n" + notes)
+
+
 def markdown(meta: dict, table: dict) -> str:
     return f"""# Video protocol
 
@@ -270,8 +280,8 @@ Reading it: the pooled NME/failure rows compare all synthetic motions of one fra
 and crossing sequences hide half a face for up to a second, where every method fails, so a
 difference of one or two frames moves the pooled failure rate. ID sw. also counts the exit
 sequence (the face leaves the frame for ~0.75 s and comes back: the remembered track's predicted
-path keeps going the way it left, so the returning face can get a new id; not fixed yet). ms/frame was measured on a 2-core machine shared with a training run
-(load average ~25): compare methods within a row group, not with other machines.
+path keeps going the way it left, so the returning face can get a new id; not fixed yet). ms/frame is
+wall time on a 2-core CPU: compare methods within a row group, not with other machines.
 
 ## Per sequence type
 
