@@ -127,11 +127,15 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "video.json"))
     ap.add_argument("--md", default=str(ROOT / "docs" / "VIDEO.md"))
-    ap.add_argument("--render", action="store_true", help="only rewrite --md from the results in --out")
+    ap.add_argument("--render", action="store_true", help="only rewrite --md (and the README table) from --out")
+    ap.add_argument("--readme", default=str(ROOT / "README.md"),
+                    help="README whose video table (between README_MARKS) is rewritten for test-split runs; '' = none")
     args = ap.parse_args(argv)
     if args.render:
         res = json.loads(Path(args.out).read_text())
         write_md(Path(args.md), markdown(res["meta"], res["table"]))
+        if args.readme and res["meta"]["split"] == "test":
+            update_readme(Path(args.readme), res["table"])
         print(targets(res["table"]))
         return 0
     data = Path(args.data)
@@ -169,6 +173,8 @@ def main(argv=None) -> int:
     Path(args.out).write_text(json.dumps({"meta": meta, "table": table}, indent=1))
     Path(args.md).parent.mkdir(parents=True, exist_ok=True)
     write_md(Path(args.md), markdown(meta, table))
+    if args.readme and args.split == "test":
+        update_readme(Path(args.readme), table)
     print(targets(table))
     print(summary_lines(table))
     return 0
@@ -234,6 +240,32 @@ def targets(table: dict) -> str:
 
 
 NOTES_MARK = "<!-- hand-written notes below: kept when benchmarks/video.py rewrites this file -->"
+README_MARKS = ("<!-- video table: written by benchmarks/video.py -->", "<!-- end of video table -->")
+
+
+def readme_table(table: dict) -> str:
+    """The README's summary: per frame rate, pooled over the synthetic motions, NME on the face-frames
+    video and image mode both found and the failure rates; jitter on the still face at 30 fps."""
+    rows = ["| frames/s | video mode: NME / failures | per-frame detection: NME / failures |", "|---|---|---|"]
+    for fps in sorted({k.split("|")[2] for k in table if "|youtube|" not in k}, key=float):
+        keys = [k.split("|", 1)[1] for k in table if k.startswith("video|") and k.endswith("|" + fps) and "|youtube|" not in k]
+        pv, pi, _ = paired({"frame_nme": [e for k in keys for e in table[f"video|{k}"]["frame_nme"]]},
+                           {"frame_nme": [e for k in keys for e in table[f"image|{k}"]["frame_nme"]]})
+        fails = {m: sum(table[f"{m}|{k}"]["failure_rate"] * table[f"{m}|{k}"]["face_frames"] for k in keys)
+                 / max(sum(table[f"{m}|{k}"]["face_frames"] for k in keys), 1) for m in ("video", "image")}
+        jit = {m: (table.get(f"{m}|still|{fps}") or {}).get("jitter_px") for m in ("video", "image")}
+        extra = {m: f" (jitter on a still face {jit[m]:.2f} px)" if fps == "30" and jit[m] else "" for m in jit}
+        rows.append(f"| {fps} | {_f(pv, True)} % / {_f(fails['video'], True, 1)} %{extra['video']} | "
+                    f"{_f(pi, True)} % / {_f(fails['image'], True, 1)} %{extra['image']} |")
+    return "\n".join(rows)
+
+
+def update_readme(path: Path, table: dict) -> None:
+    """Rewrite the README's video table between README_MARKS (nothing happens without them)."""
+    s = path.read_text() if path.is_file() else ""
+    if all(m in s for m in README_MARKS):
+        a, b = s.index(README_MARKS[0]) + len(README_MARKS[0]), s.index(README_MARKS[1])
+        path.write_text(s[:a] + "\n" + readme_table(table) + "\n" + s[b:])
 
 
 def write_md(path: Path, text: str) -> None:

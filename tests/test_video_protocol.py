@@ -42,3 +42,19 @@ def test_paired_mean_uses_the_face_frames_both_methods_found():
     assert a["frame_nme"][1] is None and b["frame_nme"][2] is None
     pa, pb, n = bench.paired(a, b)
     assert n == 1 and pa == pytest.approx(0.02) and pb == pytest.approx(0.0)
+
+
+def test_readme_table_is_rewritten_between_its_marks(tmp_path):
+    import video as bench
+
+    g, frames = _frames()
+    row = bench.aggregate([{**score_sequence(frames), "ms": 1.0}])
+    table = {f"{m}|translate|10": row for m in ("video", "image")}
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{bench.README_MARKS[0]}\nold table\n{bench.README_MARKS[1]}\nrest\n")
+    bench.update_readme(readme, table)
+    once = readme.read_text()
+    assert "old table" not in once and once.startswith("intro\n") and once.endswith("rest\n")
+    assert "| 10 | 7.00 % / 66.7 % | 7.00 % / 66.7 % |" in once  # frames 0 and 2: (2 + 12) / 2
+    bench.update_readme(readme, table)
+    assert readme.read_text() == once
