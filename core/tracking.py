@@ -21,7 +21,8 @@ Per frame (time t, seconds; real timestamps, or 1 / fps steps):
      track had kept); a detection that continues it restarts it (two passes, smoothing
      restarted); without one it is dropped (no ghost faces);
   5. a dropped track is remembered for `lost_keep_s`, and meanwhile the detector runs on every
-     frame: a new detection on its predicted path takes its id again (identity kept when a face
+     frame: a new detection on its predicted path (held inside the frame: a face that left at an
+     edge comes back there) takes its id again (identity kept when a face
      passes behind another or an occluder, found again on the frame it comes back);
   6. One-Euro smoothing with one cutoff per face (core.smoothing.FaceSmoother) on the real interval
      between frames, restarted after a gap longer than `smooth_gap_s` and whenever the track
@@ -185,6 +186,7 @@ class VideoTracker:
         self._last_detect_t = -math.inf
         self._det_boxes: dict[int, np.ndarray] = {}
         self._crops: dict[int, np.ndarray] = {}  # this frame's crop [cx, cy, side, angle] per track
+        self._frame_wh: tuple[int, int] = (1, 1)  # this frame's width and height
         self.detector_calls = 0
         self.model_passes = 0
 
@@ -202,6 +204,13 @@ class VideoTracker:
             return list(user)
         self.detector_calls += 1
         return sorted(self.detect(img), key=lambda d: -d.score)[: self.max_faces]
+
+    def _in_frame(self, box: np.ndarray) -> np.ndarray:
+        """A remembered box moved so that its centre lies in the frame: a face that left at an edge
+        is expected back at that edge, not further along the path it left on."""
+        w, h = self._frame_wh
+        c = (box[:2] + box[2:]) / 2
+        return box + np.tile(np.clip(c, 0, [w - 1, h - 1]) - c, 2)
 
     def _new_track(self, d: Detection, t: float) -> Track:
         tr = Track(self._next_id, d.box.copy(), d.score, t)
@@ -229,8 +238,8 @@ class VideoTracker:
         for d in (dets[j] for j in range(len(dets)) if j not in used_d):
             if len(self.tracks) >= self.max_faces:
                 break
-            best = max(self.lost, key=lambda r: box_iou(r.remembered_box(t), d.box), default=None)
-            if best is not None and box_iou(best.remembered_box(t), d.box) >= self.cfg.revive_iou:
+            best = max(self.lost, key=lambda r: box_iou(self._in_frame(r.remembered_box(t)), d.box), default=None)
+            if best is not None and box_iou(self._in_frame(best.remembered_box(t)), d.box) >= self.cfg.revive_iou:
                 self.lost.remove(best)
                 tr = best
                 tr.score, tr.misses, tr.velocity, tr.zoom_rate = d.score, 0, np.zeros(2), 0.0
@@ -286,6 +295,7 @@ class VideoTracker:
         t = self._clock(t)
         gap = self._t is not None and t - self._t > c.smooth_gap_s
         self._t = t
+        self._frame_wh = (img.shape[1], img.shape[0])
         self.lost = [r for r in self.lost if t - r.t <= c.lost_keep_s]
         motion = c.predict_motion and not gap
         boxes = {tr.id: tr.predicted_box(t, motion) for tr in self.tracks}

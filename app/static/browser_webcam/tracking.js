@@ -37,6 +37,7 @@ export class VideoTracker {
     this.lastDetectT = -Infinity;
     this.detBoxes = new Map();
     this.crops = new Map(); // this frame's crop [cx, cy, side, angle] per track
+    this.frameWh = [1, 1]; // this frame's width and height
     this.detectorCalls = 0;
     this.modelPasses = 0;
   }
@@ -53,6 +54,14 @@ export class VideoTracker {
     if (user != null) return [...user];
     this.detectorCalls += 1;
     return (await this.detect(img)).sort((p, q) => q.score - p.score).slice(0, this.maxFaces);
+  }
+
+  /** A remembered box moved so that its centre lies in the frame: a face that left at an edge is
+   * expected back at that edge, not further along the path it left on. */
+  _inFrame(box) {
+    const [w, h] = this.frameWh, cx = (box[0] + box[2]) / 2, cy = (box[1] + box[3]) / 2;
+    const dx = Math.min(Math.max(cx, 0), w - 1) - cx, dy = Math.min(Math.max(cy, 0), h - 1) - cy;
+    return [box[0] + dx, box[1] + dy, box[2] + dx, box[3] + dy];
   }
 
   _newTrack(d, t) { return new Track(this.nextId++, d.box.slice(), d.score, t); }
@@ -81,11 +90,11 @@ export class VideoTracker {
       const d = dets[j];
       let best = null, bestIou = -Infinity;
       for (const r of this.lost) { // max(): the first of equals
-        const v = boxIou(r.rememberedBox(t), d.box);
+        const v = boxIou(this._inFrame(r.rememberedBox(t)), d.box);
         if (v > bestIou) { best = r; bestIou = v; }
       }
       let tr;
-      if (best !== null && boxIou(best.rememberedBox(t), d.box) >= this.cfg.reviveIou) {
+      if (best !== null && boxIou(this._inFrame(best.rememberedBox(t)), d.box) >= this.cfg.reviveIou) {
         this.lost.splice(this.lost.indexOf(best), 1);
         tr = best;
         tr.score = d.score; tr.misses = 0; tr.velocity = [0, 0]; tr.zoomRate = 0.0;
@@ -139,6 +148,7 @@ export class VideoTracker {
     t = this._clock(t);
     const gap = this.t !== null && t - this.t > c.smoothGapS;
     this.t = t;
+    this.frameWh = [img.width, img.height];
     this.lost = this.lost.filter((r) => t - r.t <= c.lostKeepS);
     const motion = c.predictMotion && !gap;
     const boxes = new Map(this.tracks.map((tr) => [tr.id, tr.predictedBox(t, motion)]));
