@@ -133,6 +133,21 @@ def test_no_ghost_faces_when_the_face_leaves_or_vanishes():
     assert vt.step(IMG, t + 0.2) == [] and vt.tracks == []
 
 
+def test_face_back_at_the_edge_it_left_keeps_its_id():
+    """A face walks out to the right, stays out for about a second and walks back in at the same edge: the
+    remembered track, held inside the frame, takes the returning detection (same id)."""
+    scene = Scene()
+    vt = tracker(scene)
+    t, ids = 0.0, []
+    path = list(range(420, 781, 20)) + [780] * 3 + list(range(760, 419, -20))
+    for x in path:
+        scene.faces = [face_at(x, 180)]
+        out = vt.step(IMG, t)
+        ids += [tr.id for tr, _, _ in out]
+        t += 1 / 10
+    assert ids[0] == ids[-1] and len(set(ids)) == 1, ids
+
+
 def test_identity_kept_when_two_faces_cross():
     """Face 0 walks right, face 1 (in front, lower) walks left; while they overlap face 0 is hidden."""
     scene = Scene()
