@@ -26,143 +26,22 @@ Per frame (time t, seconds; real timestamps, or 1 / fps steps):
      passes behind another or an occluder, found again on the frame it comes back);
   6. One-Euro smoothing with one cutoff per face (core.smoothing.FaceSmoother) on the real interval
      between frames, restarted after a gap longer than `smooth_gap_s` and whenever the track
-     restarts from a detection."""
+     restarts from a detection.
+Constants, TrackingConfig, Track and the crop geometry live in core.track (re-exported here)."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
 
 from .detectors import Detection, box_iou
-from .image_faces import roll_deg, upright_box
-from .landmarks import CROP_SCALE, crop_from_box
-from .smoothing import DEFAULT_FPS, FaceSmoother
-
-MIN_FACE_SIDE = 8.0  # px: a landmark box smaller than this is a lost track
-TRACK_MIN_INSIDE = 0.3  # share of a landmark box that must lie inside the frame
-MATCH_IOU = 0.3  # a detection continues a track when it overlaps the track's predicted box this much
-KEEP_IOU = 0.5  # ... and a healthy track keeps its own (landmark) box above this overlap
-DUPLICATE_IOU = 0.6  # two tracks overlapping more than this follow one face
-OVERLAP_IOU = 0.1  # tracks overlapping more than this may pull each other: a track jumping then is dropped
-MAX_JUMP = 0.08  # landmark-box sides: landmarks this far from the motion prediction = jumped
-MAX_DRIFT = 0.2  # landmark-box sides: ... or this far from the path remembered before the overlap
-VELOCITY_MEMORY = 0.4  # v <- (1 - m) v_measured + m v
-MAX_PREDICTED_SHIFT = 0.5  # landmark-box sides: cap on the motion prediction per frame
-MAX_PREDICTED_ZOOM = 0.3  # |log side change| cap on the motion prediction per frame
-REMEMBER_MAX_SHIFT = 3.0  # landmark-box sides: cap on a remembered (lost) track's predicted path
-SIGMA_MEMORY = 0.8  # running uncertainty level: s <- m s + (1 - m) sigma (healthy frames only)
-
-
-@dataclass(frozen=True)
-class TrackingConfig:
-    """Video-mode parameters (see the module docstring). Build from a mapping with
-    core.config.from_dict(TrackingConfig, {...}) to reject unknown keys."""
-    redetect_every: int = 10  # frames
-    redetect_s: float = 1.0  # seconds
-    max_sigma: float = 0.08  # crop units
-    sigma_jump: float = 2.5
-    sigma_floor: float = 0.01  # crop units: running level used at least this large
-    edge: float = 0.02  # crop units: landmark box this close to the crop border = face leaves the crop
-    max_shift: float = 0.06  # crop units: landmark-box centre this far from the crop centre = crop off
-    max_scale: float = 0.15  # |log(landmark side / expected side)| above this = crop off
-    predict_motion: bool = True
-    smooth: bool = True
-    smooth_gap_s: float = 1.0
-    lost_keep_s: float = 2.0
-    revive_iou: float = 0.1  # a detection overlapping a remembered track's predicted box this much revives it
-    max_misses: int = 2  # scheduled detections in a row that miss a track before it is dropped
-    fps: float = DEFAULT_FPS  # frame rate assumed when frames come without timestamps
-
-    def __post_init__(self):
-        self.validate()
-
-    def validate(self):
-        if self.redetect_every < 1 or self.max_misses < 1:
-            raise ValueError("redetect_every and max_misses must be >= 1")
-        for k in ("redetect_s", "max_sigma", "sigma_jump", "edge", "max_shift", "max_scale", "smooth_gap_s", "fps"):
-            if not getattr(self, k) > 0:
-                raise ValueError(f"TrackingConfig.{k} must be > 0, got {getattr(self, k)!r}")
-        if self.sigma_floor < 0 or self.lost_keep_s < 0 or not 0 <= self.revive_iou <= 1:
-            raise ValueError("sigma_floor, lost_keep_s must be >= 0 and 0 <= revive_iou <= 1")
-
-
-@dataclass
-class Track:
-    id: int
-    box: np.ndarray  # landmark box (x0, y0, x1, y1) at time t
-    score: float
-    t: float
-    landmarks: np.ndarray | None = None  # last raw (unsmoothed) landmarks
-    velocity: np.ndarray = field(default_factory=lambda: np.zeros(2))  # px / s of the box centre
-    zoom_rate: float = 0.0  # d log(side) / dt
-    sigma_level: float | None = None
-    misses: int = 0
-    from_detection: bool = True  # box came from a detector: two passes, motion unknown
-    restart: bool = True  # smoothing starts over on the next output
-    smoother: FaceSmoother | None = None
-    anchor: tuple | None = None  # (box, velocity, zoom_rate, t) of the last frame it overlapped no other track
-    roll: float = 0.0  # degrees, eye line of the last landmarks: the crop is turned upright by it
-
-    def remembered_box(self, t: float) -> np.ndarray:
-        """Predicted box from the anchor (a lost track's last trustworthy state)."""
-        if self.anchor is None:
-            return self.predicted_box(t)
-        box, v, z, t0 = self.anchor
-        return Track(self.id, box, self.score, t0, velocity=v, zoom_rate=z).predicted_box(t, max_shift=REMEMBER_MAX_SHIFT)
-
-    def _motion(self, t: float, motion: bool, side: float, max_shift: float) -> tuple[np.ndarray, float]:
-        """(centre shift px, zoom factor) predicted from t to now, the shift capped at max_shift x side."""
-        dt = max(0.0, t - self.t)
-        shift = self.velocity * dt if motion else np.zeros(2)
-        n = float(np.hypot(*shift))
-        if n > max_shift * side:
-            shift = shift * (max_shift * side / n)
-        z = math.exp(float(np.clip(self.zoom_rate * dt, -MAX_PREDICTED_ZOOM, MAX_PREDICTED_ZOOM))) if motion else 1.0
-        return shift, z
-
-    def predicted_box(self, t: float, motion: bool = True, max_shift: float = MAX_PREDICTED_SHIFT) -> np.ndarray:
-        x0, y0, x1, y1 = self.box
-        shift, z = self._motion(t, motion, max(x1 - x0, y1 - y0, 1.0), max_shift)
-        cx, cy = (x0 + x1) / 2 + shift[0], (y0 + y1) / 2 + shift[1]
-        hw, hh = (x1 - x0) * z / 2, (y1 - y0) * z / 2
-        return np.array([cx - hw, cy - hh, cx + hw, cy + hh])
-
-    def predicted_crop(self, t: float, motion: bool = True) -> np.ndarray:
-        """[cx, cy, side, angle] of the crop for time t: the upright square around the last
-        landmarks (box_crop of the predicted box before any), moved like predicted_box."""
-        if self.landmarks is None:
-            return box_crop(self.predicted_box(t, motion))
-        cx, cy, side = upright_box(self.landmarks, self.roll)
-        shift, z = self._motion(t, motion, side, MAX_PREDICTED_SHIFT)
-        return np.array([cx + shift[0], cy + shift[1], CROP_SCALE * side * z, self.roll])
-
-
-def landmark_box(pts: np.ndarray) -> np.ndarray:
-    return np.r_[pts.min(0), pts.max(0)].astype(np.float64)
-
-
-def box_crop(box) -> np.ndarray:
-    """[cx, cy, side, angle]: the axis-aligned training-convention crop around a landmark-box estimate."""
-    return np.array([*crop_from_box(box), 0.0])
-
-
-def landmark_crop(pts: np.ndarray) -> np.ndarray:
-    """[cx, cy, side, angle]: the training-convention square around landmarks, turned upright by their roll."""
-    a = roll_deg(pts)
-    cx, cy, side = upright_box(pts, a)
-    return np.array([cx, cy, CROP_SCALE * side, a])
-
-
-def in_crop(pts: np.ndarray, crop) -> np.ndarray:
-    """Landmarks in crop units of crop = [cx, cy, side, angle] ([0, 1] = inside; the crop image is
-    the square turned by -angle, as core.landmarks.crop_matrix(cx, cy, side, angle_deg=-angle))."""
-    cx, cy, side, angle = crop
-    a = math.radians(-angle)
-    d = np.asarray(pts, np.float64) - np.array([cx, cy])
-    r = np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
-    return d @ r.T / side + 0.5
+from .image_faces import roll_deg
+from .landmarks import CROP_SCALE
+from .smoothing import FaceSmoother
+from .track import (DUPLICATE_IOU, KEEP_IOU, MATCH_IOU, MAX_DRIFT, MAX_JUMP, MIN_FACE_SIDE, OVERLAP_IOU,
+                    SIGMA_MEMORY, TRACK_MIN_INSIDE, VELOCITY_MEMORY, Track, TrackingConfig, _side, _side_box,
+                    box_crop, in_crop, landmark_box, landmark_crop)
 
 
 class VideoTracker:
@@ -415,14 +294,6 @@ class VideoTracker:
         tr.from_detection = tr.restart = False
         if all(box_iou(lb, o.box) <= OVERLAP_IOU for o in self.tracks if o is not tr):
             tr.anchor = (lb.copy(), tr.velocity.copy(), tr.zoom_rate, t)
-
-
-def _side(pts) -> float:
-    return float(max(np.ptp(pts[:, 0]), np.ptp(pts[:, 1]), 1.0))
-
-
-def _side_box(b) -> float:
-    return float(max(b[2] - b[0], b[3] - b[1], 1.0))
 
 
 __all__ = ["TrackingConfig", "Track", "VideoTracker", "in_crop", "box_crop", "landmark_crop"]

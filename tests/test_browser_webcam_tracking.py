@@ -219,6 +219,7 @@ def test_page_constants_are_pythons(page):
 
     import core.detectors as cd
     import core.smoothing as cs
+    import core.track as ctrack
     import core.tracking as ct
 
     got = page.evaluate("""async () => {
@@ -227,7 +228,8 @@ def test_page_constants_are_pythons(page):
       return { tracking: { ...tracking }, config: { ...new tracking.TrackingConfig() }, smoothing: { ...smoothing },
                boxes: { ...boxes } };
     }""")
-    consts = {k: v for k, v in vars(ct).items() if k.isupper() and isinstance(v, (int, float)) and k not in vars(cs)}
+    consts = {k: v for m in (ctrack, ct) for k, v in vars(m).items()
+              if k.isupper() and isinstance(v, (int, float)) and k not in vars(cs)}
     assert consts and {k: got["tracking"].get(k) for k in consts} == consts
     defaults = {_camel(f.name): f.default for f in dataclasses.fields(ct.TrackingConfig)}
     assert got["config"] == defaults

@@ -1,4 +1,4 @@
-// Per-face track state and the video-mode parameters, ported from core/tracking.py (module
+// Per-face track state and the video-mode parameters, ported from core/track.py (module
 // constants, TrackingConfig with camelCase fields, Track; same values). VideoTracker: tracking.js.
 import { boxCrop, uprightBox } from "./boxes.js";
 import { CROP_SCALE } from "./imgproc.js";
