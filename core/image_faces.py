@@ -95,9 +95,10 @@ def upright_box(pts: np.ndarray, angle: float) -> tuple[float, float, float]:
     return float(cx), float(cy), float(max(*(hi - lo), 1.0))
 
 
-def run_crops(aligner, img: np.ndarray, mats: list[np.ndarray]) -> dict:
+def run_crops(aligner, img: np.ndarray, mats: list[np.ndarray], crop_units: bool = False) -> dict:
     """One batched model call on the crops of `mats`: pts (K,68,2) and cov (K,68,2,2) in photo
-    pixels (cov None without uncertainty), adj (K,68,68), sigma (K,) median std in photo px."""
+    pixels (cov None without uncertainty), adj (K,68,68), sigma (K,) median std in photo px (in
+    crop units, the crop side = 1, with crop_units: the video tracker's scale)."""
     from .inference import warp_crop
 
     size = aligner.input_size
@@ -108,10 +109,11 @@ def run_crops(aligner, img: np.ndarray, mats: list[np.ndarray]) -> dict:
     pts = np.einsum("kij,knj->kni", a, out["coords"].astype(np.float64) * size) + invs[:, None, :, 2]
     res = {"pts": pts, "adj": out["adjacency"].astype(np.float32), "cov": None, "sigma": None}
     if "cov" in out:
-        c = out["cov"].astype(np.float64) * size * size
+        unit = out["cov"].astype(np.float64)
+        c = unit * size * size
         res["cov"] = np.einsum("kij,knjl,kml->knim", a, c, a)
         scale = np.hypot(invs[:, 0, 0], invs[:, 1, 0])  # photo px per crop px
-        res["sigma"] = median_sigma(c) * scale
+        res["sigma"] = median_sigma(unit) if crop_units else median_sigma(c) * scale
     return res
 
 

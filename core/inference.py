@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from .detectors import Detection, HaarDetector, MediaPipeDetector
-from .image_faces import DEFAULT_MIN_CONFIDENCE, FaceList, predict_image, reject_ratio_for
+from .image_faces import DEFAULT_MIN_CONFIDENCE, FaceList, predict_image, reject_ratio_for, run_crops
 from .images import decode_image
 from .landmarks import apply_affine, crop_matrix, invert_affine
 from .mirror import MirrorRunner
@@ -279,23 +279,10 @@ class FaceAligner:
         return self._run_crops(img, [box_crop(b) for b in boxes])
 
     def _run_crops(self, img: np.ndarray, crops: list[np.ndarray]) -> dict[str, np.ndarray]:
-        """One batched model call on crops [cx, cy, side, angle] (the square turned by -angle, as
-        core.tracking.in_crop); results in image pixels: pts (K,68,2), cov (K,68,2,2) or None,
-        adj (K,68,68), sigma (K,) median std in crop units."""
-        size = self.input_size
-        mats = [crop_matrix(c[0], c[1], c[2], out_size=size, angle_deg=-c[3]) for c in crops]
-        crops = np.stack([warp_crop(img, m, size) for m in mats])
-        x = crops.transpose(0, 3, 1, 2).astype(np.float32) * np.float32(1.0 / 255.0)
-        out = self.runner(x)
-        invs = np.stack([invert_affine(m) for m in mats])  # (K, 2, 3)
-        a = invs[:, :, :2]
-        pts = np.einsum("kij,knj->kni", a, out["coords"].astype(np.float64) * size) + invs[:, None, :, 2]
-        res = {"pts": pts, "adj": out["adjacency"].astype(np.float32), "cov": None, "sigma": None}
-        if "cov" in out:
-            c = out["cov"].astype(np.float64)
-            res["cov"] = np.einsum("kij,knjl,kml->knim", a, c * size * size, a)
-            res["sigma"] = np.median(np.sqrt(np.clip(np.trace(c, axis1=2, axis2=3) / 2, 0, None)), axis=1)
-        return res
+        """core.image_faces.run_crops on crops [cx, cy, side, angle] (the square turned by -angle, as
+        core.tracking.in_crop): pts, cov in image pixels, sigma (K,) median std in crop units."""
+        mats = [crop_matrix(c[0], c[1], c[2], out_size=self.input_size, angle_deg=-c[3]) for c in crops]
+        return run_crops(self, img, mats, crop_units=True)
 
     # -- public --------------------------------------------------------------------------------
     def reset(self) -> None:
