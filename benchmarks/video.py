@@ -202,28 +202,35 @@ def summary_lines(table: dict) -> str:
     return "\n".join(rows)
 
 
+def pooled(table: dict, fps: str) -> dict:
+    """Video and image mode pooled over the synthetic motions at one frame rate: per method its mean
+    NME over its own matches, failure rate and every face-frame's NME; "both": paired() of the two."""
+    keys = [k.split("|", 1)[1] for k in table if k.startswith("video|") and k.endswith("|" + fps) and "|youtube|" not in k]
+    out = {}
+    for m in ("video", "image"):
+        rows = [table[f"{m}|{k}"] for k in keys if f"{m}|{k}" in table]
+        n, matched = sum(a["face_frames"] for a in rows), sum(a["face_frames"] - a["missed"] for a in rows)
+        out[m] = {"mean_nme": sum((a["mean_nme"] or 0) * (a["face_frames"] - a["missed"]) for a in rows) / max(matched, 1),
+                  "failure_rate": sum(a["failure_rate"] * a["face_frames"] for a in rows) / max(n, 1),
+                  "frame_nme": [e for a in rows for e in a["frame_nme"]]}
+    out["both"] = paired(out["video"], out["image"])
+    return out
+
+
+def synthetic_rates(table: dict) -> list[str]:
+    return sorted({k.split("|")[2] for k in table if "|youtube|" not in k}, key=float)
+
+
 def targets(table: dict) -> str:
     """The issue's targets, checked on the table (synthetic sequences, all motions pooled per fps)."""
     out = []
-    for fps in sorted({k.split("|")[2] for k in table if k.split("|")[1] != "youtube"}, key=float):
-        def pooled(name):
-            rows = [(k, a) for k, a in table.items() if k.startswith(name + "|") and k.endswith("|" + fps)
-                    and "|youtube|" not in k]
-            n = sum(a["face_frames"] for _, a in rows)
-            nme_w = sum((a["mean_nme"] or 0) * (a["face_frames"] - a["missed"]) for _, a in rows)
-            matched = sum(a["face_frames"] - a["missed"] for _, a in rows)
-            fails = sum(a["failure_rate"] * a["face_frames"] for _, a in rows)
-            return nme_w / max(matched, 1), fails / max(n, 1)
-        (vn, vf), (inn, inf) = pooled("video"), pooled("image")
-        keys = sorted(k.split("|", 1)[1] for k in table if k.startswith("video|") and k.endswith("|" + fps)
-                      and "|youtube|" not in k)
-        pooled_pair = paired({"frame_nme": [e for k in keys for e in table[f"video|{k}"]["frame_nme"]]},
-                             {"frame_nme": [e for k in keys for e in table.get(f"image|{k}", {"frame_nme": []})["frame_nme"]]})
-        pv, pi, n = pooled_pair
+    for fps in synthetic_rates(table):
+        p = pooled(table, fps)
+        (pv, pi, n), vf, inf = p["both"], p["video"]["failure_rate"], p["image"]["failure_rate"]
         ok = "yes" if pv is not None and pv <= pi and vf <= inf else "**no**"
         out.append(f"| {fps} fps: NME on the face-frames both found / failures, video vs image | {100 * pv:.2f} % / "
                    f"{100 * vf:.1f} % vs {100 * pi:.2f} % / {100 * inf:.1f} % ({n} face-frames; mean over each "
-                   f"method's own matches: {100 * vn:.2f} vs {100 * inn:.2f} %) | {ok} |")
+                   f"method's own matches: {100 * p['video']['mean_nme']:.2f} vs {100 * p['image']['mean_nme']:.2f} %) | {ok} |")
     v, r, i = (table.get(f"{m}|still|30") for m in ("video", "video_raw", "image"))
     if v and i and v["jitter_px"] and i["jitter_px"]:
         ratio = i["jitter_px"] / v["jitter_px"]
@@ -247,12 +254,9 @@ def readme_table(table: dict) -> str:
     """The README's summary: per frame rate, pooled over the synthetic motions, NME on the face-frames
     video and image mode both found and the failure rates; jitter on the still face at 30 fps."""
     rows = ["| frames/s | video mode: NME / failures | per-frame detection: NME / failures |", "|---|---|---|"]
-    for fps in sorted({k.split("|")[2] for k in table if "|youtube|" not in k}, key=float):
-        keys = [k.split("|", 1)[1] for k in table if k.startswith("video|") and k.endswith("|" + fps) and "|youtube|" not in k]
-        pv, pi, _ = paired({"frame_nme": [e for k in keys for e in table[f"video|{k}"]["frame_nme"]]},
-                           {"frame_nme": [e for k in keys for e in table[f"image|{k}"]["frame_nme"]]})
-        fails = {m: sum(table[f"{m}|{k}"]["failure_rate"] * table[f"{m}|{k}"]["face_frames"] for k in keys)
-                 / max(sum(table[f"{m}|{k}"]["face_frames"] for k in keys), 1) for m in ("video", "image")}
+    for fps in synthetic_rates(table):
+        p = pooled(table, fps)
+        (pv, pi, _), fails = p["both"], {m: p[m]["failure_rate"] for m in ("video", "image")}
         jit = {m: (table.get(f"{m}|still|{fps}") or {}).get("jitter_px") for m in ("video", "image")}
         extra = {m: f" (jitter on a still face {jit[m]:.2f} px)" if fps == "30" and jit[m] else "" for m in jit}
         rows.append(f"| {fps} | {_f(pv, True)} % / {_f(fails['video'], True, 1)} %{extra['video']} | "
