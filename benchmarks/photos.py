@@ -157,14 +157,12 @@ def crop_reference(weights, data: Path, split: str, records) -> dict | None:
     """The crop protocol (core.evaluate: ground-truth-centred crops) on the same annotated faces as
     the photo protocol scores (the photo split's crops, misplaced annotations left out as there);
     None when the photos' crops are not a held-out faces68 split (photos_afw's are in train)."""
-    import json as _json
-
     from core.checkpoint import load_model
     from core.data import load_jsonl
     from core.evaluate import predict_records
     from core.metrics import nme
 
-    first = _json.loads((data / f"{split}.jsonl").read_text().splitlines()[0])
+    first = json.loads((data / f"{split}.jsonl").read_text().splitlines()[0])
     crops = data / f"{first.get('split_of_crops', '')}.jsonl"
     if first.get("split_of_crops") in (None, "train") or not crops.is_file():
         return None
@@ -209,7 +207,7 @@ def main(argv=None) -> int:
            "reject_ratio": aligner.reject_ratio, "sets": {}}
     for s in args.sets:
         records = load_set(s, Path(args.data), args.limit)
-        excluded = sum(len(getattr(r, "excluded", ())) for r in records)
+        excluded = sum(len(r.excluded) for r in records)
         print(f"== {s}: {len(records)} photos, {sum(len(r.faces) for r in records)} faces"
               + (f" ({excluded} misplaced annotations excluded: core.photos.load_photos)" if excluded else ""), flush=True)
         out["sets"][s] = {}

@@ -72,16 +72,14 @@ def load_photos(path: str | Path, check_placement: bool = True) -> list[PhotoRec
             raise DataError(f"{path}:{n}: not a whole-photo record ({e})") from e
         if any(f.shape != (68, 2) for f in faces):
             raise DataError(f"{path}:{n}: landmarks must be 68 (x, y) pairs")
-        rec = PhotoRecord(path.parent / o["image"], str(o.get("photo", n)), str(o.get("source", "")), faces, ids)
-        split = o.get("split_of_crops")
+        split, bad = o.get("split_of_crops"), set()
         if check_placement and split and "scale_from_original" in o and "size" in o:
             if split not in crop_sizes:
                 crop_sizes[split] = _original_sizes(path.parent / f"{split}.jsonl")
             bad = misplaced(o, crop_sizes[split])
-            keep = [k for k, i in enumerate(ids) if i not in bad]
-            rec = PhotoRecord(rec.image, rec.photo, rec.source, [faces[k] for k in keep], [ids[k] for k in keep],
-                              tuple(i for i in ids if i in bad))
-        out.append(rec)
+        keep = [k for k, i in enumerate(ids) if i not in bad]
+        out.append(PhotoRecord(path.parent / o["image"], str(o.get("photo", n)), str(o.get("source", "")),
+                               [faces[k] for k in keep], [ids[k] for k in keep], tuple(i for i in ids if i in bad)))
     return out
 
 
