@@ -1,6 +1,8 @@
 """Shared fixtures: small synthetic models and faces, so no test needs ../shared or shipped weights."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -11,6 +13,15 @@ from core.graph import neighbourhood
 from core.models import build_model
 
 torch.set_num_threads(1)
+ASTRONAUT = Path(__file__).resolve().parent.parent / "app" / "examples" / "astronaut.jpg"
+
+
+@pytest.fixture(scope="session")
+def astronaut() -> np.ndarray:
+    """The example photo (512 x 512 RGB, one face), decoded once; tests must not write into it."""
+    from core.images import load_image
+
+    return load_image(ASTRONAUT)
 
 
 def synthetic_shapes(n_faces: int = 64, seed: int = 0) -> np.ndarray:
