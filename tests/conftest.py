@@ -83,3 +83,26 @@ def tiny_heatmap_weights(tmp_path_factory, shapes):
 @pytest.fixture(scope="session")
 def tiny_fc_weights(tmp_path_factory, shapes):
     return _tiny_model_file(tmp_path_factory, shapes, "tiny_fc", 1, head="fc")
+
+
+@pytest.fixture(scope="session")
+def train_root(tmp_path_factory) -> Path:
+    """12 synthetic photos in faces68 layout (9 train + 3 validation) for the training tests."""
+    from synth_faces import write_split
+
+    root = tmp_path_factory.mktemp("faces68")
+    write_split(root, n=12, max_angle=25, seed=0)
+    return root
+
+
+@pytest.fixture(scope="session")
+def straight_run(tmp_path_factory, train_root) -> Path:
+    """3 epochs in one go (tiny MobileNetV2 graph model, all augmentations on): the reference run
+    of the resume, fine-tuning and fault tests, which only read it."""
+    from core.train import main
+    from train_runs import cfg_dict, write_cfg
+
+    tmp = tmp_path_factory.mktemp("straight")
+    cfg = write_cfg(tmp / "cfg.yaml", cfg_dict(train_root))
+    assert main(["--config", cfg, "--out", str(tmp / "run")]) == 0
+    return tmp / "run"

