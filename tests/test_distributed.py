@@ -23,7 +23,7 @@ from core import distributed, train
 from core.checkpoint import read_meta
 from core.config import ConfigError, load_config
 from synth_faces import write_split
-from test_train import AUG, _cfg_dict
+from train_runs import AUG, cfg_dict
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKER = Path(__file__).resolve().parent / "ddp_worker.py"
@@ -60,7 +60,7 @@ def setup(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ddp")
     write_split(tmp / "data", n=12, max_angle=25, seed=0)
     cfg = tmp / "cfg.yaml"
-    cfg.write_text(yaml.safe_dump(_cfg_dict(tmp / "data", epochs=2, lr=3e-4, augment=AUG)))
+    cfg.write_text(yaml.safe_dump(cfg_dict(tmp / "data", epochs=2, lr=3e-4, augment=AUG)))
     return tmp, str(cfg)
 
 

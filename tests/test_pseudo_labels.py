@@ -14,7 +14,7 @@ from core.mirror import mirror_points
 from core.pseudo_labels import label_image, label_records, main
 from core.train import Trainer
 from tests.synth_faces import face_points, write_split
-from tests.test_train import _cfg_dict
+from train_runs import cfg_dict
 
 SIZE = 256
 
@@ -98,8 +98,8 @@ def test_training_adds_pseudo_labels_with_their_weight(tmp_path):
     path = tmp_path / "pseudo.jsonl"
     path.write_text("".join(json.dumps({**o, "image": str((tmp_path / "lfw" / o["image"]).resolve())}) + "\n"
                             for o in extra))
-    cfg = from_dict(TrainConfig, _cfg_dict(root, epochs=1, data={"pseudo_labels": str(path), "pseudo_weight": 0.25}))
-    plain = Trainer(from_dict(TrainConfig, _cfg_dict(root, epochs=1)), tmp_path / "plain")
+    cfg = from_dict(TrainConfig, cfg_dict(root, epochs=1, data={"pseudo_labels": str(path), "pseudo_weight": 0.25}))
+    plain = Trainer(from_dict(TrainConfig, cfg_dict(root, epochs=1)), tmp_path / "plain")
     trainer = Trainer(cfg, tmp_path / "run")
     assert len(trainer.train_records) == len(plain.train_records) + 3
     assert np.allclose(trainer.sample_weights[-3:], 0.25) and np.allclose(trainer.sample_weights[:-3], 1.0)
