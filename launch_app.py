@@ -2,7 +2,7 @@
 
     python launch_app.py                       # http://127.0.0.1:7860
     python launch_app.py --host 0.0.0.0 --port 7860
-    python launch_app.py --weights weights/sdfl_graph.safetensors --fc-weights weights/sdfl_fc.safetensors
+    python launch_app.py --weights runs/mine/best.safetensors   # your own model (the FC baseline stays)
     python launch_app.py --webcam-weights weights/sdfl_fast.safetensors   # fast webcam on a slow CPU
 
 The models load once at start; missing or broken weights print a message and exit with 2.
@@ -20,18 +20,19 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 def parse_args(argv=None) -> argparse.Namespace:
     from app.ui import (CONCURRENCY, MAX_FILE_SIZE, MAX_PIXELS, QUEUE_MAX, RESULTS_DIR, STREAM_TIME_LIMIT,
                         WEBCAM_SLOTS)
-    from core.checkpoint import DEFAULT_WEIGHTS, FAST_WEIGHTS, FC_WEIGHTS, GRAPH_WEIGHTS
+    from core.checkpoint import DEFAULT_WEIGHTS, FAST_WEIGHTS, FC_WEIGHTS
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
                     help="interface to listen on (0.0.0.0 for all; default $GRADIO_SERVER_NAME or 127.0.0.1)")
     ap.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)),
                     help="default $GRADIO_SERVER_PORT or 7860")
-    ap.add_argument("--weights", default=str(GRAPH_WEIGHTS), help="graph-head model (<stem>.safetensors + .json)")
-    ap.add_argument("--fc-weights", default=str(FC_WEIGHTS), help="FC-head baseline for the occlusion tab")
-    ap.add_argument("--accurate-weights", default=str(DEFAULT_WEIGHTS),
-                    help="second photo model the upload tab can switch to (default: the package default, "
-                         "core.checkpoint.DEFAULT_WEIGHTS); '' = none")
+    ap.add_argument("--weights", default=str(DEFAULT_WEIGHTS),
+                    help="the app's model: photos, webcam, API, occlusion demo (<stem>.safetensors + .json; "
+                         "default: the flagship, core.checkpoint.DEFAULT_WEIGHTS)")
+    ap.add_argument("--fc-weights", default=str(FC_WEIGHTS), help="FC baseline for the occlusion tab")
+    ap.add_argument("--accurate-weights", default="",
+                    help="a second photo model the upload tab can switch to (default: none)")
     ap.add_argument("--webcam-weights", default=os.environ.get("SDFL_WEBCAM_WEIGHTS", ""),
                     help=f"webcam model ('' = --weights; env SDFL_WEBCAM_WEIGHTS, e.g. on a Space); "
                          f"{FAST_WEIGHTS.name} is the fast 64 px model for slow CPUs")

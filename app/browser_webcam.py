@@ -43,7 +43,7 @@ MEDIA_TYPES = {".js": "text/javascript", ".mjs": "text/javascript", ".css": "tex
 
 @dataclass(frozen=True)
 class BrowserModel:
-    id: str  # URL-safe name, e.g. "sdfl_graph" or "sdfl_fast.int8"
+    id: str  # URL-safe name, e.g. "sdfl_flagship" or "sdfl_fast.int8"
     label: str
     onnx: Path
     meta: Path  # <stem>.json beside the weights (input_size, neighbours)
@@ -61,14 +61,13 @@ class BrowserWebcam:
     _meta_cache: dict = field(default_factory=dict, repr=False)
 
     @classmethod
-    def from_weights(cls, graph_weights, fast_weights=None, int8: bool = True, *, flagship_weights=None,
-                     **kw) -> "BrowserWebcam":
-        """Models from `<stem>.safetensors` paths, in menu order flagship, graph head, fast tier (the
-        first is the page's `auto` model): each one's `<stem>.onnx` (and `<stem>.int8.onnx` when
+    def from_weights(cls, weights, fast_weights=None, int8: bool = True, **kw) -> "BrowserWebcam":
+        """Models from `<stem>.safetensors` paths, in menu order the app's model (the flagship; the
+        page's `auto` model), then the fast tier: each one's `<stem>.onnx` (and `<stem>.int8.onnx` when
         `int8`) that exists. A weights file without an ONNX export is left out."""
         models: list[BrowserModel] = []
         fast = None
-        for w, kind in ((flagship_weights, "flagship"), (graph_weights, "graph head"), (fast_weights, "fast tier")):
+        for w, kind in ((weights, "default"), (fast_weights, "fast tier")):
             if not w:
                 continue
             st = Path(w).with_suffix(".safetensors")

@@ -101,13 +101,14 @@ def reading(g: ModelResult, f: ModelResult) -> str:
     """One line that says what the comparison shows."""
     grow = ""
     if np.isfinite(g.growth_covered) and g.covered:
-        grow = (f" The graph head's ellipses grew {_x(g.growth_covered)} over the covered points "
-                f"(FC head {_x(f.growth_covered)}): larger means the model knows it is less sure there.")
+        grow = (f" The graph model's ellipses grew {_x(g.growth_covered)} over the covered points "
+                f"(FC baseline {_x(f.growth_covered)}): larger means the model knows it is less sure there.")
     if g.occluded_nme is not None:
-        better = "graph head" if g.occluded_nme < f.occluded_nme else "FC head"
+        better = "graph model" if g.occluded_nme < f.occluded_nme else "FC baseline"
         return (f"**Reading:** on this occluded face the **{better}** is closer to the ground truth "
-                f"({g.occluded_nme:.2f} % vs {f.occluded_nme:.2f} %); the occluder cost the graph head "
-                f"{g.occluded_nme - g.clean_nme:+.2f} points and the FC head {f.occluded_nme - f.clean_nme:+.2f}.{grow}")
-    return (f"**Reading:** without ground truth only movement can be measured (graph head {g.movement_px:.1f} px, "
-            f"FC head {f.movement_px:.1f} px), and a model can move *towards* the right answer; add the photo's "
+                f"({g.occluded_nme:.2f} % vs {f.occluded_nme:.2f} %); the occluder cost the graph model "
+                f"{g.occluded_nme - g.clean_nme:+.2f} points and the FC baseline "
+                f"{f.occluded_nme - f.clean_nme:+.2f}.{grow}")
+    return (f"**Reading:** without ground truth only movement can be measured (graph model {g.movement_px:.1f} px, "
+            f"FC baseline {f.movement_px:.1f} px), and a model can move *towards* the right answer; add the photo's "
             f"landmark file to see errors.{grow}")

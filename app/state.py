@@ -1,8 +1,8 @@
 """What the app holds for its lifetime: its constants, the loaded models (`load_models`), the pool
 of video-mode aligners webcam sessions share, and per-session frame statistics. No Gradio here.
 
-Model files come from core.checkpoint (GRAPH_WEIGHTS, FC_WEIGHTS, DEFAULT_WEIGHTS, FAST_WEIGHTS):
-launch_app.py passes them in, nothing here names a weight file."""
+Model files come from core.checkpoint (DEFAULT_WEIGHTS, FC_WEIGHTS, FAST_WEIGHTS): launch_app.py
+passes them in, nothing here names a weight file."""
 from __future__ import annotations
 
 import json
@@ -18,7 +18,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from core.checkpoint import FC_WEIGHTS, GRAPH_WEIGHTS
+from core.checkpoint import DEFAULT_WEIGHTS, FC_WEIGHTS
 
 from . import webcam
 from .faces_limit import DEFAULT_MAX_FACES
@@ -35,8 +35,8 @@ DISPLAY_MAX_SIDE = 1600  # annotated images are drawn on a copy at most this lar
 OCCLUSION_VIEW_SIDE = 800  # the occlusion views zoom on the faces: at most (and at least half) this large
 OCCLUSION_WORK_SIDE = 1600  # the occlusion demo works on a copy at most this large (px reported in file pixels)
 STATE_TTL = 1800  # s: per-session results (display copies) are dropped after this
-# Upload-tab model choice: the graph head (per-image edges; also the webcam, the occlusion demo and
-# the API) or, when loaded, the package default (core.checkpoint.DEFAULT_WEIGHTS, most accurate).
+# Upload-tab model choice: the app's model (the flagship: also the webcam, the occlusion demo and the
+# API) or, when one is loaded with --accurate-weights, a second photo model.
 MODEL_GRAPH, MODEL_ACCURATE = "graph", "accurate"
 # (The radio's labels name the loaded files: app.tabs.upload.model_choices.)
 STREAM_TIME_LIMIT = 90  # s of webcam streaming per session before it must restart
@@ -59,9 +59,10 @@ class UserInputError(ValueError):
 
 @dataclass
 class Models:
-    """The aligners the app serves: `accurate` (the package default, the flagship) for photos and the
-    API when loaded; the graph-head model and its FC-head baseline for the occlusion comparison (and
-    for photos when no `accurate` model is loaded); a pool of video-mode aligners for webcams."""
+    """The aligners the app serves: `graph`, the graph-relational model (the flagship by default), for
+    photos, the API and the occlusion comparison, beside `fc`, its FC baseline on the same features;
+    `accurate`, an optional second photo model the upload tab can switch to; a pool of video-mode
+    aligners for webcams (the flagship, int8, by default)."""
 
     graph: Any
     fc: Any
@@ -74,7 +75,7 @@ class Models:
 
     @property
     def photo(self) -> Any:
-        """The photo model of the upload tab's default and the API: the flagship when loaded."""
+        """The photo model of the upload tab's default and the API: the second model when loaded."""
         return self.accurate if self.accurate is not None else self.graph
 
     def lock(self, aligner) -> threading.Lock:
@@ -104,15 +105,15 @@ def load_models(graph_weights=None, fc_weights=None, *, accurate_weights=None, w
                 max_faces: int = DEFAULT_MAX_FACES, webcam_slots: int = WEBCAM_SLOTS, webcam_precision: str = "auto") -> Models:
     """Load every aligner once. Raises core.checkpoint.CheckpointError / ValueError on missing or
     broken weights (launch_app.py turns that into a message and a non-zero exit).
-    accurate_weights: a second photo model for the upload tab (launch_app.py passes
-    core.checkpoint.DEFAULT_WEIGHTS); None = none.
+    graph_weights / fc_weights: None = core.checkpoint.DEFAULT_WEIGHTS (the flagship) / FC_WEIGHTS.
+    accurate_weights: a second photo model for the upload tab; None = none.
     webcam_weights: the webcam's video-mode model (e.g. core.checkpoint.FAST_WEIGHTS on a slow
-    machine); None = the graph-head model (its tracking thresholds are the tuned ones, docs/VIDEO.md).
+    machine); None = graph_weights.
     webcam_precision: "auto" = int8 (<stem>.int8.onnx, faster) on a CPU when that file exists, else
     fp32; photos and the occlusion demo always run fp32."""
     from core.inference import FaceAligner, onnx_path_for
 
-    graph_weights = Path(graph_weights) if graph_weights else GRAPH_WEIGHTS
+    graph_weights = Path(graph_weights) if graph_weights else DEFAULT_WEIGHTS
     fc_weights = Path(fc_weights) if fc_weights else FC_WEIGHTS
     webcam_weights = Path(webcam_weights or graph_weights)
     if webcam_precision == "auto":

@@ -19,7 +19,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no network calls f
 
 import gradio as gr  # noqa: E402
 
-from core.checkpoint import DEFAULT_WEIGHTS, FAST_WEIGHTS, GRAPH_WEIGHTS  # noqa: E402
+from core.checkpoint import DEFAULT_WEIGHTS, FAST_WEIGHTS  # noqa: E402
 
 from . import browser_webcam  # noqa: E402
 from .api import ApiHandlers, add_api  # noqa: E402
@@ -68,8 +68,8 @@ def build_demo(graph_weights=None, fc_weights=None, *, accurate_weights=None, mo
                concurrency: int = CONCURRENCY, queue_max: int = QUEUE_MAX,
                max_faces: int = DEFAULT_MAX_FACES) -> gr.Blocks:
     """The app as a gr.Blocks with its queue set. Loads the models once (unless `models` is
-    given); graph_weights / fc_weights default to core.checkpoint.GRAPH_WEIGHTS / FC_WEIGHTS,
-    accurate_weights (the upload tab's second model) to none."""
+    given); graph_weights / fc_weights default to core.checkpoint.DEFAULT_WEIGHTS (the flagship) /
+    FC_WEIGHTS (its FC baseline), accurate_weights (the upload tab's second model) to none."""
     if models is None:
         models = load_models(graph_weights, fc_weights, accurate_weights=accurate_weights, backend=backend,
                              device=device, detector=detector, threads=threads, webcam_slots=webcam_slots,
@@ -83,8 +83,7 @@ def build_demo(graph_weights=None, fc_weights=None, *, accurate_weights=None, mo
         with gr.Tabs():
             build_upload_tab(app, examples)
             build_webcam_tab(app, stream_time_limit)
-            page = browser_webcam.BrowserWebcam.from_weights(models.graph_weights or GRAPH_WEIGHTS, FAST_WEIGHTS,
-                                                             flagship_weights=models.accurate_weights or DEFAULT_WEIGHTS)
+            page = browser_webcam.BrowserWebcam.from_weights(models.graph_weights or DEFAULT_WEIGHTS, FAST_WEIGHTS)
             with gr.Tab("Webcam (in browser)", id="browser-webcam"):
                 browser_webcam.tab(page)
             build_occlusion_tab(app, examples)

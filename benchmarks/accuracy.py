@@ -2,8 +2,8 @@
 
     python benchmarks/accuracy.py --data ../shared/data/faces68 [--split test] [--seed 0]
 
-Evaluates the flagship (the default) and its int8 ONNX export (the webcam's), the Wasserstein heatmap
-head, the occlusion demo's graph-head / FC-head pair (same budget) and the fast 64 px tier (int8)
+Evaluates the flagship (the default) and its int8 ONNX export (the webcam's), the occlusion demo's FC
+baseline (FC stages on the flagship's features), the Wasserstein heatmap head and the fast 64 px tier (int8)
 under the default, synthetic-occlusion and motion-blur protocols (core.evaluate), the float models
 under --occlusion-seeds occlusion seeds, how much their error ellipses grow on the points the
 occluder covers (and on the visible ones), and dlib's 68-point predictor on the same crops when dlib
@@ -23,8 +23,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from core.checkpoint import (FAST_WEIGHTS, FC_WEIGHTS, FLAGSHIP_WEIGHTS, GRAPH_WEIGHTS, WASSERSTEIN_WEIGHTS,  # noqa: E402
-                             load_model)
+from core.checkpoint import FAST_WEIGHTS, FC_WEIGHTS, FLAGSHIP_WEIGHTS, WASSERSTEIN_WEIGHTS, load_model  # noqa: E402
 from core.data import load_jsonl  # noqa: E402
 from core.evaluate import evaluate, predict_records, protocol_crops, protocol_hidden, write_ced  # noqa: E402
 from core.inference import onnx_path_for  # noqa: E402
@@ -40,9 +39,8 @@ MIRROR = "mirror"
 MODELS = {"flagship (default)": (FLAGSHIP_WEIGHTS, None),
           "flagship + mirror ensemble (2x cost)": (FLAGSHIP_WEIGHTS, MIRROR),
           "flagship, int8 ONNX (webcam)": (FLAGSHIP_WEIGHTS, "int8"),
+          "FC stages on the flagship's features (occlusion demo baseline)": (FC_WEIGHTS, None),
           "Wasserstein heatmap head": (WASSERSTEIN_WEIGHTS, None),
-          "graph head (occlusion demo)": (GRAPH_WEIGHTS, None),
-          "FC head (occlusion demo baseline)": (FC_WEIGHTS, None),
           "fast graph head, int8 ONNX (64 px)": (FAST_WEIGHTS, "int8")}
 
 

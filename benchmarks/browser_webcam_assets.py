@@ -61,13 +61,13 @@ def main(argv=None) -> int:
 
     import browser_webcam_fps as fps
     from app.browser_webcam import BrowserWebcam
-    from core.checkpoint import DEFAULT_WEIGHTS, FAST_WEIGHTS, GRAPH_WEIGHTS
+    from core.checkpoint import DEFAULT_WEIGHTS, FAST_WEIGHTS
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--backends", nargs="*", default=["wasm", "auto", "webgpu"])
     ap.add_argument("--model", default="sdfl_fast")
     args = ap.parse_args(argv)
-    page = BrowserWebcam.from_weights(GRAPH_WEIGHTS, FAST_WEIGHTS, flagship_weights=DEFAULT_WEIGHTS)
+    page = BrowserWebcam.from_weights(DEFAULT_WEIGHTS, FAST_WEIGHTS)
     url, server = fps.serve(page)
     clip = fps.make_clip(Path("/tmp") / f"sdfl_assets_{id(page)}.y4m", moving=False)
     with sync_playwright() as pw:

@@ -2,7 +2,7 @@
 Chromium with a fake camera, for each shipped model (WASM backend, measured in the page).
 
     nice -n 10 python benchmarks/browser_webcam_fps.py                 # 20 s per model
-    python benchmarks/browser_webcam_fps.py --seconds 20 --threads 1 --models sdfl_fast sdfl_graph
+    python benchmarks/browser_webcam_fps.py --seconds 20 --threads 1 --models sdfl_fast sdfl_flagship
 
 The server is a bare FastAPI app with only the page's routes (the Gradio app mounts the same
 routes); it is idle while the page runs. The camera is a y4m clip of the astronaut face swaying
@@ -164,7 +164,7 @@ def measure(browser_page, url: str, seconds: float, warmup: float) -> dict:
 
 
 def main(argv=None) -> int:
-    from core.checkpoint import DEFAULT_WEIGHTS, FAST_WEIGHTS, GRAPH_WEIGHTS
+    from core.checkpoint import DEFAULT_WEIGHTS, FAST_WEIGHTS
     from app.browser_webcam import BrowserWebcam
     from playwright.sync_api import sync_playwright
 
@@ -180,7 +180,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="", help="write the figures as JSON here")
     args = ap.parse_args(argv)
 
-    page = BrowserWebcam.from_weights(GRAPH_WEIGHTS, FAST_WEIGHTS, flagship_weights=DEFAULT_WEIGHTS)
+    page = BrowserWebcam.from_weights(DEFAULT_WEIGHTS, FAST_WEIGHTS)
     if not page.vendor_ok():
         print("ONNX Runtime Web missing from app/static/vendor/onnxruntime-web (bash app/static/vendor/refresh.sh)",
               file=sys.stderr)

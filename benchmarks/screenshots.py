@@ -78,12 +78,12 @@ def webcam_overlay(app, image: Path, out: Path, camera: Path, frames: int = 30):
 
 def main(argv=None) -> int:
     from app.ui import ASTRONAUT, TWO_FACES, build_demo, launch, missing_weights
-    from core.checkpoint import DEFAULT_WEIGHTS, FC_WEIGHTS, GRAPH_WEIGHTS
+    from core.checkpoint import DEFAULT_WEIGHTS, FC_WEIGHTS
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--weights", default=str(GRAPH_WEIGHTS))
+    ap.add_argument("--weights", default=str(DEFAULT_WEIGHTS))
     ap.add_argument("--fc-weights", default=str(FC_WEIGHTS))
-    ap.add_argument("--accurate-weights", default=str(DEFAULT_WEIGHTS), help="upload tab's second model; '' = none")
+    ap.add_argument("--accurate-weights", default="", help="upload tab's second model; '' = none")
     ap.add_argument("--out", default=str(ROOT / "docs" / "screenshots"))
     ap.add_argument("--chromium", default=os.environ.get("CHROMIUM", "/usr/bin/chromium"))
     ap.add_argument("--width", type=int, default=1400)

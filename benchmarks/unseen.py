@@ -19,12 +19,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.accuracy import RESULTS, dlib_predictor, fmt, run_dlib  # noqa: E402
-from core.checkpoint import FAST_WEIGHTS, FC_WEIGHTS, FLAGSHIP_WEIGHTS, GRAPH_WEIGHTS, WASSERSTEIN_WEIGHTS  # noqa: E402
+from core.checkpoint import FAST_WEIGHTS, FC_WEIGHTS, FLAGSHIP_WEIGHTS, WASSERSTEIN_WEIGHTS  # noqa: E402
 from core.data import load_jsonl  # noqa: E402
 from core.evaluate import evaluate  # noqa: E402
 
-MODELS = {"flagship (default)": FLAGSHIP_WEIGHTS, "Wasserstein heatmap head": WASSERSTEIN_WEIGHTS,
-          "graph head": GRAPH_WEIGHTS, "FC head (baseline)": FC_WEIGHTS, "fast graph head (64 px)": FAST_WEIGHTS}
+MODELS = {"flagship (default)": FLAGSHIP_WEIGHTS, "FC stages on the flagship's features (baseline)": FC_WEIGHTS,
+          "Wasserstein heatmap head": WASSERSTEIN_WEIGHTS, "fast graph head (64 px)": FAST_WEIGHTS}
 
 
 def main(argv=None) -> int:

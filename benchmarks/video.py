@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from core import video as vp  # noqa: E402
-from core.checkpoint import GRAPH_WEIGHTS  # noqa: E402
+from core.checkpoint import DEFAULT_WEIGHTS  # noqa: E402
 from core.config import DataConfig  # noqa: E402
 from core.data import load_jsonl, read_image, train_val_split  # noqa: E402
 
@@ -121,7 +121,7 @@ def main(argv=None) -> int:
     ap.add_argument("--extra", type=int, default=40, help="YouTube videos from `extra` (0 = none)")
     ap.add_argument("--motions", default=",".join(vp.MOTIONS))
     ap.add_argument("--fps", default=",".join(str(f) for f in vp.FRAME_RATES))
-    ap.add_argument("--weights", default=str(GRAPH_WEIGHTS))
+    ap.add_argument("--weights", default=str(DEFAULT_WEIGHTS))
     ap.add_argument("--precision", default="int8", choices=["fp32", "int8"], help="the app's webcam uses int8 on a CPU")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)

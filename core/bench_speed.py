@@ -7,7 +7,7 @@
 
 Medians (ms) over `runs` timed calls after WARMUP untimed ones. Without --weights it uses
 core.checkpoint.DEFAULT_WEIGHTS, or, before that exists, a randomly initialised graph-head model
-(ModelConfig defaults: the compute of weights/sdfl_graph). The test frame is the public-domain NASA
+(ModelConfig defaults: the compute of configs/sdfl_graph.yaml). The test frame is the public-domain NASA
 astronaut photo (app/examples/astronaut.jpg) scaled into a 640x480 frame (face ~180 px)."""
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Post-hoc calibration of the per-landmark covariances on the validation split.
 
-    python -m core.calibrate --weights weights/sdfl_graph.safetensors [--data ../shared/data/faces68]
+    python -m core.calibrate --weights weights/sdfl_flagship.safetensors [--data ../shared/data/faces68]
 
 The NLL-trained uncertainty head sees heavily augmented crops, so on clean faces its ellipses come
 out too large. One factor s scales every covariance (the model's `cov_scale` buffer, so torch, ONNX

@@ -31,15 +31,16 @@ if TYPE_CHECKING:  # torch only when tensors are loaded or saved (the ONNX app r
     from .models import LandmarkModel
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
-# The package default (FaceAligner, evaluate, predict, export, bench_speed, the app's upload tab, webcam
-# and API): the flagship, a heatmap-to-graph hybrid with local node features and a refinement stage
-# (configs/sdfl_flagship*.yaml). The occlusion tab compares the graph-head / FC-head pair trained with
-# one budget. The Wasserstein heatmap head is the flagship's warm start and a benchmark row.
+# The package default, and the app's one model (FaceAligner, evaluate, predict, export, bench_speed, the
+# app's upload tab, webcam (int8), API and the graph side of the occlusion demo): the flagship, a
+# heatmap-to-graph hybrid with local node features and a refinement stage (configs/sdfl_flagship*.yaml).
+# The occlusion demo's baseline: FC stages on the flagship's own frozen features, trained with phase 1's
+# recipe (configs/sdfl_flagship_fc.yaml). The Wasserstein heatmap head is the flagship's warm start and a
+# benchmark row.
 WASSERSTEIN_WEIGHTS = WEIGHTS_DIR / "sdfl_wasserstein.safetensors"
 FLAGSHIP_WEIGHTS = WEIGHTS_DIR / "sdfl_flagship.safetensors"
 DEFAULT_WEIGHTS = FLAGSHIP_WEIGHTS
-GRAPH_WEIGHTS = WEIGHTS_DIR / "sdfl_graph.safetensors"
-FC_WEIGHTS = WEIGHTS_DIR / "sdfl_fc.safetensors"
+FC_WEIGHTS = WEIGHTS_DIR / "sdfl_flagship_fc.safetensors"
 # The speed tier: the graph head at 64 px with a narrow fusion and a 1-block graph (configs/sdfl_fast.yaml).
 FAST_WEIGHTS = WEIGHTS_DIR / "sdfl_fast.safetensors"
 FORMAT_VERSION = 1

@@ -104,6 +104,7 @@ class ModelConfig:
     graph_hidden: int = 128
     graph_context: bool = False  # graph blocks also hear a virtual node (attention pooling of all nodes)
     fc_hidden: int = 256
+    fc_node_dim: int = 32  # FC heads: each node's features projected to this many before the dense layers
     uncertainty: bool = True
     node_dropout: float = 0.0  # training only (graph / fc heads): zero whole map-to-node nodes with this probability
     pretrained: bool = True  # ImageNet init of MobileNetV2 when the file is installed
@@ -142,6 +143,8 @@ class ModelConfig:
             raise ConfigError(f"model.graph_context applies to the graph head, not {self.head!r}")
         if not 0 <= self.refine_stages <= 3:
             raise ConfigError(f"model.refine_stages must be in [0, 3], got {self.refine_stages}")
+        if self.fc_hidden < 1 or self.fc_node_dim < 1:
+            raise ConfigError(f"model.fc_hidden and model.fc_node_dim must be >= 1, got {self.fc_hidden}, {self.fc_node_dim}")
         if self.stage_head != "graph" and self.head != "hybrid":
             raise ConfigError(f"model.stage_head applies to the hybrid head, not {self.head!r}")
         if self.refine_stages and self.head != "hybrid":

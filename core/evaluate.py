@@ -1,7 +1,7 @@
 """Evaluate a checkpoint on a faces68-format split.
 
     python -m core.evaluate --data ../shared/data/faces68 --split test --json out.json
-        [--weights weights/sdfl_graph.safetensors] [--occlusion SEED | --blur SEED] [--ced ced.html|ced.png]
+        [--weights weights/sdfl_flagship_fc.safetensors] [--occlusion SEED | --blur SEED] [--ced ced.html|ced.png]
     python -m core.evaluate --data ../shared/data/faces68 --split photos_test --protocol photos --json out.json
         [--max-faces N]     # whole photos through the full pipeline (core.photos; docs/PHOTOS.md)
 

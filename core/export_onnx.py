@@ -2,7 +2,7 @@
 outputs `coords`, `adjacency` and, with an uncertainty head, `cov`), then check it against torch
 with ONNX Runtime.
 
-    python -m core.export_onnx --weights weights/sdfl_graph.safetensors --out weights/sdfl_graph.onnx
+    python -m core.export_onnx --weights weights/sdfl_flagship.safetensors --out weights/sdfl_flagship.onnx
         [--int8 ../shared/data/faces68]   # also <stem>.int8.onnx, calibrated on training faces
 
 int8: static post-training quantization (ONNX Runtime, QDQ, per-channel int8 weights, uint8

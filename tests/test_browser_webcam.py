@@ -142,18 +142,16 @@ def test_repository_carries_the_runtime():
             assert set(bw.page_files()) <= set(tracked.split()), set(bw.page_files()) - set(tracked.split())
 
 
-def test_flagship_leads_the_menu_and_fast_tier_stays_the_fallback(exported, tmp_path):
-    """With the flagship given, it is the first model (the page's `auto` starts with it), then the
-    graph head, then the fast tier, which stays `fast` (what `auto` moves to on a slow device)."""
-    for stem in ("tiny_flagship", "tiny_fast"):
-        for suffix in (".safetensors", ".json", ".onnx"):
-            shutil.copy(exported.with_suffix(suffix), tmp_path / f"{stem}{suffix}")
-    spec = bw.BrowserWebcam.from_weights(exported, tmp_path / "tiny_fast.safetensors", int8=False,
-                                         flagship_weights=tmp_path / "tiny_flagship.safetensors")
-    assert [m.id for m in spec.models] == ["tiny_flagship", "tiny_graph", "tiny_fast"]
+def test_app_model_leads_the_menu_and_fast_tier_stays_the_fallback(exported, tmp_path):
+    """The app's model is the first one (the page's `auto` starts with it), then the fast tier, which
+    stays `fast` (what `auto` moves to on a slow device)."""
+    for suffix in (".safetensors", ".json", ".onnx"):
+        shutil.copy(exported.with_suffix(suffix), tmp_path / f"tiny_fast{suffix}")
+    spec = bw.BrowserWebcam.from_weights(exported, tmp_path / "tiny_fast.safetensors", int8=False)
+    assert [m.id for m in spec.models] == ["tiny_graph", "tiny_fast"]
     cfg = spec.config()
-    assert cfg["default"] == "tiny_flagship" and cfg["fast"] == "tiny_fast" and "flagship" in cfg["models"][0]["label"]
-    same = bw.BrowserWebcam.from_weights(exported, None, flagship_weights=exported, int8=False)
+    assert cfg["default"] == "tiny_graph" and cfg["fast"] == "tiny_fast" and "default" in cfg["models"][0]["label"]
+    same = bw.BrowserWebcam.from_weights(exported, exported, int8=False)
     assert [m.id for m in same.models] == ["tiny_graph"]  # one model given twice is offered once
 
 

@@ -134,8 +134,17 @@ def test_missing_and_invalid_files(tmp_path):
         load_config(_write(tmp_path, "- 1\n- 2\n", "list2.yaml"), ["epochs=3"])
 
 
+@pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_config_is_valid(path):
+    """Every recipe in configs/ loads (unknown keys and bad values are errors); what it starts from is
+    a shipped weights file or a run folder that an earlier recipe writes."""
+    cfg = load_config(path)
+    for start in (cfg.init_weights, cfg.init_features):
+        assert not start or start.startswith("runs/") or (REPO / start).is_file(), start
+
+
 @pytest.mark.parametrize("name, head", [("sdfl_graph.yaml", "graph"), ("sdfl_fc.yaml", "fc"),
-                                        ("sdfl_wasserstein.yaml", "heatmap")])
+                                        ("sdfl_wasserstein.yaml", "heatmap"), ("sdfl_flagship_fc.yaml", "hybrid")])
 def test_shipped_configs_load(name, head):
     cfg = load_config(REPO / "configs" / name)
     assert cfg.model.head == head

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -15,6 +16,8 @@ from core.models.backbones import MOBILENET_V2_FILE, MobileNetV2, build_backbone
 from core.models.scc import DynamicAdjacency, GraphHead, binary_adjacency
 
 from conftest import TINY_CONFIG, synthetic_shapes
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -330,3 +333,33 @@ def test_mobilenet_loads_imagenet_strictly():
 def test_mobilenet_missing_file_message(tmp_path):
     with pytest.raises(FileNotFoundError, match=MOBILENET_V2_FILE):
         MobileNetV2().load_imagenet(tmp_path / "nothing.pth")
+
+
+# ------------------------------------------------------------------------------ the FC baseline
+def test_fc_head_cannot_die():
+    """However far the first layer's pre-activations drift below zero (what happened to the first FC-stage
+    baseline: 0 of 256 units fired, so its output was a constant), the LayerNorm keeps half of the hidden
+    units firing and the output depends on the input."""
+    from core.models.scc import FCHead
+
+    torch.manual_seed(0)
+    head = FCHead(in_dim=40, hidden=64, num_nodes=68, out_dim=5, node_dim=8)
+    with torch.no_grad():
+        head.body[0].bias.fill_(-1e3)
+    nodes = torch.randn(4, 68, 40)
+    hidden = head.body[:3](head.project(nodes).flatten(1))
+    assert (hidden > 0).float().mean(1).min() > 0.25
+    out = head(nodes)
+    assert out.shape == (4, 68, 5) and (out[0] - out[1]).abs().max() > 0
+
+
+def test_fc_baseline_at_the_flagship_size_stays_a_small_file():
+    """The FC stages on the flagship's nodes (68 x 676 and 68 x 546 features) project each node first, so
+    the baseline's weights stay far under the repository's 25 MB per file (dense layers on the flattened
+    nodes held 47 M parameters, 188 MB)."""
+    from core.config import load_config
+
+    cfg = load_config(ROOT / "configs" / "sdfl_flagship_fc.yaml").model
+    shapes = synthetic_shapes(32)
+    model = build_model(cfg, neighbourhood(shapes, cfg.k), shapes.mean(0))
+    assert cfg.stage_head == "fc" and sum(p.numel() for p in model.parameters()) * 4 < 20 * 2**20

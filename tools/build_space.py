@@ -31,11 +31,11 @@ MODEL_SUFFIXES = (".json", ".safetensors", ".onnx", ".int8.onnx")
 
 
 def default_models() -> list[Path]:
-    """The models the app loads (launch_app.py's defaults) plus the fast webcam option (the
-    in-browser webcam offers the flagship, graph and fast exports among these)."""
-    from core.checkpoint import DEFAULT_WEIGHTS, FAST_WEIGHTS, FC_WEIGHTS, GRAPH_WEIGHTS
+    """The models the app loads (launch_app.py's defaults: the flagship and its FC baseline) plus the
+    fast tier (the in-browser webcam offers the flagship's and the fast tier's exports)."""
+    from core.checkpoint import DEFAULT_WEIGHTS, FAST_WEIGHTS, FC_WEIGHTS
 
-    return list(dict.fromkeys([GRAPH_WEIGHTS, FC_WEIGHTS, DEFAULT_WEIGHTS, FAST_WEIGHTS]))
+    return [DEFAULT_WEIGHTS, FC_WEIGHTS, FAST_WEIGHTS]
 
 
 def space_files(models: list[Path], root: Path = ROOT) -> dict[str, Path]:

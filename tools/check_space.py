@@ -139,8 +139,8 @@ SMOKE = r"""
 import sys, json
 sys.path.insert(0, '.')
 from app.ui import build_demo, load_models
-from core.checkpoint import FC_WEIGHTS, GRAPH_WEIGHTS
-models = load_models(GRAPH_WEIGHTS, FC_WEIGHTS, backend='onnx', webcam_slots=1)
+from core.checkpoint import DEFAULT_WEIGHTS, FC_WEIGHTS
+models = load_models(DEFAULT_WEIGHTS, FC_WEIGHTS, backend='onnx', webcam_slots=1)
 demo = build_demo(models=models)
 res = demo.landmark_app.api_landmarks('app/examples/astronaut.jpg')
 assert 'torch' not in sys.modules, 'torch was imported'

@@ -1,5 +1,5 @@
-"""Occlusion tab: hide part of the face and compare the graph head with the FC head on the same
-occluded image (both use the boxes found on the clean image). With the photo's landmark file
+"""Occlusion tab: hide part of the face and compare the app's model (the flagship: sparse landmark graph)
+with its FC baseline (FC layers over the same features) on the same occluded image (both use the boxes found on the clean image). With the photo's landmark file
 (.pts / .json) the numbers are errors against that ground truth; without, movement from each
 model's own clean prediction, labelled as such. Ellipse growth on covered points, the legend
 beside the images and a one-line reading (app.occlusion_metrics)."""
@@ -22,7 +22,7 @@ from ..occlusion_metrics import match_truth, model_result, model_text, reading
 from ..state import ASTRONAUT, FILLS, OCCLUDERS, OCCLUSION_VIEW_SIDE, OCCLUSION_WORK_SIDE, STATE_TTL
 
 TRUTH_COLOR = (255, 255, 255)
-GRAPH_NAME, FC_NAME = "Graph head (SDFL)", "FC head (baseline)"
+GRAPH_NAME, FC_NAME = "Landmark graph (flagship)", "FC layers, same features (baseline)"
 
 
 def _swatch(rgb: tuple[int, int, int], symbol: str) -> str:
@@ -150,9 +150,10 @@ def build_occlusion_tab(app, examples: list[str]) -> None:
         return app.run_occlusion(image, kind, x, y, w, h, seed, count, fill, state, truth)
 
     with gr.Tab("Occlusion", id="occlusion") as oc_tab:
-        gr.Markdown("Hide part of the face and compare the **graph head** with the **FC head** on the same occluded "
-                    "photo. Add the photo's landmark file (iBUG `.pts` or JSON, 68 points per face) to measure "
-                    "**error**; without it the demo can only show how far each model **moved**.")
+        gr.Markdown("Hide part of the face and compare the flagship's **landmark graph** with **FC layers** on the "
+                    "same features (the baseline), on the same occluded photo. Add the photo's landmark file (iBUG "
+                    "`.pts` or JSON, 68 points per face) to measure **error**; without it the demo can only show how "
+                    "far each model **moved**.")
         with gr.Row():
             with gr.Column(scale=1, min_width=300):
                 oc_in = ImageInput(label="Photo", sources=["upload", "clipboard"], height=260,

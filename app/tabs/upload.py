@@ -65,8 +65,8 @@ class UploadTab:
     """Upload handlers (a mixin of app.ui.LandmarkApp: uses self.models, self.predict, self._json_file)."""
 
     def upload_aligner(self, model: str) -> tuple[Any, str]:
-        """The aligner of an upload-tab model choice, and its name (the graph head when the choice
-        is MODEL_GRAPH, unknown, or its model is not loaded)."""
+        """The aligner of an upload-tab model choice, and its name (the app's model when the choice
+        is MODEL_GRAPH, unknown, or the second model is not loaded)."""
         if model == MODEL_ACCURATE and self.models.accurate is not None:
             return self.models.accurate, Path(self.models.accurate_weights).stem
         return self.models.graph, Path(self.models.graph_weights).stem or "graph head"
@@ -159,9 +159,10 @@ class UploadTab:
 def model_choices(models) -> list[tuple[str, str]]:
     """Radio choices named after the loaded files (core.checkpoint decides which they are)."""
     graph = Path(models.graph_weights).stem or "graph head"
-    choices = [(f"{graph}: graph head on whole-crop features (occlusion demo)", MODEL_GRAPH)]
+    choices = [(f"{graph}: the app's model (webcam, occlusion demo, API)", MODEL_GRAPH)]
     if models.accurate is not None:
-        choices.insert(0, (f"{Path(models.accurate_weights).stem}: package default, most accurate", MODEL_ACCURATE))
+        choices.insert(0, (f"{Path(models.accurate_weights).stem}: second photo model (--accurate-weights)",
+                           MODEL_ACCURATE))
     return choices
 
 

@@ -60,7 +60,7 @@ class LandmarkModel(nn.Module):
                 self.adjacency = DynamicAdjacency(c, self.neighbours, node_dim if cfg.edge_reliability else 0)
             self.head = GraphHead(node_dim, cfg.graph_hidden, cfg.graph_blocks, n, self.out_dim, cfg.graph_context)
         else:
-            self.head = FCHead(node_dim, cfg.fc_hidden, n, self.out_dim)
+            self.head = FCHead(node_dim, cfg.fc_hidden, n, self.out_dim, cfg.fc_node_dim)
         last = self.head.out if cfg.head == "graph" else self.head.body[-1]
         nn.init.normal_(last.weight, std=1e-3)
         nn.init.zeros_(last.bias)

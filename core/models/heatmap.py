@@ -125,7 +125,8 @@ class HeatmapLandmarkModel(nn.Module):
             self.whole = WholeCropNodes(c, n, cfg.node_channels)
             dims = [self.whole.out_dim + 4] + [self.whole.out_dim + 2] * cfg.refine_stages
         self.stages = nn.ModuleList(GraphStage(d, c, self.neighbours, cfg.graph_hidden, cfg.graph_blocks, dyn,
-                                               cfg.uncertainty, cfg.stage_head, cfg.fc_hidden) for d in dims)
+                                               cfg.uncertainty, cfg.stage_head, cfg.fc_hidden, cfg.fc_node_dim)
+                                    for d in dims)
 
     def features(self, x):
         return self.decoder(self.backbone((x - self.pixel_mean) / self.pixel_std))

@@ -81,11 +81,12 @@ class WholeCropNodes(nn.Module):
 
 class GraphStage(nn.Module):
     """Sparse dynamic graph on node features: (B, N, D) -> offsets (B, N, 2), Cholesky parameters
-    (B, N, 3) or None, adjacency (B, N, N). kind="fc" is the baseline on the same nodes: flattened
-    node features -> FC -> ReLU -> FC (FCHead), no graph; its adjacency output is the fixed one."""
+    (B, N, 3) or None, adjacency (B, N, N). kind="fc" is the baseline on the same nodes (FCHead: dense
+    layers over all nodes, no graph); its adjacency output is the fixed one."""
 
     def __init__(self, in_dim: int, channels: int, neighbours: torch.Tensor, hidden: int, blocks: int,
-                 dynamic: bool, uncertainty: bool, kind: str = "graph", fc_hidden: int = 256):
+                 dynamic: bool, uncertainty: bool, kind: str = "graph", fc_hidden: int = 256,
+                 fc_node_dim: int = 32):
         super().__init__()
         n = neighbours.shape[0]
         self.register_buffer("mask", neighbours.float().clone(), persistent=False)
@@ -95,7 +96,7 @@ class GraphStage(nn.Module):
             self.head = GraphHead(in_dim, hidden, blocks, n, self.out_dim)
             last, bias = self.head.out, self.head.out.bias.view(1, -1)
         else:
-            self.head = FCHead(in_dim, fc_hidden, n, self.out_dim)
+            self.head = FCHead(in_dim, fc_hidden, n, self.out_dim, fc_node_dim)
             last = self.head.body[-1]
             bias = last.bias.view(n, self.out_dim)
         nn.init.normal_(last.weight, std=1e-3)

@@ -151,13 +151,17 @@ class GraphHead(nn.Module):
 
 
 class FCHead(nn.Module):
-    """Baseline: flattened node features -> FC -> ReLU -> FC, no graph."""
+    """Baseline, no graph: y = W2 ReLU(LN(W1 vec(H P))), H the (N, D) node features, P a (D, node_dim)
+    projection shared by the nodes (the graph head's first layer is one too), so every output hears every
+    node through the dense W1. The LayerNorm keeps W1's units alive: without it all of them went silent
+    on the flagship's nodes and the baseline was a constant."""
 
-    def __init__(self, in_dim, hidden, num_nodes, out_dim):
+    def __init__(self, in_dim, hidden, num_nodes, out_dim, node_dim: int):
         super().__init__()
         self.num_nodes, self.out_dim = num_nodes, out_dim
-        self.body = nn.Sequential(nn.Linear(in_dim * num_nodes, hidden), nn.ReLU(inplace=True),
+        self.project = nn.Linear(in_dim, node_dim)
+        self.body = nn.Sequential(nn.Linear(node_dim * num_nodes, hidden), nn.LayerNorm(hidden), nn.ReLU(inplace=True),
                                   nn.Linear(hidden, num_nodes * out_dim))
 
     def forward(self, nodes, adj=None):
-        return self.body(nodes.flatten(1)).reshape(nodes.shape[0], self.num_nodes, self.out_dim)
+        return self.body(self.project(nodes).flatten(1)).reshape(nodes.shape[0], self.num_nodes, self.out_dim)
