@@ -90,13 +90,18 @@ class Models:
 
 
 def missing_weights(*paths) -> list[str]:
-    """The weight files among `paths` (stems or .safetensors paths; empty ones skipped) that do not exist."""
+    """The weight files among `paths` (stems or .safetensors paths; empty ones skipped) that do not exist
+    (`<stem>.onnx` stands in for `<stem>.safetensors`: ONNX Runtime needs only it and the JSON)."""
     from core.checkpoint import stem_paths
+    from core.inference import onnx_path_for
 
     missing = []
     for p in filter(None, paths):
         st, js = stem_paths(p)
-        missing += [str(f) for f in (st, js) if not f.is_file()]
+        if not st.is_file() and not onnx_path_for(st).is_file():
+            missing.append(str(st))
+        if not js.is_file():
+            missing.append(str(js))
     return missing
 
 

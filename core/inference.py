@@ -154,7 +154,9 @@ class FaceAligner:
         if precision == "int8" and backend == "torch":
             raise ValueError("precision='int8' runs on ONNX Runtime: use backend='onnx' or 'auto'")
         st_path, js_path = stem_paths(weights if weights else DEFAULT_WEIGHTS)
-        if not st_path.is_file():
+        onnx_file = onnx_path_for(st_path, precision)
+        # <stem>.json + ONNX alone is a complete model for ONNX Runtime (a Space ships no safetensors)
+        if not st_path.is_file() and (backend == "torch" or not onnx_file.is_file()):
             raise FileNotFoundError(f"model weights not found: {st_path} (train a model, or pass weights=...)")
         if not js_path.is_file():
             raise FileNotFoundError(f"model metadata not found: {js_path} (it belongs next to {st_path.name})")
@@ -163,7 +165,6 @@ class FaceAligner:
         self.input_size = int(self.meta["input_size"])
         self.neighbours = np.asarray(self.meta["neighbours"], dtype=np.float32)
         self.num_landmarks = int(self.meta.get("num_landmarks", self.neighbours.shape[0]))
-        onnx_file = onnx_path_for(st_path, precision)
         use_onnx = backend == "onnx" or precision == "int8"
         if use_onnx and not onnx_file.is_file():
             how = " --int8 DATA" if precision == "int8" else ""

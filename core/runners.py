@@ -49,12 +49,12 @@ def onnx_path_for(weights: str | Path, precision: str = "fp32") -> Path:
 
 
 def onnx_current(weights: str | Path, precision: str = "fp32") -> bool:
-    """Whether `onnx_path_for(weights, precision)` exists and is not older than the weights
-    (1 s of slack: a fresh checkout writes both in the same second, in either order)."""
+    """Whether `onnx_path_for(weights, precision)` exists and is not older than the weights, if they are
+    there (1 s of slack: a fresh checkout writes both in the same second, in either order)."""
     from .checkpoint import stem_paths
 
-    onnx_file = onnx_path_for(weights, precision)
-    return onnx_file.is_file() and onnx_file.stat().st_mtime + 1 >= stem_paths(weights)[0].stat().st_mtime
+    onnx_file, st_path = onnx_path_for(weights, precision), stem_paths(weights)[0]
+    return onnx_file.is_file() and (not st_path.is_file() or onnx_file.stat().st_mtime + 1 >= st_path.stat().st_mtime)
 
 
 class TorchRunner:

@@ -84,6 +84,24 @@ def test_stale_or_missing_onnx(exported, tmp_path):
         FaceAligner(lonely, backend="onnx", detector="none")
 
 
+def test_json_and_onnx_alone_are_a_model(exported, tmp_path):
+    """What a Space ships (no safetensors): ONNX Runtime runs it, the app's weights check accepts it,
+    and asking for torch says which file is missing."""
+    from app.state import missing_weights
+
+    for suffix in (".json", ".onnx"):
+        shutil.copy(exported.with_suffix(suffix), tmp_path / f"bare{suffix}")
+    bare = tmp_path / "bare.safetensors"
+    img = np.zeros((120, 120, 3), np.uint8)
+    faces = FaceAligner(bare, detector="none").predict(img, boxes=[BOX])
+    ref = FaceAligner(exported, detector="none").predict(img, boxes=[BOX])
+    assert np.abs(faces[0].landmarks - ref[0].landmarks).max() < 1e-4
+    assert missing_weights(bare) == [] and missing_weights(tmp_path / "none.safetensors") == [
+        str(tmp_path / "none.safetensors"), str(tmp_path / "none.json")]
+    with pytest.raises(FileNotFoundError, match="bare.safetensors"):
+        FaceAligner(bare, backend="torch", detector="none")
+
+
 # ---------------------------------------------------------------- int8 (static quantization, conv feature layers)
 @pytest.fixture(scope="module")
 def quantized(exported, tmp_path_factory):

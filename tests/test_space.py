@@ -45,6 +45,7 @@ def test_built_space_passes_the_check(space, onnx_models):
     names = check_space.requirement_names(space / "requirements.txt")
     assert "onnxruntime" in names and not {"torch", "onnxruntime-gpu"} & set(names)
     assert (space / "weights" / "tiny_graph.onnx").is_file() and (space / "app" / "tabs" / "upload.py").is_file()
+    assert not list((space / "weights").glob("*.safetensors"))  # ONNX only: the Space has no torch to read them
     from app.browser_webcam import page_files
 
     assert all((space / rel).read_bytes() == (ROOT / rel).read_bytes() for rel in page_files())
@@ -147,6 +148,20 @@ def test_app_runs_from_onnx_without_torch(onnx_models):
     r = subprocess.run([sys.executable, "-c", TORCH_FREE, str(graph), str(fc),
                         str(ROOT / "app" / "examples" / "astronaut.jpg")],
                        cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out == {"faces": out["faces"], "backend": "onnx", "fc": "onnx", "upload": True, "occlusion": True}
+    assert out["faces"] >= 1
+
+
+def test_built_space_ships_onnx_only_and_runs_without_torch(space, onnx_models):
+    """The Space's own copy of the app loads `<stem>.json` + `<stem>.onnx` (no safetensors there) and
+    answers the API, the upload tab and the occlusion demo without importing torch."""
+    graph, fc = (space / "weights" / w.name for w in onnx_models)
+    assert not graph.is_file() and not fc.is_file()
+    r = subprocess.run([sys.executable, "-c", TORCH_FREE, str(graph), str(fc),
+                        str(space / "app" / "examples" / "astronaut.jpg")],
+                       cwd=space, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     out = json.loads(r.stdout.strip().splitlines()[-1])
     assert out == {"faces": out["faces"], "backend": "onnx", "fc": "onnx", "upload": True, "occlusion": True}

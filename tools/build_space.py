@@ -1,14 +1,14 @@
 """Assemble a Hugging Face Space folder from this repository (then check it with
 tools/check_space.py and push the folder):
 
-    python tools/build_space.py /tmp/space          # models: core.checkpoint's GRAPH / FC / DEFAULT / FAST
+    python tools/build_space.py /tmp/space          # models: core.checkpoint's DEFAULT / FC / FAST
     python tools/check_space.py /tmp/space [--python /tmp/spacevenv/bin/python]
 
 The Space gets the app and package code, README.md (its front matter configures the Space),
 LICENSE, the example photos, the docs and screenshots, the benchmark result JSON files the
 Benchmark tab reads, the in-browser webcam page with its detector and ONNX Runtime Web
 (app.browser_webcam.page_files: no npm step on the Space), and for each model `<stem>.json`,
-`.safetensors`, `.onnx` and `.int8.onnx`.
+`.onnx` and `.int8.onnx` (`.safetensors` only for a model without an ONNX export: the Space has no torch).
 Its requirements.txt is space/requirements.txt (ONNX Runtime CPU, no torch): the app runs every
 model from its ONNX export. .gitattributes (space/.gitattributes) sends weights and images
 through LFS / Xet. Nothing from ../shared is copied (only the listed paths of this repository)."""
@@ -57,9 +57,10 @@ def space_files(models: list[Path], root: Path = ROOT) -> dict[str, Path]:
             out[str(f.relative_to(root))] = f
     for m in models:
         stem = Path(m).with_suffix("") if Path(m).suffix in (".safetensors", ".json") else Path(m)
+        onnx_only = (stem.parent / (stem.name + ".onnx")).is_file()  # the Space runs ONNX Runtime, no torch
         for suffix in MODEL_SUFFIXES:
             f = stem.parent / (stem.name + suffix)
-            if f.is_file():
+            if f.is_file() and not (onnx_only and suffix == ".safetensors"):
                 out[f"weights/{f.name}"] = f
     out["requirements.txt"] = root / "space" / "requirements.txt"
     out[".gitattributes"] = root / "space" / ".gitattributes"
