@@ -43,7 +43,7 @@ class LandmarkApp(AppBase, ApiHandlers, UploadTab, WebcamTab, OcclusionTab, Benc
 
 
 INTRO = """# Face alignment with sparse dynamic graphs
-68 landmarks per face, with an error ellipse for each, from models whose **landmark graph** has edges
+68 landmarks per face, with an error ellipse for each, from a model whose **landmark graph** has edges
 weighted per image. Runs on the server's {device}. Try an example below."""
 
 # Phone (narrow screens): a short input so the result starts on the first screen; wide tables

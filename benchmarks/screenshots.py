@@ -2,7 +2,7 @@
 system `chromium`):
 
     docs/screenshots/upload.png          Upload tab: the two-face example, annotated, with plots
-    docs/screenshots/occlusion.png       Occlusion tab: graph head vs FC head on the same occluder
+    docs/screenshots/occlusion.png       Occlusion tab: the flagship vs its FC baseline on the same occluder
     docs/screenshots/benchmark.png       Benchmark tab (table + CED curves, or the "no results" note)
     docs/screenshots/webcam_overlay.png  a still frame through the video-mode webcam handler (graph,
                                          error ellipses, FPS / latency / device box), saved directly
