@@ -143,15 +143,19 @@ print(json.dumps({'faces': len(res['faces']), 'backend': models.graph.backend, '
 """
 
 
-def test_app_runs_from_onnx_without_torch(onnx_models):
-    graph, fc = onnx_models
+def _assert_runs_without_torch(graph: Path, fc: Path, folder: Path):
+    """TORCH_FREE in `folder` (its own copy of the app): API, upload and occlusion answer on ONNX Runtime."""
     r = subprocess.run([sys.executable, "-c", TORCH_FREE, str(graph), str(fc),
-                        str(ROOT / "app" / "examples" / "astronaut.jpg")],
-                       cwd=ROOT, capture_output=True, text=True, timeout=600)
+                        str(folder / "app" / "examples" / "astronaut.jpg")],
+                       cwd=folder, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     out = json.loads(r.stdout.strip().splitlines()[-1])
     assert out == {"faces": out["faces"], "backend": "onnx", "fc": "onnx", "upload": True, "occlusion": True}
     assert out["faces"] >= 1
+
+
+def test_app_runs_from_onnx_without_torch(onnx_models):
+    _assert_runs_without_torch(*onnx_models, ROOT)
 
 
 def test_built_space_ships_onnx_only_and_runs_without_torch(space, onnx_models):
@@ -159,10 +163,4 @@ def test_built_space_ships_onnx_only_and_runs_without_torch(space, onnx_models):
     answers the API, the upload tab and the occlusion demo without importing torch."""
     graph, fc = (space / "weights" / w.name for w in onnx_models)
     assert not graph.is_file() and not fc.is_file()
-    r = subprocess.run([sys.executable, "-c", TORCH_FREE, str(graph), str(fc),
-                        str(space / "app" / "examples" / "astronaut.jpg")],
-                       cwd=space, capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr[-2000:]
-    out = json.loads(r.stdout.strip().splitlines()[-1])
-    assert out == {"faces": out["faces"], "backend": "onnx", "fc": "onnx", "upload": True, "occlusion": True}
-    assert out["faces"] >= 1
+    _assert_runs_without_torch(graph, fc, space)
