@@ -22,6 +22,8 @@ from pathlib import Path
 from fastapi import HTTPException, Request  # the Gradio server's framework (a gradio dependency)
 from fastapi.responses import FileResponse, JSONResponse, Response
 
+from core.image_faces import DEFAULT_MIN_CONFIDENCE, ratio_at, reject_ratio_for
+
 ROOT = Path(__file__).resolve().parent.parent
 STATIC_DIR = Path(__file__).resolve().parent / "static" / "browser_webcam"
 VENDOR_DIR = Path(__file__).resolve().parent / "static" / "vendor" / "onnxruntime-web"
@@ -102,7 +104,9 @@ class BrowserWebcam:
             nb = meta["neighbours"]
             self._meta_cache[m.id] = {"input_size": int(meta["input_size"]),
                                       "num_landmarks": int(meta.get("num_landmarks", len(nb))),
-                                      "neighbours": [1 if v > 0 else 0 for row in nb for v in row]}
+                                      "neighbours": [1 if v > 0 else 0 for row in nb for v in row],
+                                      # video mode loses a track above this (as FaceAligner's tracker)
+                                      "max_ratio": ratio_at(DEFAULT_MIN_CONFIDENCE, reject_ratio_for(m.meta, meta))}
         return self._meta_cache[m.id]
 
     def asset_sizes(self) -> dict[str, int]:

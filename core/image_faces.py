@@ -142,6 +142,14 @@ def confidence_of(ratio: float, reject_ratio: float = REJECT_RATIO) -> float:
     return float(1.0 / (1.0 + (ratio / reject_ratio) ** 2))
 
 
+def ratio_at(min_confidence: float, reject_ratio: float | None) -> float | None:
+    """The uncertainty ratio whose confidence_of is min_confidence (reject_ratio at 0.5); None when
+    nothing is rejected (no threshold, or min_confidence 0)."""
+    if reject_ratio is None or min_confidence <= 0:
+        return None
+    return float(reject_ratio * np.sqrt(1.0 / min(min_confidence, 1.0) - 1.0))
+
+
 def reject_ratio_for(weights, meta: dict) -> float | None:
     """The rejection threshold of a model: REJECT_RATIOS by weights stem, else meta["reject_ratio"]."""
     from pathlib import Path

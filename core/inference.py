@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from .detectors import Detection, HaarDetector, MediaPipeDetector
-from .image_faces import DEFAULT_MIN_CONFIDENCE, FaceList, predict_image, reject_ratio_for, run_crops
+from .image_faces import DEFAULT_MIN_CONFIDENCE, FaceList, predict_image, ratio_at, reject_ratio_for, run_crops
 from .images import decode_image
 from .landmarks import apply_affine, crop_matrix, invert_affine
 from .mirror import MirrorRunner
@@ -127,7 +127,8 @@ class FaceAligner:
     threads: intra-op threads (ORT session; torch: process-wide set_num_threads); 0 = default.
     max_faces: at most this many faces per image (image mode: the most confident; the returned
     FaceList has truncated=True when faces were left out). min_confidence: image mode drops faces
-    whose Face.confidence (core.image_faces) is below this; 0 keeps all. finder: options of the
+    whose Face.confidence (core.image_faces) is below this, video mode loses a track there (and looks
+    for the face again); 0 keeps all. finder: options of the
     image-mode detection stage (core.face_finder.FinderConfig, dict or object) for
     detector="mediapipe"; video mode keeps MediaPipeDetector("auto").
     tracking: video-mode parameters (core.tracking.TrackingConfig, or a mapping of its fields).
@@ -289,7 +290,8 @@ class FaceAligner:
     def reset(self) -> None:
         """Forget video tracking and smoothing state (call between videos)."""
         with self._lock:
-            self._video = VideoTracker(self._run_crops, self._detect, self.tracking, self.max_faces)
+            self._video = VideoTracker(self._run_crops, self._detect, self.tracking, self.max_faces,
+                                       max_ratio=ratio_at(self.min_confidence, self.reject_ratio))
             self._shape = None
 
     def predict(self, image, boxes=None, color: str = "rgb", *, timestamp: float | None = None) -> list[Face]:

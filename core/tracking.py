@@ -15,7 +15,11 @@ Per frame (time t, seconds; real timestamps, or 1 / fps steps):
      re-cropped once, upright, around the new landmarks;
   4. a track is *lost* when its landmarks are not finite, collapse, leave the frame, touch the
      crop border (landmark box within `edge` of it), or its uncertainty (median landmark std in
-     crop units) exceeds `max_sigma` or jumps above `sigma_jump` x its running level. A lost
+     crop units) exceeds `max_sigma` or jumps above `sigma_jump` x its running level, or, with a
+     `max_ratio`, its uncertainty ratio (that std / inter-ocular distance, core.image_faces) exceeds
+     it: the test image mode keeps a face by (FaceAligner passes the model's threshold at its
+     min_confidence), which catches a model that stays sure of itself on the background after the
+     face has left. A lost
      track triggers the detector on this frame (or, when a detection already ran on this frame and
      matched it, reuses that detection: a slow frame where the face left the crop the matched
      track had kept); a detection that continues it restarts it (two passes, smoothing
@@ -36,7 +40,7 @@ from typing import Callable
 import numpy as np
 
 from .detectors import Detection, box_iou
-from .image_faces import roll_deg
+from .image_faces import roll_deg, uncertainty_ratio
 from .landmarks import CROP_SCALE
 from .smoothing import FaceSmoother
 from .track import (DUPLICATE_IOU, KEEP_IOU, MATCH_IOU, MAX_DRIFT, MAX_JUMP, MIN_FACE_SIDE, OVERLAP_IOU,
@@ -47,12 +51,14 @@ from .track import (DUPLICATE_IOU, KEEP_IOU, MATCH_IOU, MAX_DRIFT, MAX_JUMP, MIN
 class VideoTracker:
     """Tracks faces across frames. `run(img, crops) -> {"pts", "cov", "adj", "sigma"}` is one batched
     model pass on crops [cx, cy, side, angle] (FaceAligner._run_crops); `detect(img)` returns
-    Detections (landmark-box estimates). `step` returns (track, model-output row, landmarks to show)."""
+    Detections (landmark-box estimates). `step` returns (track, model-output row, landmarks to show).
+    max_ratio: uncertainty ratio above which a track is lost (None: no such test)."""
 
-    def __init__(self, run: Callable, detect: Callable, config: TrackingConfig | None = None, max_faces: int = 8):
+    def __init__(self, run: Callable, detect: Callable, config: TrackingConfig | None = None, max_faces: int = 8,
+                 max_ratio: float | None = None):
         self.run, self.detect = run, detect
         self.cfg = config or TrackingConfig()
-        self.max_faces = max_faces
+        self.max_faces, self.max_ratio = max_faces, max_ratio
         self.reset()
 
     def reset(self) -> None:
@@ -149,6 +155,8 @@ class VideoTracker:
             if sigma > c.max_sigma or (tr.sigma_level is not None and sigma > c.sigma_jump * level):
                 return True, False
         u = in_crop(pts, crop)
+        if sigma is not None and self.max_ratio is not None and uncertainty_ratio(u, sigma) > self.max_ratio:
+            return True, False
         if (u.min(0) < c.edge).any() or (u.max(0) > 1 - c.edge).any():
             return True, True
         ub = landmark_box(u)

@@ -10,7 +10,9 @@ crop border -> lost), non-finite landmarks and an uncertainty spike (lost -> sam
 or restart from this frame's matched detection), a face hidden behind an occluder and a face
 leaving the frame (remembered, revived, expired), scheduled detections that miss a face (misses),
 more faces than max_faces, a jolt and a zoom jump of a tracked face, a new face overlapping a
-tracked one (dropped), irregular, repeated and missing timestamps and a gap (smoothing restarted)."""
+tracked one (dropped), irregular, repeated and missing timestamps and a gap (smoothing restarted).
+Both trackers run with the uncertainty-ratio test on (MAX_RATIO, the flagship's threshold), which
+the scene crosses on frames no other test would lose."""
 from __future__ import annotations
 
 import math
@@ -40,6 +42,7 @@ MISSED = {"b": {30, 31, 40, 41}}  # frames where the detector misses a face
 NAN = {("a", 25)}  # the model gives non-finite landmarks
 SPIKE = {("a", 20): 0.045, ("a", 62): 0.06, ("b", 50): 0.2}  # added uncertainty (crop units)
 MODEL_BIAS = 0.2  # the scripted model's landmarks lean this share of the face's offset towards the crop centre
+MAX_RATIO = 0.06  # the trackers' uncertainty-ratio test (FaceAligner passes the model's threshold)
 
 
 def _template() -> np.ndarray:
@@ -126,7 +129,7 @@ class _Frame:
         self.k, self.shape = k, (H, W, 3)
 
 
-def _python_run() -> list[dict]:
+def _python_run(max_ratio: float | None = MAX_RATIO) -> list[dict]:
     def run(img, crops):
         out = [scripted_model(img.k, c) for c in crops]
         return {"pts": np.stack([o[0] for o in out]), "cov": None, "adj": None, "sigma": np.array([o[1] for o in out])}
@@ -134,7 +137,7 @@ def _python_run() -> list[dict]:
     def detect(img):
         return [Detection(np.array(b), s) for b, s in scripted_detections(img.k)]
 
-    vt = VideoTracker(run, detect, max_faces=MAX_FACES)
+    vt = VideoTracker(run, detect, max_faces=MAX_FACES, max_ratio=max_ratio)
     frames = []
     for k in range(N_FRAMES):
         user = [Detection(np.array(USER_BOX), 1.0)] if k == 0 else None
@@ -150,12 +153,12 @@ def _python_run() -> list[dict]:
     return frames
 
 
-PAGE_RUN = """async ([n, w, h, userBox, times, maxFaces, probe]) => {
+PAGE_RUN = """async ([n, w, h, userBox, times, maxFaces, probe, maxRatio]) => {
   const { TrackingConfig, VideoTracker } = await import(new URL("static/tracking.js", location.href).href);
   const run = async (img, crops) => (await window.sdflRun(img.k, crops)).map((r) => ({
     pts: Float64Array.from(r.pts, (v) => (v === null ? NaN : v)), cov: null, adj: null, sigma: r.sigma }));
   const detect = async (img) => (await window.sdflDetect(img.k)).map(([box, score]) => ({ box, score }));
-  const vt = new VideoTracker(run, detect, new TrackingConfig(), maxFaces);
+  const vt = new VideoTracker(run, detect, new TrackingConfig(), maxFaces, maxRatio);
   const frames = [];
   for (let k = 0; k < n; k++) {
     const user = k === 0 ? [{ box: userBox, score: 1.0 }] : null;
@@ -219,6 +222,7 @@ def test_page_constants_are_pythons(page):
 
     import core.detectors as cd
     import core.smoothing as cs
+    from core.image_faces import INTEROCULAR_MIN_SHARE
     import core.track as ctrack
     import core.tracking as ct
 
@@ -236,13 +240,15 @@ def test_page_constants_are_pythons(page):
     face = {k: v for k, v in vars(cs).items() if k.startswith("FACE_") or k == "DEFAULT_FPS"}
     assert len(face) == 4 and {k: got["smoothing"].get(k) for k in face} == face
     assert got["boxes"]["NMS_IOU"] == cd.NMS_IOU
+    assert got["boxes"]["INTEROCULAR_MIN_SHARE"] == INTEROCULAR_MIN_SHARE
     assert got["boxes"]["MP_SHORT_CALIBRATION"] == dataclasses.asdict(cd.MP_SHORT_CALIBRATION)
 
 
 def test_page_tracker_makes_the_python_decisions(page):
     want = _python_run()
+    assert want != _python_run(max_ratio=None)  # the ratio test decides something in this scene
     got = page.evaluate(PAGE_RUN, [N_FRAMES, W, H, USER_BOX, [timestamp(k) for k in range(N_FRAMES)], MAX_FACES,
-                                   list(PROBE_S)])
+                                   list(PROBE_S), MAX_RATIO])
     worst = 0.0
     for k, (g, e) in enumerate(zip(got, want)):
         for key in ("ids", "lost", "detector_calls", "model_passes"):

@@ -133,6 +133,27 @@ def test_no_ghost_faces_when_the_face_leaves_or_vanishes():
     assert vt.step(IMG, t + 0.2) == [] and vt.tracks == []
 
 
+def test_a_model_calm_on_the_background_loses_the_track_by_its_ratio():
+    """A model that stays calm where the face was (sigma 0.04: under max_sigma, no jump with sigma_jump
+    5) keeps drawing a face there until scheduled detections miss it; the uncertainty-ratio test
+    (sigma / inter-ocular; FaceAligner passes the model's image-mode threshold) loses it at once."""
+    class Calm(Scene):
+        def run(self, img, crops):
+            out = super().run(img, crops)
+            out["sigma"][out["sigma"] == SIGMA_NONE] = 0.04
+            return out
+
+    shown = {}
+    for max_ratio in (None, 0.06):
+        scene = Calm()
+        vt = VideoTracker(scene.run, scene.detect, TrackingConfig(sigma_jump=5.0), max_ratio=max_ratio)
+        scene.faces = [face_at(300, 180)]
+        assert all(len(vt.step(IMG, k / 30)) == 1 for k in range(5))  # the face itself passes the test
+        scene.faces = []
+        shown[max_ratio] = sum(len(vt.step(IMG, k / 30)) for k in range(5, 20))
+    assert shown[None] > 0 and shown[0.06] == 0
+
+
 def test_face_back_at_the_edge_it_left_keeps_its_id():
     """A face walks out to the right, stays out for about a second and walks back in at the same edge: the
     remembered track, held inside the frame, takes the returning detection (same id)."""

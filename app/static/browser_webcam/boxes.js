@@ -82,6 +82,15 @@ export function rollDeg(pts) {
   return Math.atan2(l[1] - r[1], l[0] - r[0]) * 180 / Math.PI;
 }
 
+export const INTEROCULAR_MIN_SHARE = 0.25; // core.image_faces: normaliser floor, share of the landmark box's side
+
+/** core.image_faces.uncertainty_ratio: sigma / max(inter-ocular (points 36, 45), 0.25 x landmark-box side). */
+export function uncertaintyRatio(pts, sigma) {
+  const iod = Math.hypot(pts[2 * 45] - pts[2 * 36], pts[2 * 45 + 1] - pts[2 * 36 + 1]);
+  const [x0, y0, x1, y1] = landmarkBox(pts);
+  return sigma / Math.max(iod, INTEROCULAR_MIN_SHARE * Math.max(x1 - x0, y1 - y0), 1e-6);
+}
+
 /** core.image_faces.upright_box: [cx, cy, side] of the points' box in the frame turned by -angle
  * about their mean (centre mapped back to the image, side at least 1). */
 export function uprightBox(pts, angle) {

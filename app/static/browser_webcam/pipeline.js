@@ -15,9 +15,12 @@ function median(values) {
 }
 
 export class Aligner {
-  /** ort: the onnxruntime-web module; session: the landmark model; meta: {input_size, num_landmarks}. */
+  /** ort: the onnxruntime-web module; session: the landmark model; meta: {input_size, num_landmarks,
+   * max_ratio} (max_ratio: the model's uncertainty ratio at confidence 0.5, where video mode loses a
+   * track, as FaceAligner; null: none). */
   constructor(ort, session, meta, detector, { maxFaces = 4, video = true, tracking = null } = {}) {
     Object.assign(this, { ort, session, detector, maxFaces, video });
+    this.maxRatio = meta.max_ratio ?? null;
     this.size = meta.input_size;
     this.n = meta.num_landmarks;
     this.tracking = tracking instanceof TrackingConfig ? tracking : new TrackingConfig(tracking || {});
@@ -43,7 +46,7 @@ export class Aligner {
   /** Forget video tracking and smoothing state (between videos). */
   reset() {
     this.tracker = new VideoTracker((img, crops) => this.run(img, crops), (img) => this.detect(img),
-                                    this.tracking, this.maxFaces);
+                                    this.tracking, this.maxFaces, this.maxRatio);
     this.shape = null;
   }
 

@@ -6,7 +6,9 @@
 // The module constants, TrackingConfig and Track are in track.js (re-exported here).
 // Points are interleaved x, y (Float64Array); boxes [x0, y0, x1, y1]. A change to core/tracking.py
 // maps onto the method of the same name here (step, _associate, _check, _dropDuplicates, _update).
-import { allFinite, boxCrop, boxIou, boxSide, inCrop, landmarkBox, landmarkCrop, pointsSide, rollDeg } from "./boxes.js";
+import {
+  allFinite, boxCrop, boxIou, boxSide, inCrop, landmarkBox, landmarkCrop, pointsSide, rollDeg, uncertaintyRatio,
+} from "./boxes.js";
 import { CROP_SCALE } from "./imgproc.js";
 import { FaceSmoother } from "./smoothing.js";
 import {
@@ -19,10 +21,11 @@ export { CROP_SCALE }; // core.tracking uses core.landmarks.CROP_SCALE: the crop
 
 /** Tracks faces across frames. `run(img, crops)` -> [{pts, cov, adj, sigma}] is one batched model
  * pass on crops [cx, cy, side, angle]; `detect(img)` -> [{box, score}] (landmark-box
- * estimates); both async. `step` -> [[track, model-output row (+ cropBox), landmarks to show]]. */
+ * estimates); both async. `step` -> [[track, model-output row (+ cropBox), landmarks to show]].
+ * maxRatio: uncertainty ratio above which a track is lost (null: no such test). */
 export class VideoTracker {
-  constructor(run, detect, config = null, maxFaces = 8) {
-    Object.assign(this, { run, detect, maxFaces });
+  constructor(run, detect, config = null, maxFaces = 8, maxRatio = null) {
+    Object.assign(this, { run, detect, maxFaces, maxRatio });
     this.cfg = config || new TrackingConfig();
     this.reset();
   }
@@ -123,6 +126,9 @@ export class VideoTracker {
       if (sigma > c.maxSigma || (tr.sigmaLevel !== null && sigma > c.sigmaJump * level)) return [true, false];
     }
     const u = inCrop(pts, crop), ub = landmarkBox(u);
+    if (sigma !== null && sigma !== undefined && this.maxRatio !== null && uncertaintyRatio(u, sigma) > this.maxRatio) {
+      return [true, false];
+    }
     if (ub[0] < c.edge || ub[1] < c.edge || ub[2] > 1 - c.edge || ub[3] > 1 - c.edge) return [true, true];
     const centre = [(ub[0] + ub[2]) / 2 - 0.5, (ub[1] + ub[3]) / 2 - 0.5];
     const ratio = CROP_SCALE * Math.max(ub[2] - ub[0], ub[3] - ub[1]); // landmark side / the side the crop expects
