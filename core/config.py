@@ -144,7 +144,8 @@ class ModelConfig:
         if not 0 <= self.refine_stages <= 3:
             raise ConfigError(f"model.refine_stages must be in [0, 3], got {self.refine_stages}")
         if self.fc_hidden < 1 or self.fc_node_dim < 1:
-            raise ConfigError(f"model.fc_hidden and model.fc_node_dim must be >= 1, got {self.fc_hidden}, {self.fc_node_dim}")
+            raise ConfigError(f"model.fc_hidden and model.fc_node_dim must be >= 1, got {self.fc_hidden}, "
+                              f"{self.fc_node_dim}")
         if self.stage_head != "graph" and self.head != "hybrid":
             raise ConfigError(f"model.stage_head applies to the hybrid head, not {self.head!r}")
         if self.refine_stages and self.head != "hybrid":

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from core.checkpoint import CheckpointError, load_model, read_meta, save_weights, stem_paths
-from core.config import ModelConfig
+from core.config import ConfigError, ModelConfig
 from core.graph import neighbourhood
 from core.models import LandmarkModel, build_model, cholesky_to_cov
 from core.models.backbones import MOBILENET_V2_FILE, MobileNetV2, build_backbone, find_mobilenet_weights
@@ -363,3 +363,5 @@ def test_fc_baseline_at_the_flagship_size_stays_a_small_file():
     shapes = synthetic_shapes(32)
     model = build_model(cfg, neighbourhood(shapes, cfg.k), shapes.mean(0))
     assert cfg.stage_head == "fc" and sum(p.numel() for p in model.parameters()) * 4 < 20 * 2**20
+    with pytest.raises(ConfigError, match="fc_node_dim"):
+        ModelConfig(fc_node_dim=0).validate()

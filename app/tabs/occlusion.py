@@ -1,5 +1,6 @@
-"""Occlusion tab: hide part of the face and compare the app's model (the flagship: sparse landmark graph)
-with its FC baseline (FC layers over the same features) on the same occluded image (both use the boxes found on the clean image). With the photo's landmark file
+"""Occlusion tab: hide part of the face and compare the app's model (the flagship: sparse landmark
+graph) with its FC baseline (FC layers over the same features) on the same occluded image (both use the
+boxes found on the clean image). With the photo's landmark file
 (.pts / .json) the numbers are errors against that ground truth; without, movement from each
 model's own clean prediction, labelled as such. Ellipse growth on covered points, the legend
 beside the images and a one-line reading (app.occlusion_metrics)."""
