@@ -24,6 +24,7 @@ VARIANTS = {
     "whole-crop nodes (SCC map-to-node)": (CONFIG, ["model.node_features=whole"]),
     "FC stages on the same local nodes": (CONFIG, ["model.stage_head=fc"]),
     "no refinement stage": (CONFIG, ["model.refine_stages=0"]),
+    "flagship, training seed 1 (the spread between runs)": (CONFIG, ["seed=1"]),
     # made first by: python -m core.pseudo_labels --data ../shared/data/faces68 --split unlabelled --out runs/pseudo/unlabelled.jsonl
     "+ pseudo-labelled LFW faces (flagship teacher)": (CONFIG, [f"data.pseudo_labels={PSEUDO_LABELS}"]),
 }
