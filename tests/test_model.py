@@ -363,5 +363,8 @@ def test_fc_baseline_at_the_flagship_size_stays_a_small_file():
     shapes = synthetic_shapes(32)
     model = build_model(cfg, neighbourhood(shapes, cfg.k), shapes.mean(0))
     assert cfg.stage_head == "fc" and sum(p.numel() for p in model.parameters()) * 4 < 20 * 2**20
+
+
+def test_fc_node_dim_must_be_positive():
     with pytest.raises(ConfigError, match="fc_node_dim"):
         ModelConfig(fc_node_dim=0).validate()
