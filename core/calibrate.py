@@ -1,6 +1,7 @@
 """Post-hoc calibration of the per-landmark covariances on the validation split.
 
     python -m core.calibrate --weights weights/sdfl_flagship.safetensors [--data ../shared/data/faces68]
+        [--reject-ratio R]   # also record the image-mode rejection threshold (docs/PHOTOS.md)
 
 The NLL-trained uncertainty head sees heavily augmented crops, so on clean faces its ellipses come
 out too large. One factor s scales every covariance (the model's `cov_scale` buffer, so torch, ONNX
@@ -33,7 +34,11 @@ def fit_scale(d2: np.ndarray) -> float:
     return float(SCALE_GRID[np.argmin((in1 - GAUSSIAN_COVERAGE[0]) ** 2 + (in2 - GAUSSIAN_COVERAGE[1]) ** 2)])
 
 
-def calibrate(weights, data: str | None = None, device: str = "cpu") -> dict:
+def calibrate(weights, data: str | None = None, device: str = "cpu", reject_ratio: float | None = None) -> dict:
+    """Fit and store cov_scale; with reject_ratio, also record it in the weights' JSON ("reject_ratio":
+    sigma / inter-ocular at confidence 0.5, chosen with benchmarks/photos.py; core.image_faces)."""
+    if reject_ratio is not None and not reject_ratio > 0:
+        raise ValueError(f"--reject-ratio must be > 0, got {reject_ratio}")
     model, meta = load_model(weights, device)
     if not model.cfg.uncertainty:
         raise CheckpointError(f"{weights}: the model has no uncertainty head")
@@ -47,6 +52,8 @@ def calibrate(weights, data: str | None = None, device: str = "cpu") -> dict:
     after = calibration(pred, gt, cov * scale / old)
     info = {"cov_scale": scale, "fitted_on": f"{dc.train_split} validation split ({len(val)} faces)",
             "val_before": before, "val_after": after}
+    if reject_ratio is not None:
+        meta = {**meta, "reject_ratio": float(reject_ratio)}
     save_weights(weights, model, {**meta, "uncertainty_calibration": info})
     return info
 
@@ -56,9 +63,11 @@ def main(argv=None) -> int:
     ap.add_argument("--weights", default=str(DEFAULT_WEIGHTS))
     ap.add_argument("--data", default=None, help="faces68 folder (default: the one the checkpoint was trained on)")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--reject-ratio", type=float, default=None,
+                    help="image-mode rejection threshold to record in the weights' JSON (docs/PHOTOS.md)")
     args = ap.parse_args(argv)
     try:
-        info = calibrate(args.weights, args.data, args.device)
+        info = calibrate(args.weights, args.data, args.device, args.reject_ratio)
     except (DataError, CheckpointError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

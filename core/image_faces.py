@@ -14,7 +14,7 @@ Confidence (rejection from the model's own evidence): r = sigma / d, sigma = med
 the predicted standard deviation sqrt(trace(Sigma) / 2) (photo px), d = predicted inter-ocular
 distance (points 36, 45; at least INTEROCULAR_MIN_SHARE x the landmark box side so profiles
 are not punished for their short eye distance). confidence = 1 / (1 + (r / reject_ratio)^2), so
-confidence 0.5 is at the model's threshold (REJECT_RATIOS); faces below `min_confidence` are
+confidence 0.5 is at the model's threshold (reject_ratio_for); faces below `min_confidence` are
 dropped. A model without an uncertainty head or without a threshold gives confidence None and
 rejects nothing.
 
@@ -33,11 +33,12 @@ from .detectors import Detection, box_iou
 from .landmarks import CROP_SCALE, LEFT_EYE_OUTER, RIGHT_EYE_OUTER, crop_matrix, invert_affine
 
 UPRIGHT_ABOVE_DEG = 30.0  # faces rolled more than this are cropped upright
-# sigma / inter-ocular at confidence 0.5, per shipped model (each head's sigma has its own scale);
-# chosen on validation faces + seeded no-face images by benchmarks/photos.py (docs/PHOTOS.md).
-# Other models: the "reject_ratio" of their <stem>.json, else no confidence and no rejection.
-REJECT_RATIOS = {"sdfl_flagship": 0.06, "sdfl_wasserstein": 0.04, "sdfl_graph": 0.06}
-REJECT_RATIO = REJECT_RATIOS["sdfl_flagship"]  # the package default's
+# sigma / inter-ocular at confidence 0.5, per model (each head's sigma has its own scale); chosen on
+# validation faces + seeded no-face images by benchmarks/photos.py (docs/PHOTOS.md) and recorded in
+# the weights' JSON ("reject_ratio", python -m core.calibrate --reject-ratio R). Shipped weights saved
+# before that key existed: LEGACY_REJECT_RATIOS by stem. Neither: no confidence and no rejection.
+LEGACY_REJECT_RATIOS = {"sdfl_flagship": 0.06, "sdfl_wasserstein": 0.04}
+REJECT_RATIO = 0.06  # the package default's (the flagship's)
 DEFAULT_MIN_CONFIDENCE = 0.5
 INTEROCULAR_MIN_SHARE = 0.25  # normaliser floor, share of the landmark box's larger side
 DUPLICATE_IOU = 0.5
@@ -151,10 +152,10 @@ def ratio_at(min_confidence: float, reject_ratio: float | None) -> float | None:
 
 
 def reject_ratio_for(weights, meta: dict) -> float | None:
-    """The rejection threshold of a model: REJECT_RATIOS by weights stem, else meta["reject_ratio"]."""
+    """The rejection threshold of a model: meta["reject_ratio"], else LEGACY_REJECT_RATIOS by weights stem."""
     from pathlib import Path
 
-    r = REJECT_RATIOS.get(Path(str(weights)).stem, meta.get("reject_ratio"))
+    r = meta.get("reject_ratio", LEGACY_REJECT_RATIOS.get(Path(str(weights)).stem))
     return None if r is None else float(r)
 
 

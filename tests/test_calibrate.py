@@ -56,3 +56,21 @@ def test_checkpoint_without_cov_scale_loads_uncalibrated(tiny_weights, tmp_path)
     (tmp_path / "old.json").write_text(json.dumps(meta))
     model, _ = load_model(tmp_path / "old.safetensors")
     assert float(model.cov_scale) == 1.0
+
+
+def test_calibrate_records_the_rejection_threshold_that_the_aligner_then_uses(straight_run, tmp_path):
+    """A retrained model carries its own image-mode threshold in its JSON: no table by file name."""
+    import shutil
+
+    from core.calibrate import calibrate
+    from core.inference import FaceAligner
+
+    for suffix in (".safetensors", ".json"):
+        shutil.copy(straight_run / f"best{suffix}", tmp_path / f"mine{suffix}")
+    weights = tmp_path / "mine.safetensors"
+    with pytest.raises(ValueError, match="reject-ratio"):
+        calibrate(weights, reject_ratio=0.0)
+    assert FaceAligner(weights, backend="torch").reject_ratio is None  # no threshold: nothing rejected
+    calibrate(weights, reject_ratio=0.07)
+    assert json.loads((tmp_path / "mine.json").read_text())["reject_ratio"] == 0.07
+    assert FaceAligner(weights, backend="torch").reject_ratio == 0.07

@@ -139,6 +139,8 @@ def test_reject_ratio_per_model():
     assert reject_ratio_for("weights/sdfl_wasserstein.safetensors", {}) == 0.04
     assert reject_ratio_for("runs/x/best.safetensors", {"reject_ratio": 0.2}) == 0.2
     assert reject_ratio_for("runs/x/best.safetensors", {}) is None
+    # the weights' own JSON wins over the table of weights saved before the key existed
+    assert reject_ratio_for("weights/sdfl_flagship.safetensors", {"reject_ratio": 0.05}) == 0.05
     pts = face_points(200, shift=(50, 50)).astype(np.float64)
     faces = predict_image(oracle_aligner(0.3), np.zeros((300, 300, 3), np.uint8), [Detection(box_of(pts), 0.9)], 8,
                           reject_ratio=None)
