@@ -91,14 +91,14 @@ class Models:
 
 def missing_weights(*paths) -> list[str]:
     """The weight files among `paths` (stems or .safetensors paths; empty ones skipped) that do not exist
-    (`<stem>.onnx` stands in for `<stem>.safetensors`: ONNX Runtime needs only it and the JSON)."""
+    (`<stem>.onnx` stands in for `<stem>.safetensors`: core.runners.has_tensors_or_onnx)."""
     from core.checkpoint import stem_paths
-    from core.inference import onnx_path_for
+    from core.runners import has_tensors_or_onnx
 
     missing = []
     for p in filter(None, paths):
         st, js = stem_paths(p)
-        if not st.is_file() and not onnx_path_for(st).is_file():
+        if not has_tensors_or_onnx(st):
             missing.append(str(st))
         if not js.is_file():
             missing.append(str(js))

@@ -28,7 +28,8 @@ from .image_faces import DEFAULT_MIN_CONFIDENCE, FaceList, predict_image, ratio_
 from .images import decode_image
 from .landmarks import apply_affine, crop_matrix, invert_affine
 from .mirror import MirrorRunner
-from .runners import OnnxRunner, TorchRunner, cpu_name, onnx_current, onnx_path_for, torch_installed  # noqa: F401 (re-exported)
+from .runners import (OnnxRunner, TorchRunner, cpu_name, has_tensors_or_onnx, onnx_current, onnx_path_for,  # noqa: F401 (re-exported)
+                      torch_installed)
 from .tracking import TrackingConfig, VideoTracker, box_crop
 
 REFINE_PASSES = 2  # image mode: detector crop, then a re-crop around the predicted landmarks
@@ -156,8 +157,7 @@ class FaceAligner:
             raise ValueError("precision='int8' runs on ONNX Runtime: use backend='onnx' or 'auto'")
         st_path, js_path = stem_paths(weights if weights else DEFAULT_WEIGHTS)
         onnx_file = onnx_path_for(st_path, precision)
-        # <stem>.json + ONNX alone is a complete model for ONNX Runtime (a Space ships no safetensors)
-        if not st_path.is_file() and (backend == "torch" or not onnx_file.is_file()):
+        if not has_tensors_or_onnx(st_path, precision, backend):
             raise FileNotFoundError(f"model weights not found: {st_path} (train a model, or pass weights=...)")
         if not js_path.is_file():
             raise FileNotFoundError(f"model metadata not found: {js_path} (it belongs next to {st_path.name})")

@@ -48,6 +48,14 @@ def onnx_path_for(weights: str | Path, precision: str = "fp32") -> Path:
     return stem_paths(weights)[0].with_suffix(".int8.onnx" if precision == "int8" else ".onnx")
 
 
+def has_tensors_or_onnx(weights: str | Path, precision: str = "fp32", backend: str = "auto") -> bool:
+    """Whether the model's weights are there: <stem>.safetensors, or (ONNX Runtime backends) its ONNX
+    export of `precision`, which with <stem>.json is a complete model (a Space ships no safetensors)."""
+    from .checkpoint import stem_paths
+
+    return stem_paths(weights)[0].is_file() or (backend != "torch" and onnx_path_for(weights, precision).is_file())
+
+
 def onnx_current(weights: str | Path, precision: str = "fp32") -> bool:
     """Whether `onnx_path_for(weights, precision)` exists and is not older than the weights, if they are
     there (1 s of slack: a fresh checkout writes both in the same second, in either order)."""

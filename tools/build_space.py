@@ -23,6 +23,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from core.runners import onnx_path_for  # noqa: E402 (after the path setup)
+
 CODE_DIRS = ("app", "core")  # *.py files, recursively
 FILES = ("launch_app.py", "README.md", "LICENSE", "packages.txt")
 DATA_GLOBS = ("app/examples/*.jpg", "app/examples/*.md", "docs/*.md", "docs/*.png", "docs/screenshots/*.png",
@@ -57,7 +59,7 @@ def space_files(models: list[Path], root: Path = ROOT) -> dict[str, Path]:
             out[str(f.relative_to(root))] = f
     for m in models:
         stem = Path(m).with_suffix("") if Path(m).suffix in (".safetensors", ".json") else Path(m)
-        onnx_only = (stem.parent / (stem.name + ".onnx")).is_file()  # the Space runs ONNX Runtime, no torch
+        onnx_only = onnx_path_for(stem).is_file()  # the Space runs ONNX Runtime, no torch (has_tensors_or_onnx)
         for suffix in MODEL_SUFFIXES:
             f = stem.parent / (stem.name + suffix)
             if f.is_file() and not (onnx_only and suffix == ".safetensors"):
