@@ -134,7 +134,7 @@ class FaceAligner:
     detector="mediapipe"; video mode keeps MediaPipeDetector("auto").
     tracking: video-mode parameters (core.tracking.TrackingConfig, or a mapping of its fields).
     mirror: every crop also goes through the model mirrored and the two answers are averaged
-    (core.mirror; twice the model time, test NME 3.49 -> 3.41 % for the flagship)."""
+    (core.mirror; twice the model time, test NME 3.30 -> 3.25 % for the flagship)."""
 
     def __init__(self, weights: str | Path | None = None, backend: str = "auto", device: str = "cpu",
                  detector="mediapipe", video: bool = False, threads: int = 0, max_faces: int = DEFAULT_MAX_FACES,
