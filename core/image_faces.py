@@ -38,7 +38,7 @@ UPRIGHT_ABOVE_DEG = 30.0  # faces rolled more than this are cropped upright
 # the weights' JSON ("reject_ratio", python -m core.calibrate --reject-ratio R). Shipped weights saved
 # before that key existed: LEGACY_REJECT_RATIOS by stem. Neither: no confidence and no rejection.
 LEGACY_REJECT_RATIOS = {"sdfl_flagship": 0.06, "sdfl_wasserstein": 0.04}
-REJECT_RATIO = 0.06  # the package default's (the flagship's)
+REJECT_RATIO = LEGACY_REJECT_RATIOS["sdfl_flagship"]  # the package default's (also in weights/sdfl_flagship.json)
 DEFAULT_MIN_CONFIDENCE = 0.5
 INTEROCULAR_MIN_SHARE = 0.25  # normaliser floor, share of the landmark box's larger side
 DUPLICATE_IOU = 0.5
