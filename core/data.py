@@ -14,7 +14,7 @@ from torch.utils.data import Dataset
 
 from .config import AugmentConfig, DataConfig
 from .landmarks import (INPUT_SIZE, MIRROR_PERMUTATION, NUM_LANDMARKS, apply_affine, crop_from_box, crop_matrix,
-                        landmark_box)
+                        landmark_box, warp_crop)
 
 
 class DataError(ValueError):
@@ -185,7 +185,7 @@ class FaceDataset(Dataset):
                 angle = rng.uniform(-a.rotation, a.rotation)
             flip = rng.random() < a.flip
         m = crop_matrix(cx, cy, side, self.size, angle, flip)
-        crop = cv2.warpAffine(img, m, (self.size, self.size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        crop = warp_crop(img, m, self.size)  # the resampling the app's crops get (INTER_AREA for large faces)
         pts = apply_affine(m, r.landmarks)
         if flip:
             pts = pts[MIRROR_PERMUTATION]

@@ -17,14 +17,13 @@ import json
 import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 
 from .checkpoint import DEFAULT_WEIGHTS, CheckpointError, load_model
 from .data import DataError, canonical_crop, load_jsonl, read_image
 from .heatmaps import READOUTS
-from .landmarks import CROP_SCALE, apply_affine, invert_affine
+from .landmarks import CROP_SCALE, apply_affine, invert_affine, warp_crop
 from .metrics import calibration, ced, summarize
 from .mirror import MirrorRunner
 from .protocols import face_rng, hidden_points, motion_blur, occlude
@@ -35,7 +34,7 @@ def protocol_crops(records, size: int, occlusion: int | None = None, blur: int |
     or blurred (seeded per face index) when asked. Shared by every model the benchmarks compare."""
     for i, r in enumerate(records):
         m = canonical_crop(r.landmarks, size)
-        crop = cv2.warpAffine(read_image(r.image), m, (size, size), flags=cv2.INTER_LINEAR)
+        crop = warp_crop(read_image(r.image), m, size)
         if occlusion is not None:
             crop = occlude(crop, apply_affine(m, r.landmarks), face_rng(occlusion, i))
         if blur is not None:

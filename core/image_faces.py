@@ -30,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 
 from .detectors import Detection, box_iou
-from .landmarks import CROP_SCALE, LEFT_EYE_OUTER, RIGHT_EYE_OUTER, crop_matrix, invert_affine
+from .landmarks import CROP_SCALE, LEFT_EYE_OUTER, RIGHT_EYE_OUTER, crop_matrix, invert_affine, warp_crop
 
 UPRIGHT_ABOVE_DEG = 30.0  # faces rolled more than this are cropped upright
 # sigma / inter-ocular at confidence 0.5, per model (each head's sigma has its own scale); chosen on
@@ -100,8 +100,6 @@ def run_crops(aligner, img: np.ndarray, mats: list[np.ndarray], crop_units: bool
     """One batched model call on the crops of `mats`: pts (K,68,2) and cov (K,68,2,2) in photo
     pixels (cov None without uncertainty), adj (K,68,68), sigma (K,) median std in photo px (in
     crop units, the crop side = 1, with crop_units: the video tracker's scale)."""
-    from .inference import warp_crop
-
     size = aligner.input_size
     crops = np.stack([warp_crop(img, m, size) for m in mats])
     out = aligner.runner(crops.transpose(0, 3, 1, 2).astype(np.float32) * np.float32(1.0 / 255.0))

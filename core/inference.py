@@ -20,20 +20,18 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from .detectors import Detection, HaarDetector, MediaPipeDetector
 from .image_faces import DEFAULT_MIN_CONFIDENCE, FaceList, predict_image, ratio_at, reject_ratio_for, run_crops
 from .images import decode_image
-from .landmarks import apply_affine, crop_matrix, invert_affine
+from .landmarks import ANTIALIAS_BELOW, apply_affine, crop_matrix, invert_affine, warp_crop  # noqa: F401 (re-exported)
 from .mirror import MirrorRunner
 from .runners import (OnnxRunner, TorchRunner, cpu_name, has_tensors_or_onnx, onnx_current, onnx_path_for,  # noqa: F401 (re-exported)
                       torch_installed)
 from .tracking import TrackingConfig, VideoTracker, box_crop
 
 REFINE_PASSES = 2  # image mode: detector crop, then a re-crop around the predicted landmarks
-ANTIALIAS_BELOW = 0.5  # crops that shrink the image more than 2x are pre-resized with INTER_AREA
 DEFAULT_MAX_FACES = 32  # faces per image (most confident first); FaceList.truncated says when more were found
 USER_BOX_SCORE = 1.0  # score reported for faces whose boxes the caller gave
 BACKENDS = ("auto", "onnx", "torch")
@@ -73,28 +71,6 @@ class Face:
             landmarks=(scale * (np.asarray(self.landmarks, np.float64) + 0.5) - 0.5).astype(np.float32),
             covariance=None if self.covariance is None
             else (np.asarray(self.covariance) * scale * scale).astype(np.float32))
-
-
-def warp_crop(img: np.ndarray, m: np.ndarray, size: int) -> np.ndarray:
-    """cv2.warpAffine of the image->crop matrix m to (size, size), zero border; when the crop shrinks
-    the image more than 1/ANTIALIAS_BELOW times, the region is first reduced with INTER_AREA
-    (no aliasing for large faces); the matrix still maps original pixels to crop pixels."""
-    s = float(np.hypot(m[0, 0], m[1, 0]))
-    if s >= ANTIALIAS_BELOW:
-        return cv2.warpAffine(img, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-    h, w = img.shape[:2]
-    corners = apply_affine(invert_affine(m), np.array([[-1, -1], [size, -1], [-1, size], [size, size]], float))
-    x0, y0 = (max(int(np.floor(v)) - 1, 0) for v in corners.min(0))
-    x1, y1 = min(int(np.ceil(corners[:, 0].max())) + 2, w), min(int(np.ceil(corners[:, 1].max())) + 2, h)
-    if x1 - x0 < 2 or y1 - y0 < 2:
-        return np.zeros((size, size, img.shape[2]), img.dtype)
-    rw, rh = max(1, round((x1 - x0) * s)), max(1, round((y1 - y0) * s))
-    small = cv2.resize(img[y0:y1, x0:x1], (rw, rh), interpolation=cv2.INTER_AREA)
-    fx, fy = rw / (x1 - x0), rh / (y1 - y0)
-    # small pixel u -> image x = (u + 0.5) / fx - 0.5 + x0 (cv2.resize's pixel-centre convention)
-    t = np.array([[1 / fx, 0, 0.5 / fx - 0.5 + x0], [0, 1 / fy, 0.5 / fy - 0.5 + y0]])
-    m2 = np.hstack([m[:, :2] @ t[:, :2], (m[:, :2] @ t[:, 2] + m[:, 2])[:, None]])
-    return cv2.warpAffine(small, m2, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
 
 
 def _box_array(boxes) -> np.ndarray:

@@ -2,6 +2,7 @@
 evaluation and inference."""
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 NUM_LANDMARKS = 68
@@ -12,6 +13,7 @@ RIGHT_EYE_OUTER = 45
 # side. Training, evaluation ("default protocol") and inference (second pass) all use it.
 CROP_SCALE = 1.3
 INPUT_SIZE = 192
+ANTIALIAS_BELOW = 0.5  # crops that shrink the image more than 2x are pre-resized with INTER_AREA
 
 # Landmark curves (open unless listed in CLOSED_CURVES); used by the anisotropic direction loss,
 # normal/tangent metrics, edge heatmaps and the UI.
@@ -121,3 +123,25 @@ def invert_affine(m: np.ndarray) -> np.ndarray:
     a, b, c, d = m[0, 0], m[0, 1], m[1, 0], m[1, 1]
     r_inv = np.array([[d, -b], [-c, a]]) / (a * d - b * c)
     return np.hstack([r_inv, (-r_inv @ m[:, 2])[:, None]])
+
+
+def warp_crop(img: np.ndarray, m: np.ndarray, size: int) -> np.ndarray:
+    """cv2.warpAffine of the image->crop matrix m to (size, size), zero border; when the crop shrinks
+    the image more than 1/ANTIALIAS_BELOW times, the region is first reduced with INTER_AREA
+    (no aliasing for large faces); the matrix still maps original pixels to crop pixels."""
+    s = float(np.hypot(m[0, 0], m[1, 0]))
+    if s >= ANTIALIAS_BELOW:
+        return cv2.warpAffine(img, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    h, w = img.shape[:2]
+    corners = apply_affine(invert_affine(m), np.array([[-1, -1], [size, -1], [-1, size], [size, size]], float))
+    x0, y0 = (max(int(np.floor(v)) - 1, 0) for v in corners.min(0))
+    x1, y1 = min(int(np.ceil(corners[:, 0].max())) + 2, w), min(int(np.ceil(corners[:, 1].max())) + 2, h)
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        return np.zeros((size, size, img.shape[2]), img.dtype)
+    rw, rh = max(1, round((x1 - x0) * s)), max(1, round((y1 - y0) * s))
+    small = cv2.resize(img[y0:y1, x0:x1], (rw, rh), interpolation=cv2.INTER_AREA)
+    fx, fy = rw / (x1 - x0), rh / (y1 - y0)
+    # small pixel u -> image x = (u + 0.5) / fx - 0.5 + x0 (cv2.resize's pixel-centre convention)
+    t = np.array([[1 / fx, 0, 0.5 / fx - 0.5 + x0], [0, 1 / fy, 0.5 / fy - 0.5 + y0]])
+    m2 = np.hstack([m[:, :2] @ t[:, :2], (m[:, :2] @ t[:, 2] + m[:, 2])[:, None]])
+    return cv2.warpAffine(small, m2, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
