@@ -38,7 +38,8 @@ UPRIGHT_ABOVE_DEG = 30.0  # faces rolled more than this are cropped upright
 # the weights' JSON ("reject_ratio", python -m core.calibrate --reject-ratio R). Shipped weights saved
 # before that key existed: LEGACY_REJECT_RATIOS by stem. Neither: no confidence and no rejection.
 LEGACY_REJECT_RATIOS = {"sdfl_flagship": 0.06, "sdfl_wasserstein": 0.04}
-REJECT_RATIO = LEGACY_REJECT_RATIOS["sdfl_flagship"]  # the package default's (also in weights/sdfl_flagship.json)
+# the fallback default; shipped weights record their own (weights/sdfl_flagship.json: 0.05 since session 13)
+REJECT_RATIO = LEGACY_REJECT_RATIOS["sdfl_flagship"]
 DEFAULT_MIN_CONFIDENCE = 0.5
 INTEROCULAR_MIN_SHARE = 0.25  # normaliser floor, share of the landmark box's larger side
 DUPLICATE_IOU = 0.5
