@@ -25,7 +25,7 @@ import numpy as np
 from .detectors import Detection, HaarDetector, MediaPipeDetector
 from .image_faces import DEFAULT_MIN_CONFIDENCE, FaceList, predict_image, ratio_at, reject_ratio_for, run_crops
 from .images import decode_image
-from .landmarks import ANTIALIAS_BELOW, apply_affine, crop_matrix, invert_affine, warp_crop  # noqa: F401 (re-exported)
+from .landmarks import apply_affine, crop_matrix, invert_affine, warp_crop  # noqa: F401 (warp_crop re-exported)
 from .mirror import MirrorRunner
 from .runners import (OnnxRunner, TorchRunner, cpu_name, has_tensors_or_onnx, onnx_current, onnx_path_for,  # noqa: F401 (re-exported)
                       torch_installed)
