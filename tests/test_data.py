@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from core.config import AugmentConfig
-from core.data import (DataError, FaceDataset, Record, canonical_crop, load_jsonl, normalized_shapes, pose_balance_weights,
-                       read_image, split_by_photo)
+from core.data import (DataError, FaceDataset, Record, canonical_crop, load_jsonl, normalized_shapes,
+                       pose_balance_weights, read_image, split_by_photo)
 from core.landmarks import ANTIALIAS_BELOW, MIRROR_PERMUTATION, apply_affine, warp_crop
 from synth_faces import MIRROR_PAIRS, draw_face, face_points, face_template, write_split
 
@@ -120,13 +120,13 @@ def test_training_crops_of_large_faces_are_the_apps_antialiased_crops(tmp_path):
     path = tmp_path / "big.png"
     cv2.imwrite(str(path), np.repeat(img[:, :, None], 3, 2).astype(np.uint8))
     rec = Record(path, face_points(1200) + 200.0, "big", "synthetic")
-    ds = FaceDataset([rec], 128, None)
-    crop, _, m = ds.sample(0)
+    crop, _, m = FaceDataset([rec], 128, None).sample(0)
     assert np.hypot(m[0, 0], m[1, 0]) < ANTIALIAS_BELOW  # the shrink that takes the INTER_AREA path
-    assert np.array_equal(crop, warp_crop(read_image(path), m, 128))
+    photo = read_image(path)
+    assert np.array_equal(crop, warp_crop(photo, m, 128))
     inside = crop[16:112, 16:112].astype(float)
     assert abs(inside.mean() - 127.5) < 3 and inside.std() < 3
-    plain = cv2.warpAffine(read_image(path), m, (128, 128), flags=cv2.INTER_LINEAR)[16:112, 16:112]
+    plain = cv2.warpAffine(photo, m, (128, 128), flags=cv2.INTER_LINEAR)[16:112, 16:112]
     assert plain.astype(float).std() > 20  # what the bilinear warp alone would have trained on
 
 
