@@ -211,6 +211,22 @@ def model_state(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v for k, v in tensors.items() if not k.startswith(TRAIN_STATE_PREFIX)}
 
 
+def optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict, dict]:
+    """An optimiser's state as checkpoint tensors (`train.opt.*`) and the metadata to restore it."""
+    import torch
+
+    sd = opt.state_dict()
+    tensors = {f"{TRAIN_STATE_PREFIX}opt.{i}.{k}": (v if torch.is_tensor(v) else torch.tensor(v))
+               for i, st in sd["state"].items() for k, v in st.items()}
+    return tensors, {"param_groups": sd["param_groups"], "state_keys": {str(i): list(st) for i, st in sd["state"].items()}}
+
+
+def load_optimizer(opt: torch.optim.Optimizer, tensors: dict, meta: dict):
+    """Inverse of `optimizer_tensors`."""
+    state = {int(i): {k: tensors[f"{TRAIN_STATE_PREFIX}opt.{i}.{k}"] for k in keys} for i, keys in meta["state_keys"].items()}
+    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
 def model_config(meta: dict, path) -> ModelConfig:
     """The ModelConfig of a checkpoint's metadata (no ImageNet init); CheckpointError if incompatible."""
     try:

@@ -234,6 +234,8 @@ class TrainConfig:
     # learning-rate multiplier per top-level module, e.g. {backbone: 0.1} to fine-tune a warm-started
     # backbone gently while the heads train at lr (modules not named: 1.0)
     lr_scale: dict[str, float] = field(default_factory=dict)
+    # exponential moving average of the weights (core.ema), validated and saved as best; 0 = off
+    ema_decay: float = 0.0
     # Scaling (core.distributed; docs/TRAINING.md). batch_size is the global batch: under torchrun each of
     # the W processes takes batch_size / W. Mixed precision is for CUDA.
     precision: typing.Literal["fp32", "bf16", "fp16"] = "fp32"  # bf16/fp16: autocast (fp16 with a GradScaler)
@@ -245,6 +247,8 @@ class TrainConfig:
             raise ConfigError("epochs and batch_size must be >= 1")
         if self.init_weights and self.init_features:
             raise ConfigError("init_weights and init_features are exclusive: choose one")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ConfigError(f"ema_decay must be in [0, 1) (0 = off), got {self.ema_decay}")
         if any(not v > 0 for v in self.lr_scale.values()):
             raise ConfigError(f"lr_scale values must be > 0 (freeze a module instead): {self.lr_scale}")
 

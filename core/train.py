@@ -9,6 +9,7 @@ Under torchrun, batch_size is the global batch and rank 0 alone validates, write
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import math
@@ -23,10 +24,11 @@ from tqdm import tqdm
 
 from . import distributed
 
-from .checkpoint import (TRAIN_STATE_PREFIX, CheckpointError, load_state_strict, load_tensors, model_state, read_meta,
-                         save_weights, verified_meta)
+from .checkpoint import (TRAIN_STATE_PREFIX, CheckpointError, load_optimizer, load_state_strict, load_tensors, model_state,
+                         optimizer_tensors, read_meta, save_weights, verified_meta)
 from .config import ConfigError, ModelConfig, TrainConfig, from_dict, load_config, to_dict
 from .data import DataError, FaceDataset, load_jsonl, normalized_shapes, pose_balance_weights, train_val_split
+from .ema import WeightAverage
 from .graph import neighbourhood
 from .heatmap_losses import heatmap_loss_parts
 from .losses import COORD_LOSSES, adl_loss, gaussian_nll, laplacian_loss, smooth_adl1_loss
@@ -126,18 +128,6 @@ def predict_dataset(model: LandmarkModel, ds: FaceDataset, device, batch_size: i
     return np.concatenate(preds) * s, np.concatenate(gts) * s
 
 
-def _opt_tensors(opt: torch.optim.Optimizer) -> tuple[dict, dict]:
-    sd = opt.state_dict()
-    tensors = {f"{TRAIN_STATE_PREFIX}opt.{i}.{k}": (v if torch.is_tensor(v) else torch.tensor(v))
-               for i, st in sd["state"].items() for k, v in st.items()}
-    return tensors, {"param_groups": sd["param_groups"], "state_keys": {str(i): list(st) for i, st in sd["state"].items()}}
-
-
-def _load_opt(opt: torch.optim.Optimizer, tensors: dict, meta: dict):
-    state = {int(i): {k: tensors[f"{TRAIN_STATE_PREFIX}opt.{i}.{k}"] for k in keys} for i, keys in meta["state_keys"].items()}
-    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
-
-
 class Trainer:
     def __init__(self, cfg: TrainConfig, out: Path):
         self.cfg, self.out = cfg, out
@@ -194,6 +184,7 @@ class Trainer:
             self.warm_start(Path(cfg.init_features))
         set_train_mode(self.model, self.cfg.freeze)
         self.opt = torch.optim.AdamW(param_groups(self.model, cfg.lr_scale), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.ema = WeightAverage(self.model, cfg.ema_decay) if cfg.ema_decay else None  # validated and saved as best
         self.epoch, self.best, self.history = 0, float("inf"), []
         self.elapsed_s = 0.0  # training time of earlier sessions (--resume continues the clock)
 
@@ -244,10 +235,12 @@ class Trainer:
         return s + (f" + pseudo-labels {dc.pseudo_labels} (sampling weight {dc.pseudo_weight})" if dc.pseudo_labels else "")
 
     def save(self, best: bool):
-        tensors, opt_meta = _opt_tensors(self.opt)
+        tensors, opt_meta = optimizer_tensors(self.opt)
+        tensors.update(self.ema.tensors(TRAIN_STATE_PREFIX) if self.ema else {})
         save_weights(self.out / "last", self.model, {**self.meta(), "optimizer": opt_meta}, tensors)
         if best:
-            save_weights(self.out / "best", self.model, self.meta())
+            with self.ema.applied(self.model) if self.ema else contextlib.nullcontext():
+                save_weights(self.out / "best", self.model, self.meta())
 
     def log(self, msg: str, stdout: bool = False):
         """A message from rank 0 alone (stderr unless stdout)."""
@@ -270,7 +263,10 @@ class Trainer:
             raise CheckpointError(f"{path}: model config differs from --config; use another --out")
         tensors = load_tensors(path)
         load_state_strict(self.model, model_state(tensors), str(path))
-        _load_opt(self.opt, tensors, meta["optimizer"])
+        load_optimizer(self.opt, tensors, meta["optimizer"])
+        if self.ema and not self.ema.load(tensors, TRAIN_STATE_PREFIX):
+            self.ema = WeightAverage(self.model, self.cfg.ema_decay)
+            self.log(f"{path} holds no weight average: it restarts from the resumed weights")
         self.epoch, self.best, self.history = meta["epoch"], meta["best_val_nme"], meta["history"]
         self.elapsed_s = float(meta.get("elapsed_s", self.history[-1]["time_s"] if self.history else 0.0))
         self.imagenet_init = bool(meta.get("imagenet_init", self.imagenet_init))  # how the run was initialised
@@ -293,8 +289,11 @@ class Trainer:
         x = x.float().div_(255.0) if x.dtype == torch.uint8 else x
         return x.contiguous(memory_format=torch.channels_last) if self.cfg.channels_last else x
 
-    def validate(self) -> float:
-        pred, gt = predict_dataset(self.model, self.val_ds, self.device)
+    def validate(self, average: bool = True) -> float:
+        """Validation NME of the weights that `best` would save (the average when ema_decay is set),
+        or of the raw weights (`average=False`)."""
+        with self.ema.applied(self.model) if self.ema and average else contextlib.nullcontext():
+            pred, gt = predict_dataset(self.model, self.val_ds, self.device)
         return float(nme(pred, gt).mean())
 
     def fit(self):
@@ -325,6 +324,8 @@ class Trainer:
                 self.amp.backward(loss, self.opt)  # DDP averages the gradients over ranks here
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), 10.0)
                 self.amp.step(self.opt)
+                if self.ema:
+                    self.ema.update(self.model)
                 value = float(loss.detach())
                 running = value if running is None else 0.9 * running + 0.1 * value
                 bar.set_postfix(loss=f"{running:.3f}", lr=f"{lr:.2e}")
@@ -338,19 +339,21 @@ class Trainer:
         stop together; time_s continues the clock of earlier sessions (`before`). Returns whether to
         stop (time limit)."""
         cfg = self.cfg
-        val = float("nan")
+        val = raw = float("nan")
         if self.dist.is_main and (self.epoch % cfg.val_every == 0 or self.epoch == cfg.epochs):
             val = self.validate()
-        val, elapsed = distributed.broadcast_floats([val, time.time() - start], self.dist)
+            raw = self.validate(average=False) if self.ema else val
+        val, raw, elapsed = distributed.broadcast_floats([val, raw, time.time() - start], self.dist)
         improved = val < self.best
         if improved:
             self.best = val
         self.elapsed_s = before + elapsed
         self.history.append({"epoch": self.epoch, "loss": running, "val_nme": val, "lr": lr,
-                             "time_s": round(self.elapsed_s, 1)})
+                             "time_s": round(self.elapsed_s, 1), **({"val_nme_raw": raw} if self.ema else {})})
         if self.dist.is_main:
             self.save(best=improved)
-            tqdm.write(f"epoch {self.epoch}: loss {running:.4f}  val NME {val:.4%}  best {self.best:.4%}")
+            avg = f" (raw weights {raw:.4%})" if self.ema else ""
+            tqdm.write(f"epoch {self.epoch}: loss {running:.4f}  val NME {val:.4%}{avg}  best {self.best:.4%}")
         if cfg.time_limit_min and elapsed > cfg.time_limit_min * 60 and self.epoch < cfg.epochs:
             self.log(f"time limit of {cfg.time_limit_min} min reached: stopping; --resume continues", stdout=True)
             return True

@@ -1,0 +1,93 @@
+"""The weight average (`ema_decay`, core.ema): the update rule, what validation and best.* hold, and
+that --resume continues the average exactly."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from core.checkpoint import TRAIN_STATE_PREFIX, load_model, read_meta
+from core.ema import WeightAverage
+from core.config import TrainConfig, from_dict
+from core.metrics import nme
+from core.train import Trainer, main, predict_dataset
+from train_runs import Killed, all_tensors, cfg_dict, max_diff, write_cfg
+
+DECAY = 0.8
+
+
+def test_update_is_the_exponential_average_and_integer_buffers_are_copied():
+    net = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+    ema = WeightAverage(net, DECAY)
+    w0 = net[0].weight.detach().clone()
+    with torch.no_grad():
+        net[0].weight.add_(1.0)
+    net.train()
+    net(torch.randn(8, 3))  # moves the running statistics and num_batches_tracked (an integer buffer)
+    ema.update(net)
+    assert torch.allclose(ema.shadow["0.weight"], DECAY * w0 + (1 - DECAY) * (w0 + 1.0))
+    assert int(ema.shadow["1.num_batches_tracked"]) == 1
+    assert torch.allclose(ema.shadow["1.running_mean"], (1 - DECAY) * net[1].running_mean)
+
+
+def test_applied_swaps_in_the_average_and_restores_the_raw_weights():
+    net = torch.nn.Linear(3, 2)
+    ema = WeightAverage(net, DECAY)
+    with torch.no_grad():
+        net.weight.mul_(3.0)
+    raw = net.weight.detach().clone()
+    ema.update(net)
+    with ema.applied(net):
+        assert torch.allclose(net.weight, ema.shadow["weight"]) and not torch.allclose(net.weight, raw)
+    assert torch.equal(net.weight, raw)
+
+
+@pytest.mark.parametrize("decay", [-0.1, 1.0])
+def test_decay_outside_zero_one_is_refused(tmp_path, train_root, capsys, decay):
+    cfg = write_cfg(tmp_path / "cfg.yaml", cfg_dict(train_root, ema_decay=decay))
+    assert main(["--config", cfg, "--out", str(tmp_path / "run")]) == 2
+    assert "ema_decay must be in [0, 1)" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def ema_run(tmp_path_factory, train_root):
+    tmp = tmp_path_factory.mktemp("ema")
+    cfg = write_cfg(tmp / "cfg.yaml", cfg_dict(train_root, ema_decay=DECAY))
+    assert main(["--config", cfg, "--out", str(tmp / "run")]) == 0
+    return tmp / "run"
+
+
+def test_best_holds_the_validated_average_and_last_keeps_both(ema_run, train_root):
+    last = all_tensors(ema_run)
+    avg = {k[len(TRAIN_STATE_PREFIX) + 4:]: v for k, v in last.items() if k.startswith(TRAIN_STATE_PREFIX + "ema.")}
+    raw = {k: v for k, v in last.items() if not k.startswith(TRAIN_STATE_PREFIX)}
+    assert set(avg) == set(raw) and max_diff(avg, raw) > 1e-4  # the average is not the raw weights
+    hist = read_meta(ema_run / "last")["history"]
+    best = min(hist, key=lambda h: h["val_nme"])
+    assert best["val_nme"] != best["val_nme_raw"]
+    model, meta = load_model(ema_run / "best.safetensors")
+    assert meta["epoch"] == best["epoch"]
+    val_ds = Trainer(from_dict(TrainConfig, cfg_dict(train_root, ema_decay=DECAY)), ema_run.parent / "unused").val_ds
+    pred, gt = predict_dataset(model, val_ds, torch.device("cpu"))
+    assert float(nme(pred, gt).mean()) == pytest.approx(best["val_nme"], abs=1e-6)  # the average's figure
+
+
+def test_resume_continues_the_average(tmp_path, train_root, ema_run, monkeypatch):
+    cfg = write_cfg(tmp_path / "cfg.yaml", cfg_dict(train_root, ema_decay=DECAY))
+    out = tmp_path / "run"
+    save = Trainer.save
+
+    def save_then_die(self, best):
+        save(self, best)
+        if self.epoch == 2:
+            raise Killed
+
+    monkeypatch.setattr(Trainer, "save", save_then_die)
+    with pytest.raises(Killed):
+        main(["--config", cfg, "--out", str(out)])
+    monkeypatch.undo()
+    assert main(["--config", cfg, "--out", str(out), "--resume"]) == 0
+    a, b = all_tensors(ema_run), all_tensors(out)
+    assert any(k.startswith(TRAIN_STATE_PREFIX + "ema.") for k in a)
+    assert max_diff(a, b) <= 1e-5
+    ha, hb = read_meta(ema_run / "last")["history"], read_meta(out / "last")["history"]
+    assert [h["val_nme"] for h in ha] == pytest.approx([h["val_nme"] for h in hb], abs=1e-6)
