@@ -217,17 +217,15 @@ def _turn_search(aligner, img, dets, angles, res, threshold: float, upright_abov
     return done
 
 
-def _drifting(aligner, img, pts: np.ndarray, idx: list[int], upright_above: float, max_drift: float) -> set[int]:
-    """Faces among idx whose landmarks move more than max_drift inter-ocular distances (mean over
-    points) on one more re-crop: a real face is a fixed point of the crop-predict map, a texture the
-    model turned into a face drifts."""
-    res2, _ = _recrop(aligner, img, pts[idx], upright_above)
-    out = set()
-    for k, i in enumerate(idx):
-        p, q = pts[i], res2["pts"][k]
-        if not np.isfinite(q).all() or np.linalg.norm(q - p, axis=1).mean() / error_scale(p) > max_drift:
-            out.add(i)
-    return out
+def drift(aligner, img, pts: np.ndarray, upright_above: float = UPRIGHT_ABOVE_DEG) -> np.ndarray:
+    """Per landmark set of pts (K, 68, 2): how far one more re-crop moves it, mean over points in
+    inter-ocular distances (inf where the re-crop fails). A real face is a fixed point of the
+    crop-predict map; a texture the model turned into a face drifts."""
+    if not len(pts):
+        return np.zeros(0)
+    res2, _ = _recrop(aligner, img, pts, upright_above)
+    return np.array([np.linalg.norm(q - p, axis=1).mean() / error_scale(p) if np.isfinite(q).all() else np.inf
+                     for p, q in zip(pts, res2["pts"])])
 
 
 def predict_image(aligner, img: np.ndarray, dets: list[Detection], max_faces: int,
@@ -270,8 +268,9 @@ def predict_image(aligner, img: np.ndarray, dets: list[Detection], max_faces: in
         if conf is None or conf >= min_confidence:
             confs[i] = conf
     if max_drift is not None and passes > 1 and reject_ratio is not None and min_confidence > 0 and confs:
-        confs = {i: c for i, c in confs.items() if i not in _drifting(aligner, img, res["pts"], list(confs),
-                                                                       upright_above, max_drift)}
+        idx = list(confs)
+        moved = drift(aligner, img, res["pts"][idx], upright_above)
+        confs = {i: confs[i] for i, m in zip(idx, moved) if m <= max_drift}
     for i, d in enumerate(dets):
         if i not in confs:
             continue

@@ -11,9 +11,9 @@ import pytest
 
 from core.detectors import Detection
 from core.face_finder import Candidate
-from core.image_faces import (REJECT_RATIO, FaceList, confidence_of, predict_image, roll_deg,
+from core.image_faces import (REJECT_RATIO, FaceList, confidence_of, drift, error_scale, predict_image, roll_deg,
                               reject_ratio_for, uncertainty_ratio, upright_crop)
-from core.landmarks import apply_affine, invert_affine
+from core.landmarks import apply_affine, crop_from_box, invert_affine, landmark_box
 from tests.synth_faces import draw_face, face_points, face_template
 
 SIZE = 64
@@ -119,6 +119,16 @@ class DriftRunner(OracleRunner):
     def __init__(self, shift: float):
         super().__init__()
         self.coords = self.coords + np.float32([shift, 0.0])
+
+
+def test_drift_is_the_move_of_one_more_recrop_in_eye_distances():
+    pts = face_points(200, shift=(50, 50)).astype(np.float64)
+    img = np.zeros((300, 600, 3), np.uint8)
+    assert drift(oracle_aligner(), img, pts[None])[0] < 1e-3  # a fixed point
+    side = crop_from_box(landmark_box(pts))[2]  # one crop unit, in photo pixels
+    moved = drift(SimpleNamespace(input_size=SIZE, runner=DriftRunner(0.05)), img, pts[None])[0]
+    assert moved == pytest.approx(0.05 * side / error_scale(pts), rel=0.05)
+    assert drift(oracle_aligner(), img, pts[:0].reshape(0, 68, 2)).shape == (0,)
 
 
 def test_stability_check_drops_faces_that_drift_on_a_recrop():
