@@ -190,6 +190,15 @@ class AugmentConfig:
     color: float = 0.8
     blur: float = 0.2
     rotation_prob: float = 0.6  # large rotations are applied with this probability
+    # probability of a low-resolution source: the crop is shrunk to a side drawn log-uniformly from
+    # [lowres_min_side, input size) and enlarged back (small faces, webcam and video frames)
+    lowres: float = 0.0
+    lowres_min_side: int = 48
+
+    def validate(self):
+        if not 0.0 <= self.lowres <= 1.0 or self.lowres_min_side < 8:
+            raise ConfigError(f"augment.lowres must be a probability and lowres_min_side >= 8 px: "
+                              f"{self.lowres}, {self.lowres_min_side}")
 
 
 @dataclass

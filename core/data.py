@@ -148,6 +148,17 @@ def motion_blur_kernel(length: int, angle_deg: float) -> np.ndarray:
     return k / max(k.sum(), 1e-6)
 
 
+def _low_resolution(img: np.ndarray, rng: np.random.Generator, min_side: int) -> np.ndarray:
+    """The crop as a smaller source would give it: shrunk (INTER_AREA) to a side s, log-uniform in
+    [min_side, S), then enlarged back to S x S bilinearly, as core.landmarks.warp_crop enlarges."""
+    size = img.shape[0]
+    if min_side >= size:
+        return img
+    s = int(round(math.exp(rng.uniform(math.log(min_side), math.log(size)))))
+    small = cv2.resize(img, (s, s), interpolation=cv2.INTER_AREA)
+    return cv2.resize(small, (size, size), interpolation=cv2.INTER_LINEAR)
+
+
 def _blur(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     if rng.random() < 0.5:
         s = rng.uniform(0.5, 2.0)
@@ -190,6 +201,8 @@ class FaceDataset(Dataset):
         if flip:
             pts = pts[MIRROR_PERMUTATION]
         if a is not None:
+            if a.lowres and rng.random() < a.lowres:  # no draw when off: earlier runs' streams stay as they were
+                crop = _low_resolution(crop, rng, a.lowres_min_side)
             if rng.random() < a.color:
                 crop = _color_jitter(crop, rng)
             if rng.random() < a.blur:

@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from core.config import AugmentConfig
+from core.config import AugmentConfig, ConfigError, from_dict
 from core.data import (DataError, FaceDataset, Record, canonical_crop, load_jsonl, normalized_shapes,
                        pose_balance_weights, read_image, split_by_photo)
 from core.landmarks import ANTIALIAS_BELOW, MIRROR_PERMUTATION, apply_affine, warp_crop
@@ -128,6 +128,24 @@ def test_training_crops_of_large_faces_are_the_apps_antialiased_crops(tmp_path):
     assert abs(inside.mean() - 127.5) < 3 and inside.std() < 3
     plain = cv2.warpAffine(photo, m, (128, 128), flags=cv2.INTER_LINEAR)[16:112, 16:112]
     assert plain.astype(float).std() > 20  # what the bilinear warp alone would have trained on
+
+
+def test_low_resolution_augmentation_blurs_the_crop_and_keeps_the_landmarks(one_face):
+    """augment.lowres: the crop a small source face would give (shrunk, enlarged back); same geometry."""
+    plain = FaceDataset(one_face, 128, AugmentConfig(**NO_AUG))
+    small = FaceDataset(one_face, 128, AugmentConfig(**{**NO_AUG, "lowres": 1.0, "lowres_min_side": 24}))
+
+    def sharpness(img):
+        return cv2.Laplacian(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY), cv2.CV_64F).var()
+
+    c0, p0, _ = plain.sample(0, np.random.default_rng(0))
+    for seed in range(4):
+        c1, p1, _ = small.sample(0, np.random.default_rng(seed))
+        assert c1.shape == c0.shape and np.array_equal(p1, p0)
+        assert sharpness(c1) < 0.8 * sharpness(c0)
+        assert abs(c1.astype(float).mean() - c0.astype(float).mean()) < 2  # the same picture, less detail
+    with pytest.raises(ConfigError, match="lowres"):
+        from_dict(AugmentConfig, {"lowres": 1.5}, "augment")
 
 
 # ---------------------------------------------------------------- load_jsonl
