@@ -4,10 +4,14 @@ After every optimiser step, theta_ema <- d * theta_ema + (1 - d) * theta for eve
 tensor of the model's state (parameters and BatchNorm running statistics); integer buffers are
 copied. With d = 0.995 the average spans about 1 / (1 - d) = 200 steps. Validation scores the
 average and `best.*` holds it; `last.*` keeps the raw weights for the optimiser and the average
-beside them (`train.ema.*`), so `--resume` continues both."""
+beside them (`train.ema.*`), so `--resume` continues both.
+
+    python -m core.ema runs/x/last.safetensors --out runs/x/average   # the average of a run's last epoch"""
 from __future__ import annotations
 
+import argparse
 import contextlib
+import sys
 
 import torch
 
@@ -53,3 +57,39 @@ class WeightAverage:
             for k, v in found.items():
                 self.shadow[k].copy_(v.to(self.shadow[k].dtype))
         return True
+
+
+def save_average(path, out) -> int:
+    """Write the weight average stored in training checkpoint `path` as a model checkpoint `out`
+    (its metadata says which epoch it averages up to); returns that epoch."""
+    from .checkpoint import TRAIN_STATE_PREFIX, CheckpointError, load_model, load_tensors, save_weights
+
+    model, meta = load_model(path)
+    ema = WeightAverage(model, 0.5)
+    if not ema.load(load_tensors(path), TRAIN_STATE_PREFIX):
+        raise CheckpointError(f"{path}: holds no weight average (a run without ema_decay, or best.*, which already is one)")
+    model.load_state_dict(ema.shadow)
+    keep = {k: v for k, v in meta.items() if k not in ("optimizer", "save_id", "tensors_sha256", "format", "model",
+                                                       "num_landmarks", "input_size", "neighbours")}
+    save_weights(out, model, {**keep, "weights": f"weight average of {path} (epoch {meta.get('epoch')})"})
+    return int(meta.get("epoch", 0))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("checkpoint", help="a run's last.safetensors (trained with ema_decay)")
+    ap.add_argument("--out", required=True, help="stem of the model checkpoint to write")
+    args = ap.parse_args(argv)
+    from .checkpoint import CheckpointError
+
+    try:
+        epoch = save_average(args.checkpoint, args.out)
+    except CheckpointError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"{args.out}: the weight average after epoch {epoch}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

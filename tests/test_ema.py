@@ -91,3 +91,17 @@ def test_resume_continues_the_average(tmp_path, train_root, ema_run, monkeypatch
     assert max_diff(a, b) <= 1e-5
     ha, hb = read_meta(ema_run / "last")["history"], read_meta(out / "last")["history"]
     assert [h["val_nme"] for h in ha] == pytest.approx([h["val_nme"] for h in hb], abs=1e-6)
+
+
+def test_the_average_of_a_stopped_run_can_be_saved_as_a_model(ema_run, tmp_path, capsys):
+    """python -m core.ema <last> --out <stem>: the stored average as a loadable model checkpoint."""
+    from core.ema import main as ema_main
+
+    assert ema_main([str(ema_run / "last.safetensors"), "--out", str(tmp_path / "avg")]) == 0
+    model, meta = load_model(tmp_path / "avg")
+    last = all_tensors(ema_run)
+    avg = {k: last[TRAIN_STATE_PREFIX + "ema." + k] for k in model.state_dict()}
+    assert max_diff({k: v for k, v in model.state_dict().items()}, avg) == 0.0
+    assert meta["epoch"] == 3 and "weight average" in meta["weights"]
+    assert ema_main([str(tmp_path / "avg.safetensors"), "--out", str(tmp_path / "again")]) == 2
+    assert "holds no weight average" in capsys.readouterr().err
