@@ -68,7 +68,7 @@ def main(argv=None) -> int:
     ap.add_argument("--weights", default=None)
     ap.add_argument("--sets", nargs="+", default=["val", "val_rot90", "photos_afw", "noface"])
     ap.add_argument("--limit", type=int, default=80, help="validation sets: at most this many photos")
-    ap.add_argument("--json", default=None)
+    ap.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "drift.json"))
     args = ap.parse_args(argv)
     if bad := sorted(set(args.sets) & set(REPORT_SETS)):
         print(f"error: {bad} are report sets: the threshold is chosen without them", file=sys.stderr)
@@ -81,9 +81,9 @@ def main(argv=None) -> int:
         real, false = drifts(aligner, finder, load_set(s, Path(args.data), args.limit))
         out["sets"][s] = summary(real, false, aligner.reject_ratio)
         print(s, json.dumps(out["sets"][s]), flush=True)
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(out, indent=1))
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(out, indent=1))
+    print(f"written: {args.json}")
     return 0
 
 

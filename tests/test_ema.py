@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from train_runs import all_tensors, cfg_dict, killed_after_epoch, max_diff, write_cfg
 
 from core.checkpoint import TRAIN_STATE_PREFIX, load_model, read_meta
-from core.ema import WeightAverage
 from core.config import TrainConfig, from_dict
+from core.ema import WeightAverage
 from core.metrics import nme
 from core.train import Trainer, main, predict_dataset
-from train_runs import Killed, all_tensors, cfg_dict, max_diff, write_cfg
 
 DECAY = 0.8
 
@@ -74,17 +74,7 @@ def test_best_holds_the_validated_average_and_last_keeps_both(ema_run, train_roo
 def test_resume_continues_the_average(tmp_path, train_root, ema_run, monkeypatch):
     cfg = write_cfg(tmp_path / "cfg.yaml", cfg_dict(train_root, ema_decay=DECAY))
     out = tmp_path / "run"
-    save = Trainer.save
-
-    def save_then_die(self, best):
-        save(self, best)
-        if self.epoch == 2:
-            raise Killed
-
-    monkeypatch.setattr(Trainer, "save", save_then_die)
-    with pytest.raises(Killed):
-        main(["--config", cfg, "--out", str(out)])
-    monkeypatch.undo()
+    killed_after_epoch(monkeypatch, cfg, out, epoch=2)
     assert main(["--config", cfg, "--out", str(out), "--resume"]) == 0
     a, b = all_tensors(ema_run), all_tensors(out)
     assert any(k.startswith(TRAIN_STATE_PREFIX + "ema.") for k in a)

@@ -15,7 +15,7 @@ from core.checkpoint import load_model, read_meta
 from core.config import TrainConfig, from_dict
 from core.data import FaceDataset
 from core.train import Trainer, compute_loss, lr_at, main, set_train_mode
-from train_runs import Killed, all_tensors, cfg_dict, max_diff, write_cfg
+from train_runs import all_tensors, cfg_dict, killed_after_epoch, max_diff, write_cfg
 
 NO_AUG = dict(rotation=0.0, rotation_prob=0.0, scale=0.0, translation=0.0, flip=0.0, occlusion=0.0, color=0.0,
               blur=0.0)
@@ -66,17 +66,7 @@ def test_resume_restores_the_same_state(tmp_path, train_root, straight_run, monk
     optimizer state as the straight run."""
     cfg = write_cfg(tmp_path / "cfg.yaml", cfg_dict(train_root))
     out = tmp_path / "run"
-    save = Trainer.save
-
-    def save_then_die(self, best):
-        save(self, best)
-        if self.epoch == 2:
-            raise Killed
-
-    monkeypatch.setattr(Trainer, "save", save_then_die)
-    with pytest.raises(Killed):
-        main(["--config", cfg, "--out", str(out)])
-    monkeypatch.undo()
+    killed_after_epoch(monkeypatch, cfg, out, epoch=2)
     assert read_meta(out / "last")["epoch"] == 2
     capsys.readouterr()
     assert main(["--config", cfg, "--out", str(out), "--resume"]) == 0

@@ -44,3 +44,22 @@ def max_diff(a: dict, b: dict) -> float:
 
 class Killed(Exception):
     """Raised by a monkeypatched save to simulate a kill."""
+
+
+def killed_after_epoch(monkeypatch, cfg: str, out: Path, epoch: int = 2):
+    """Run core.train on cfg into out and simulate a kill right after the checkpoint of `epoch`."""
+    import pytest
+
+    from core.train import Trainer, main
+
+    save = Trainer.save
+
+    def save_then_die(self, best):
+        save(self, best)
+        if self.epoch == epoch:
+            raise Killed
+
+    monkeypatch.setattr(Trainer, "save", save_then_die)
+    with pytest.raises(Killed):
+        main(["--config", cfg, "--out", str(out)])
+    monkeypatch.undo()
