@@ -4,9 +4,11 @@ as far as its documentation says, was dlib's 300-W predictor). Default
 protocol (crop around the labelled landmarks); the labels are integer and noisier than 300-W's
 (data README), so absolute NMEs are higher for every model: compare rows, not with the test table.
 
-    python benchmarks/unseen.py --data ../shared/data/faces68 [--split extra] [--no-dlib]
+    python benchmarks/unseen.py --data ../shared/data/faces68 [--split extra] [--no-dlib] [--holdout 0.3]
 
-Writes benchmarks/results/unseen_<split>.json and unseen_<split>.md."""
+--holdout F scores only the identities that a config with data.extra_holdout F (split seed 0) keeps
+out of training (core.data.split_by_photo), so models trained on the rest of `extra` compare with
+the others on people none of them saw. Writes benchmarks/results/unseen_<split>[_holdout<F>].json / .md."""
 from __future__ import annotations
 
 import argparse
@@ -20,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.accuracy import RESULTS, dlib_predictor, fmt, run_dlib  # noqa: E402
 from core.checkpoint import FAST_WEIGHTS, FC_WEIGHTS, FLAGSHIP_WEIGHTS, WASSERSTEIN_WEIGHTS  # noqa: E402
-from core.data import load_jsonl  # noqa: E402
+from core.data import load_jsonl, split_by_photo  # noqa: E402
 from core.evaluate import evaluate  # noqa: E402
 
 MODELS = {"flagship (default)": FLAGSHIP_WEIGHTS, "FC stages on the flagship's features (baseline)": FC_WEIGHTS,
@@ -33,26 +35,34 @@ def main(argv=None) -> int:
     ap.add_argument("--split", default="extra")
     ap.add_argument("--no-dlib", action="store_true")
     ap.add_argument("--only", nargs="+", metavar="NAME", help="models whose name contains one of these words")
+    ap.add_argument("--holdout", type=float, default=0.0, help="score only the held-out identities (see above)")
+    ap.add_argument("--weights", nargs="*", default=[], metavar="NAME=PATH", help="more checkpoints to score")
     args = ap.parse_args(argv)
+    records = load_jsonl(Path(args.data) / f"{args.split}.jsonl")
+    if args.holdout:
+        records = split_by_photo(records, args.holdout, 0)[1]
+    tag = f"{args.split}_holdout{args.holdout:g}" if args.holdout else args.split
     rows = {}
     models = {n: w for n, w in MODELS.items() if not args.only or any(o in n for o in args.only)}
+    models.update(dict(w.split("=", 1) for w in args.weights))
     for name, w in models.items():
         t = time.time()
-        rows[name] = evaluate(w, args.data, args.split)
+        rows[name] = evaluate(w, args.data, args.split, records=records)
         print(f"{name:36s} NME {rows[name]['nme']:.4%} FR10 {rows[name]['fr10']:.2%} ({time.time() - t:.0f} s)", flush=True)
     peer = None if args.no_dlib else dlib_predictor()
     if peer is not None:
-        r, found = run_dlib(load_jsonl(Path(args.data) / f"{args.split}.jsonl"), "default", 0, peer)
+        r, found = run_dlib(records, "default", 0, peer)
         rows["dlib 68-point predictor (peer)"] = {**r, "dlib_detected": found}
     n = next(iter(rows.values()))["n"]
-    lines = [f"Split `{args.split}` ({n} faces), default protocol.", "",
+    held = f", the {args.holdout:.0%} of its identities held out by data.extra_holdout" if args.holdout else ""
+    lines = [f"Split `{args.split}`{held} ({n} faces), default protocol.", "",
              "| model | NME | FR@10 | AUC@10 | NME normal | NME tangent | inside 1σ / 2σ ellipse |",
              "|---|---|---|---|---|---|---|"] + [f"| {name} | {fmt(r)} |" for name, r in rows.items()]
     table = "\n".join(lines)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"unseen_{args.split}.json").write_text(json.dumps(
+    (RESULTS / f"unseen_{tag}.json").write_text(json.dumps(
         {name: {k: v for k, v in r.items() if k != "nme_per_face"} for name, r in rows.items()}, indent=1))
-    (RESULTS / f"unseen_{args.split}.md").write_text(table + "\n")
+    (RESULTS / f"unseen_{tag}.md").write_text(table + "\n")
     print(table)
     return 0
 

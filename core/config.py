@@ -209,11 +209,18 @@ class DataConfig:
     split_seed: int = 0
     extra_split: str = ""  # e.g. "extra": noisier labelled faces added to training
     extra_weight: float = 0.5
+    # share of extra_split's identities (its `photo` field) held out of training (seed split_seed), so
+    # that NME on the faces of people no model trained on stays measurable (benchmarks/unseen.py --holdout)
+    extra_holdout: float = 0.0
     pseudo_labels: str = ""  # JSON lines of teacher labels (core.pseudo_labels), added to training
     pseudo_weight: float = 0.5
     balance: bool = False  # pose-based balancing (shape PCA, 9 bins)
     limit: int = 0  # use at most this many training faces (0 = all); for quick runs
     cache: bool = True  # keep decoded images in memory
+
+    def validate(self):
+        if not 0.0 <= self.extra_holdout < 1.0:
+            raise ConfigError(f"data.extra_holdout must be in [0, 1), got {self.extra_holdout}")
 
 
 @dataclass

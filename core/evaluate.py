@@ -131,9 +131,10 @@ class MirrorEnsemble:
 
 def evaluate(weights=None, data: str | Path = "", split: str = "test", occlusion: int | None = None,
              blur: int | None = None, device: str = "cpu", batch_size: int = 32, readout: str | None = None,
-             precision: str | None = None, mirror: bool = False) -> dict:
+             precision: str | None = None, mirror: bool = False, records: list | None = None) -> dict:
     """precision None: the torch model; "fp32" / "int8": its ONNX export run by ONNX Runtime;
-    mirror: the test-time mirror ensemble (MirrorEnsemble, twice the cost)."""
+    mirror: the test-time mirror ensemble (MirrorEnsemble, twice the cost); records: these faces
+    instead of the whole split (e.g. a held-out part of it)."""
     if readout and precision:
         raise ValueError("--readout changes the torch model; an ONNX export keeps the read-out it was exported with")
     model, meta = load_model(weights, device)
@@ -144,7 +145,7 @@ def evaluate(weights=None, data: str | Path = "", split: str = "test", occlusion
     if mirror:
         model = MirrorEnsemble(model)
     size = model.cfg.input_size
-    records = load_jsonl(Path(data) / f"{split}.jsonl")
+    records = load_jsonl(Path(data) / f"{split}.jsonl") if records is None else records
     pred, gt, cov = predict_records(model, records, occlusion, blur, device, batch_size)
     res = summarize(pred, gt)
     if cov is not None:

@@ -67,6 +67,9 @@ def test_json_fields(default_result):
 def test_fc_weights_and_library_call(data_root, tiny_fc_weights):
     r = evaluate(tiny_fc_weights, data_root, "test")
     assert r["n"] == 5 and r["model"]["head"] == "fc" and len(r["nme_per_landmark"]) == 68
+    recs = load_jsonl(Path(data_root) / "test.jsonl")[1:3]  # a part of the split (unseen.py --holdout)
+    part = evaluate(tiny_fc_weights, data_root, "test", records=recs)
+    assert part["n"] == 2 and part["nme_per_face"] == pytest.approx(r["nme_per_face"][1:3], abs=1e-6)
 
 
 def test_predictions_mapped_back_to_image_pixels(tmp_path):

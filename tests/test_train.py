@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -12,9 +13,10 @@ from safetensors.torch import load_file
 from torch.utils.data import DataLoader
 
 from core.checkpoint import load_model, read_meta
-from core.config import TrainConfig, from_dict
-from core.data import FaceDataset
+from core.config import ConfigError, TrainConfig, from_dict
+from core.data import FaceDataset, load_jsonl, split_by_photo
 from core.train import Trainer, compute_loss, lr_at, main, set_train_mode
+from synth_faces import write_split
 from train_runs import all_tensors, cfg_dict, killed_after_epoch, max_diff, write_cfg
 
 NO_AUG = dict(rotation=0.0, rotation_prob=0.0, scale=0.0, translation=0.0, flip=0.0, occlusion=0.0, color=0.0,
@@ -241,3 +243,21 @@ def test_undirected_edges_train_with_a_symmetric_neighbourhood(tmp_path, train_r
     np.testing.assert_array_equal(model.neighbours.numpy(), undirected)
 
 
+
+
+def test_extra_holdout_keeps_whole_identities_out_of_training(tmp_path, train_root):
+    """data.extra_holdout: a share of `extra`'s identities never reaches training, and it is the share
+    that benchmarks/unseen.py --holdout scores (core.data.split_by_photo with the split seed)."""
+    root = tmp_path / "faces68"
+    shutil.copytree(train_root, root)  # the shared fixture stays as it is
+    people = [f"person{i // 3}" for i in range(12)]  # 4 identities, 3 frames each
+    write_split(root, n=12, split="extra", seed=7, photos=people)
+    data = {"extra_split": "extra", "extra_weight": 0.3, "extra_holdout": 0.5}
+    trainer = Trainer(from_dict(TrainConfig, cfg_dict(root, epochs=1, data=data)), tmp_path / "run")
+    trained = {r.photo for r in trainer.train_records if r.photo.startswith("person")}
+    held = split_by_photo(load_jsonl(root / "extra.jsonl"), 0.5, 0)[1]
+    assert len(trained) == 2 and not trained & {r.photo for r in held} and len(held) == 6
+    assert np.allclose(trainer.sample_weights[-6:], 0.3)
+    assert "50% of its identities held out" in trainer.data_description()
+    with pytest.raises(ConfigError, match="extra_holdout"):
+        from_dict(TrainConfig, cfg_dict(root, data={**data, "extra_holdout": 1.0}))
