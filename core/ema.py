@@ -48,9 +48,8 @@ class WeightAverage:
         return {f"{prefix}{EMA_PREFIX}{k}": v.detach().cpu() for k, v in self.shadow.items()}
 
     def load(self, tensors: dict[str, torch.Tensor], prefix: str) -> bool:
-        """Restore the average from a checkpoint's tensors; False when it holds none."""
-        key = f"{prefix}{EMA_PREFIX}"
-        found = {k[len(key):]: v for k, v in tensors.items() if k.startswith(key)}
+        """Restore the average from a checkpoint's tensors; False when it holds none (or another model's)."""
+        found = stored_average(tensors, prefix)
         if set(found) != set(self.shadow):
             return False
         with torch.no_grad():
@@ -59,16 +58,23 @@ class WeightAverage:
         return True
 
 
+def stored_average(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The averaged model state saved among a checkpoint's tensors (empty when there is none)."""
+    key = f"{prefix}{EMA_PREFIX}"
+    return {k[len(key):]: v for k, v in tensors.items() if k.startswith(key)}
+
+
 def save_average(path, out) -> int:
     """Write the weight average stored in training checkpoint `path` as a model checkpoint `out`
     (its metadata says which epoch it averages up to); returns that epoch."""
-    from .checkpoint import TRAIN_STATE_PREFIX, CheckpointError, load_model, load_tensors, save_weights
+    from .checkpoint import (TRAIN_STATE_PREFIX, CheckpointError, load_model, load_state_strict, load_tensors,
+                             save_weights)
 
     model, meta = load_model(path)
-    ema = WeightAverage(model, 0.5)
-    if not ema.load(load_tensors(path), TRAIN_STATE_PREFIX):
+    average = stored_average(load_tensors(path), TRAIN_STATE_PREFIX)
+    if not average:
         raise CheckpointError(f"{path}: holds no weight average (a run without ema_decay, or best.*, which already is one)")
-    model.load_state_dict(ema.shadow)
+    load_state_strict(model, average, str(path))
     keep = {k: v for k, v in meta.items() if k not in ("optimizer", "save_id", "tensors_sha256", "format", "model",
                                                        "num_landmarks", "input_size", "neighbours")}
     save_weights(out, model, {**keep, "weights": f"weight average of {path} (epoch {meta.get('epoch')})"})
