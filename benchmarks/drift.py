@@ -38,7 +38,7 @@ def drifts(aligner: FaceAligner, finder: FaceFinder, records) -> tuple[list[floa
     """(real-face drifts, [(drift, r) of false faces]) over the records."""
     real, false = [], []
     for rec in records:
-        rgb = rec.image if isinstance(rec.image, np.ndarray) else read_image(rec.image)
+        rgb = read_image(rec.image)
         faces = predict_image(aligner, rgb, finder.detect(rgb), 64, 0.0, 2, reject_ratio=aligner.reject_ratio,
                               max_drift=None)
         if not faces:

@@ -131,7 +131,7 @@ def run_set(predict, records) -> dict:
 
     results, ratios, t = [], [], 0.0
     for r in records:
-        rgb = r.image if isinstance(r.image, np.ndarray) else read_image(r.image)
+        rgb = read_image(r.image)
         t0 = time.perf_counter()
         out = predict(rgb)
         t += time.perf_counter() - t0

@@ -1,7 +1,7 @@
 """NME against face size on the validation split: each validation photo is shrunk (INTER_AREA) until
-the landmark box's larger side is S px, then cropped as the app crops (core.landmarks.warp_crop,
-enlarged to the model input) and scored with the default protocol. Validation only (the split held
-out of train by photo, seed 0), so it may choose between checkpoints.
+the landmark box's larger side is S px, then scored with the default crop protocol
+(core.evaluate.predict_records: warp_crop enlarges it to the model input, as the app does).
+Validation only (the split held out of train by photo, seed 0), so it may choose between checkpoints.
 
     nice -n 10 python benchmarks/small_faces.py CHECKPOINT [CHECKPOINT ...] [--sides 100 60 40]
 
@@ -21,8 +21,9 @@ sys.path.insert(0, str(ROOT))
 
 from core.checkpoint import load_model  # noqa: E402
 from core.config import DataConfig  # noqa: E402
-from core.data import canonical_crop, read_image, train_val_split  # noqa: E402
-from core.landmarks import apply_affine, invert_affine, landmark_box, warp_crop  # noqa: E402
+from core.data import Record, read_image, train_val_split  # noqa: E402
+from core.evaluate import predict_records  # noqa: E402
+from core.landmarks import landmark_box  # noqa: E402
 from core.metrics import nme  # noqa: E402
 
 SIDES = (100, 60, 40)
@@ -38,20 +39,12 @@ def shrunk(img: np.ndarray, gt: np.ndarray, side: float | None) -> tuple[np.ndar
     return cv2.resize(img, size, interpolation=cv2.INTER_AREA), (gt + 0.5) * f - 0.5
 
 
-def nme_at(model, faces, side: float | None, batch: int = 32) -> float:
-    size = model.cfg.input_size
-    crops, gts, invs = [], [], []
-    for img, gt in faces:
-        img, gt = shrunk(img, gt, side)
-        m = canonical_crop(gt, size)
-        crops.append(warp_crop(img, m, size))
-        gts.append(gt)
-        invs.append(invert_affine(m))
-    x = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float() / 255.0
-    with torch.inference_mode():
-        coords = torch.cat([model(x[i:i + batch])["coords"] for i in range(0, len(x), batch)]).numpy() * size
-    pred = np.stack([apply_affine(inv, c) for inv, c in zip(invs, coords)])
-    return float(nme(pred, np.stack(gts)).mean())
+def nme_at(model, records: list[Record], side: float | None) -> float:
+    """Mean NME of the crop protocol (core.evaluate.predict_records) on the records' faces at `side`."""
+    small = [Record(*shrunk(read_image(r.image), r.landmarks.astype(np.float64), side), r.photo, r.source)
+             for r in records]
+    pred, gt, _ = predict_records(model, small)
+    return float(nme(pred, gt).mean())
 
 
 def main(argv=None) -> int:
@@ -62,7 +55,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     _, val = train_val_split(DataConfig(), args.data)
-    faces = [(read_image(r.image), r.landmarks.astype(np.float64)) for r in val]
+    faces = [Record(read_image(r.image), r.landmarks, r.photo, r.source) for r in val]  # decoded once
     sides = [None, *args.sides]
     print(f"{len(faces)} validation faces; NME at landmark-box side (px)")
     print("| checkpoint | " + " | ".join("native" if s is None else f"{s:g}" for s in sides) + " |")

@@ -23,7 +23,7 @@ class DataError(ValueError):
 
 @dataclass
 class Record:
-    image: Path
+    image: Path | np.ndarray  # file, or the RGB image itself (read_image passes it through)
     landmarks: np.ndarray | None  # (N, 2) float32 pixels of the stored image
     photo: str
     source: str
@@ -85,8 +85,11 @@ def train_val_split(dc: DataConfig, root: str | Path | None = None) -> tuple[lis
     return split_by_photo(records, dc.val_fraction, dc.split_seed)
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """RGB uint8 (H, W, 3); raises DataError for a missing or undecodable file."""
+def read_image(path: str | Path | np.ndarray) -> np.ndarray:
+    """RGB uint8 (H, W, 3); raises DataError for a missing or undecodable file. An image already in
+    memory (records built from generated or rescaled photos) is returned as it is."""
+    if isinstance(path, np.ndarray):
+        return path
     img = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if img is None:
         raise DataError(f"cannot read image: {path}")

@@ -186,7 +186,7 @@ def run_photos(predict: Predictor, records: list[PhotoRecord], progress: bool = 
     """Run `predict` on every photo; (score_photos result + seconds per photo, raw per-photo output)."""
     results, t = [], 0.0
     for k, r in enumerate(records):
-        rgb = r.image if isinstance(r.image, np.ndarray) else read_image(r.image)
+        rgb = read_image(r.image)
         t0 = time.perf_counter()
         pred = [np.asarray(p, np.float64) for p in predict(rgb)]
         t += time.perf_counter() - t0

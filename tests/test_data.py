@@ -223,6 +223,7 @@ def test_read_image(tmp_path):
     out = read_image(tmp_path / "a.png")
     assert out.shape == (64, 64, 3) and out.dtype == np.uint8
     assert np.array_equal(out, img)  # RGB order, lossless png
+    assert read_image(img) is img  # an image already in memory (generated photo sets) passes through
     (tmp_path / "fake.jpg").write_text("this is not an image\n")
     with pytest.raises(DataError, match="fake.jpg"):
         read_image(tmp_path / "fake.jpg")
