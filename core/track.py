@@ -24,6 +24,9 @@ VELOCITY_MEMORY = 0.4  # v <- (1 - m) v_measured + m v
 MAX_PREDICTED_SHIFT = 0.5  # landmark-box sides: cap on the motion prediction per frame
 MAX_PREDICTED_ZOOM = 0.3  # |log side change| cap on the motion prediction per frame
 REMEMBER_MAX_SHIFT = 3.0  # landmark-box sides: cap on a remembered (lost) track's predicted path
+ANCHOR_LAG_S = 0.2  # s: a lost track is remembered from its clear frame this long before its last one
+PATH_S = 0.7  # s of clear frames kept per track: the anchor, and its motion measured over the frames before it
+REMEMBER_MAX_ZOOM = 0.2  # |d log side / dt| cap (per s) on a remembered track's predicted path
 SIGMA_MEMORY = 0.8  # running uncertainty level: s <- m s + (1 - m) sigma (healthy frames only)
 
 
@@ -74,12 +77,35 @@ class Track:
     from_detection: bool = True  # box came from a detector: two passes, motion unknown
     restart: bool = True  # smoothing starts over on the next output
     smoother: FaceSmoother | None = None
-    anchor: tuple | None = None  # (box, velocity, zoom_rate, t) of the last frame it overlapped no other track
+    path: list = field(default_factory=list)  # [(t, landmark box)] of its clear frames (overlapping no other track)
     roll: float = 0.0  # degrees, eye line of the last landmarks: the crop is turned upright by it
+
+    def remember(self, box: np.ndarray, t: float) -> None:
+        """Keep a clear frame's landmark box on the path (the last PATH_S seconds of them)."""
+        self.path = [p for p in self.path if t - p[0] <= PATH_S] + [(t, np.asarray(box, np.float64).copy())]
+
+    @property
+    def anchor(self) -> tuple | None:
+        """(box, velocity, zoom rate, t): the last trustworthy state of a track, from its path. The clear
+        frame ANCHOR_LAG_S before the last one (else the oldest kept), because a face being covered slides
+        and shrinks for a few frames before its track overlaps the other or is lost; its motion is the
+        mean over the kept frames before it (else up to the last), so it does not depend on the frame rate."""
+        if not self.path:
+            return None
+        ts = [p[0] for p in self.path]
+        a = max((i for i, u in enumerate(ts) if u <= ts[-1] - ANCHOR_LAG_S), default=0)
+        b = 0 if a > 0 else len(ts) - 1
+        (t0, b0), (t1, b1) = sorted([self.path[a], self.path[b]], key=lambda p: p[0])
+        if t1 > t0:
+            v = ((b1[:2] + b1[2:]) - (b0[:2] + b0[2:])) / 2 / (t1 - t0)
+            z = float(np.clip(math.log(_side_box(b1) / _side_box(b0)) / (t1 - t0), -REMEMBER_MAX_ZOOM, REMEMBER_MAX_ZOOM))
+        else:
+            v, z = np.zeros(2), 0.0
+        return self.path[a][1], v, z, self.path[a][0]
 
     def remembered_box(self, t: float) -> np.ndarray:
         """Predicted box from the anchor (a lost track's last trustworthy state)."""
-        if self.anchor is None:
+        if not self.path:
             return self.predicted_box(t)
         box, v, z, t0 = self.anchor
         return Track(self.id, box, self.score, t0, velocity=v, zoom_rate=z).predicted_box(t, max_shift=REMEMBER_MAX_SHIFT)

@@ -272,7 +272,7 @@ class VideoTracker:
             if tr.landmarks is None:
                 return 1.0
             j = off(tr, tr.predicted_box(t, self.cfg.predict_motion))
-            return max(j, off(tr, tr.remembered_box(t)) * MAX_JUMP / MAX_DRIFT) if tr.anchor is not None else j
+            return max(j, off(tr, tr.remembered_box(t)) * MAX_JUMP / MAX_DRIFT) if tr.path else j
         jumps = {tr.id: jump(tr) for tr in self.tracks}
         keep: list[Track] = []
         for tr in sorted(self.tracks, key=lambda tr: (jumps[tr.id], tr.id)):
@@ -301,7 +301,7 @@ class VideoTracker:
         tr.landmarks, tr.box, tr.t, tr.roll = pts, lb, t, roll_deg(pts)
         tr.from_detection = tr.restart = False
         if all(box_iou(lb, o.box) <= OVERLAP_IOU for o in self.tracks if o is not tr):
-            tr.anchor = (lb.copy(), tr.velocity.copy(), tr.zoom_rate, t)
+            tr.remember(lb, t)
 
 
 __all__ = ["TrackingConfig", "Track", "VideoTracker", "in_crop", "box_crop", "landmark_crop"]

@@ -192,6 +192,34 @@ def test_identity_kept_when_two_faces_cross():
     assert ids[0] == {0} and ids[1] == {1}  # the hidden face comes back with its own id
 
 
+@pytest.mark.parametrize("fps", [3, 10, 30])
+def test_remembered_path_ignores_the_frames_just_before_the_loss(fps):
+    """A face walks right at 85 px/s; in its last 0.1 s before the loss an occluder makes its landmark
+    box slide back and shrink (as a covered face's does). The remembered path comes from the clear frame
+    ~0.2 s before the last, its motion measured over the frames before that: the same at every rate, and
+    0.8 s later the remembered box still lies on the face's true path (a per-frame velocity average
+    followed the slide at 30 fps and missed the returning face)."""
+    from core.detectors import box_iou
+    from core.track import REMEMBER_MAX_ZOOM, Track
+
+    def box(x, side=70.0):
+        return np.array([x - side / 2, 150 - side / 2, x + side / 2, 150 + side / 2])
+
+    tr = Track(0, box(100), 1.0, 0.0)
+    t_end = 1.0
+    for k in range(int(t_end * fps) + 1):
+        t = k / fps
+        x, side = 100 + 85 * t, 70.0
+        if t > t_end - 0.1:  # being covered: slides back, shrinks
+            x, side = x - 15, 55.0
+        tr.remember(box(x, side), t)
+    b, v, z, t0 = tr.anchor
+    assert abs(v[0] - 85) < 5 and abs(v[1]) < 1e-6 and abs(z) <= REMEMBER_MAX_ZOOM
+    assert t_end - t0 >= 0.2 - 1e-9
+    t = t_end + 0.8
+    assert box_iou(tr.remembered_box(t), box(100 + 85 * t)) > 0.7
+
+
 def test_crop_turns_upright_with_the_face():
     """A face rolled by 40 degrees: after the detector's axis-aligned crop, the tracked crop turns by
     the face's roll (eye line) and its side is the training convention's in the face's own frame

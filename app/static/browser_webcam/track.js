@@ -1,6 +1,6 @@
 // Per-face track state and the video-mode parameters, ported from core/track.py (module
 // constants, TrackingConfig with camelCase fields, Track; same values). VideoTracker: tracking.js.
-import { boxCrop, uprightBox } from "./boxes.js";
+import { boxCrop, boxSide, uprightBox } from "./boxes.js";
 import { CROP_SCALE } from "./imgproc.js";
 import { DEFAULT_FPS } from "./smoothing.js";
 
@@ -16,6 +16,9 @@ export const VELOCITY_MEMORY = 0.4; // v <- (1 - m) v_measured + m v
 export const MAX_PREDICTED_SHIFT = 0.5; // landmark-box sides: cap on the motion prediction per frame
 export const MAX_PREDICTED_ZOOM = 0.3; // |log side change| cap on the motion prediction per frame
 export const REMEMBER_MAX_SHIFT = 3.0; // landmark-box sides: cap on a remembered (lost) track's predicted path
+export const ANCHOR_LAG_S = 0.2; // s: a lost track is remembered from its clear frame this long before its last one
+export const PATH_S = 0.7; // s of clear frames kept per track: the anchor, and its motion over the frames before it
+export const REMEMBER_MAX_ZOOM = 0.2; // |d log side / dt| cap (per s) on a remembered track's predicted path
 export const SIGMA_MEMORY = 0.8; // running uncertainty level: s <- m s + (1 - m) sigma (healthy frames only)
 
 const TRACKING_DEFAULTS = {
@@ -57,13 +60,36 @@ export class Track {
     this.fromDetection = true; // box came from a detector: two passes, motion unknown
     this.restart = true; // smoothing starts over on the next output
     this.smoother = null;
-    this.anchor = null; // [box, velocity, zoomRate, t] of the last frame it overlapped no other track
+    this.path = []; // [[t, landmark box]] of its clear frames (overlapping no other track)
     this.roll = 0.0; // degrees, eye line of the last landmarks: the crop is turned upright by it
+  }
+
+  /** Keep a clear frame's landmark box on the path (the last PATH_S seconds of them). */
+  remember(box, t) {
+    this.path = this.path.filter((p) => t - p[0] <= PATH_S).concat([[t, box.slice()]]);
+  }
+
+  /** [box, velocity, zoomRate, t]: the last trustworthy state, from the path (core.track.Track.anchor):
+   * the clear frame ANCHOR_LAG_S before the last one (else the oldest kept), its motion the mean over
+   * the kept frames before it (else up to the last). */
+  get anchor() {
+    if (this.path.length === 0) return null;
+    const ts = this.path.map((p) => p[0]), last = ts[ts.length - 1];
+    let a = 0;
+    ts.forEach((u, i) => { if (u <= last - ANCHOR_LAG_S) a = i; });
+    const b = a > 0 ? 0 : ts.length - 1;
+    const [[t0, b0], [t1, b1]] = [this.path[a], this.path[b]].sort((p, q) => p[0] - q[0]);
+    let v = [0, 0], z = 0.0;
+    if (t1 > t0) {
+      v = [0, 1].map((k) => ((b1[k] + b1[k + 2]) - (b0[k] + b0[k + 2])) / 2 / (t1 - t0));
+      z = clip(Math.log(boxSide(b1) / boxSide(b0)) / (t1 - t0), -REMEMBER_MAX_ZOOM, REMEMBER_MAX_ZOOM);
+    }
+    return [this.path[a][1], v, z, this.path[a][0]];
   }
 
   /** Predicted box from the anchor (a lost track's last trustworthy state). */
   rememberedBox(t) {
-    if (this.anchor === null) return this.predictedBox(t);
+    if (this.path.length === 0) return this.predictedBox(t);
     const [box, v, z, t0] = this.anchor, tr = new Track(this.id, box, this.score, t0);
     tr.velocity = v; tr.zoomRate = z;
     return tr.predictedBox(t, true, REMEMBER_MAX_SHIFT);

@@ -241,7 +241,7 @@ export class VideoTracker {
     const jump = (tr) => {
       if (tr.landmarks === null) return 1.0;
       const j = off(tr, tr.predictedBox(t, this.cfg.predictMotion));
-      return tr.anchor !== null ? Math.max(j, off(tr, tr.rememberedBox(t)) * MAX_JUMP / MAX_DRIFT) : j;
+      return tr.path.length > 0 ? Math.max(j, off(tr, tr.rememberedBox(t)) * MAX_JUMP / MAX_DRIFT) : j;
     };
     const jumps = new Map(this.tracks.map((tr) => [tr.id, jump(tr)]));
     const keep = [];
@@ -275,7 +275,7 @@ export class VideoTracker {
     tr.landmarks = pts; tr.box = lb; tr.t = t; tr.roll = rollDeg(pts);
     tr.fromDetection = false; tr.restart = false;
     if (this.tracks.every((o) => o === tr || boxIou(lb, o.box) <= OVERLAP_IOU)) {
-      tr.anchor = [lb.slice(), tr.velocity.slice(), tr.zoomRate, t];
+      tr.remember(lb, t);
     }
   }
 }
