@@ -25,9 +25,11 @@ Per frame (time t, seconds; real timestamps, or 1 / fps steps):
      track had kept); a detection that continues it restarts it (two passes, smoothing
      restarted); without one it is dropped (no ghost faces);
   5. a dropped track is remembered for `lost_keep_s`, and meanwhile the detector runs on every
-     frame: a new detection on its predicted path (held inside the frame: a face that left at an
-     edge comes back there) takes its id again (identity kept when a face
-     passes behind another or an occluder, found again on the frame it comes back);
+     frame: a new detection on its remembered path (Track.anchor: its clear frame ANCHOR_LAG_S
+     before the last one, moving as it did over the frames before that; held inside the frame: a
+     face that left at an edge comes back there) takes its id again from `revive_iou` (identity
+     kept when a face passes behind another or an occluder, found again on the frame it comes
+     back); so does a track lost on its own crop (a face that moved further than predicted);
   6. One-Euro smoothing with one cutoff per face (core.smoothing.FaceSmoother) on the real interval
      between frames, restarted after a gap longer than `smooth_gap_s` and whenever the track
      restarts from a detection.
@@ -102,14 +104,18 @@ class VideoTracker:
         self._next_id += 1
         return tr
 
-    def _associate(self, dets: list[Detection], t: float, boxes: dict[int, np.ndarray], healthy: set[int]) -> set[int]:
+    def _associate(self, dets: list[Detection], t: float, boxes: dict[int, np.ndarray], healthy: set[int],
+                   lost: frozenset = frozenset()) -> set[int]:
         """Greedy IoU matching of detections to the tracks' predicted boxes; returns matched track ids.
-        Unmatched detections revive a remembered track on their path, else start a new one."""
+        Tracks in `lost` (lost on their own crop this frame) take a detection from `revive_iou`, as a
+        remembered track does (a face that moved further than the motion prediction: the frame after a
+        detection at 3 fps). Unmatched detections revive a remembered track on their path, else start a new one."""
         pairs = sorted(((box_iou(boxes[tr.id], d.box), i, j) for i, tr in enumerate(self.tracks)
                         for j, d in enumerate(dets)), key=lambda p: -p[0])
         used_t, used_d = set(), set()
         for iou, i, j in pairs:
-            if iou < MATCH_IOU or i in used_t or j in used_d:
+            gate = self.cfg.revive_iou if self.tracks[i].id in lost else MATCH_IOU
+            if iou < gate or i in used_t or j in used_d:
                 continue
             used_t.add(i)
             used_d.add(j)
@@ -229,7 +235,8 @@ class VideoTracker:
             before = {tr.id for tr in self.tracks}
             for tr in bad:
                 tr.sigma_level, tr.restart = None, True
-            matched = self._associate(self._detect(img, None), t, boxes, healthy - {tr.id for tr in bad})
+            matched = self._associate(self._detect(img, None), t, boxes, healthy - {tr.id for tr in bad},
+                                      frozenset(tr.id for tr in bad))
             self._last_detect_frame, self._last_detect_t = self._frame - 1, t
             redo = [tr.id for tr in self.tracks if tr.id not in before or (tr.id in matched and verdict[tr.id][0])]
             for tr in self.tracks:

@@ -9,7 +9,8 @@ on a still face: a face that accelerates, stops and turns (motion prediction, cr
 crop border -> lost), non-finite landmarks and an uncertainty spike (lost -> same-frame detection
 or restart from this frame's matched detection), a face hidden behind an occluder and a face
 leaving the frame (remembered, revived, expired), scheduled detections that miss a face (misses),
-more faces than max_faces, a jolt and a zoom jump of a tracked face, a new face overlapping a
+more faces than max_faces, a jolt past its crop (lost, continued by a detection under MATCH_IOU)
+and a zoom jump of a tracked face, a new face overlapping a
 tracked one (dropped), irregular, repeated and missing timestamps and a gap (smoothing restarted).
 Both trackers run with the uncertainty-ratio test on (MAX_RATIO, the flagship's threshold), which
 the scene crosses on frames no other test would lose."""
@@ -70,11 +71,11 @@ def faces_at(k: int) -> dict[str, tuple[float, float, float]]:
         out["a"] = (x, y, 150.0)
     if k >= 20:  # b: appears, zooms in, jolts sideways, jumps in scale, slides left
         s = 110.0 * (1.03 ** min(max(k - 60, 0), 15)) * (1.25 if k >= 75 else 1.0)
-        out["b"] = (520.0 - max(0, k - 80) * 9.0 + (30.0 if k >= 70 else 0.0), 150.0, s)
+        out["b"] = (520.0 - max(0, k - 80) * 9.0 - (100.0 if k >= 70 else 0.0), 150.0, s)
     if 36 <= k < 44:  # c: a third face (more than MAX_FACES)
         out["c"] = (330.0, 380.0, 90.0)
     if 88 <= k < 95:  # d: overlaps b
-        out["d"] = (610.0 - max(0, k - 80) * 9.0, 190.0, 130.0)
+        out["d"] = (510.0 - max(0, k - 80) * 9.0, 190.0, 130.0)
     return out
 
 

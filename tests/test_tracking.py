@@ -112,6 +112,25 @@ def test_lost_on_its_crop_restarts_from_the_detection_of_that_frame():
     assert err(out[0][2], scene.faces[0]) < 0.5
 
 
+def test_face_that_moved_past_its_crop_keeps_its_id():
+    """At 3 fps a face moves ~0.7 of its width between frames (its velocity not yet known): the track is
+    lost on its own crop, and the detection of that frame, overlapping the predicted box by only ~0.17
+    (under MATCH_IOU), continues it like a remembered track's (revive_iou) instead of starting a new id."""
+    from core.detectors import box_iou
+    from core.track import MATCH_IOU
+
+    scene = Scene()
+    vt = tracker(scene, redetect_every=100, redetect_s=100.0)
+    scene.faces = [face_at(200, 180)]
+    ids = [tr.id for tr, _, _ in vt.step(IMG, 0.0)]
+    scene.faces = [face_at(235, 180)]
+    face_box = np.r_[scene.faces[0].min(0), scene.faces[0].max(0)]
+    assert vt.cfg.revive_iou < box_iou(vt.tracks[0].predicted_box(1 / 3), face_box) < MATCH_IOU
+    out = vt.step(IMG, 1 / 3)
+    assert scene.detector_calls == 2 and len(out) == 1 and err(out[0][1]["pts"], scene.faces[0]) < 1.0
+    assert [tr.id for tr, _, _ in out] == ids == [0] and not vt.lost
+
+
 def test_no_ghost_faces_when_the_face_leaves_or_vanishes():
     scene = Scene()
     vt = tracker(scene)
@@ -213,7 +232,7 @@ def test_remembered_path_ignores_the_frames_just_before_the_loss(fps):
         if t > t_end - 0.1:  # being covered: slides back, shrinks
             x, side = x - 15, 55.0
         tr.remember(box(x, side), t)
-    b, v, z, t0 = tr.anchor
+    _, v, z, t0 = tr.anchor
     assert abs(v[0] - 85) < 5 and abs(v[1]) < 1e-6 and abs(z) <= REMEMBER_MAX_ZOOM
     assert t_end - t0 >= 0.2 - 1e-9
     t = t_end + 0.8

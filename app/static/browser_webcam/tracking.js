@@ -70,14 +70,16 @@ export class VideoTracker {
   _newTrack(d, t) { return new Track(this.nextId++, d.box.slice(), d.score, t); }
 
   /** Greedy IoU matching of detections to the tracks' predicted boxes; returns matched track ids.
-   * Unmatched detections revive a remembered track on their path, else start a new one. */
-  _associate(dets, t, boxes, healthy) {
+   * Tracks in `lost` (lost on their own crop this frame) take a detection from reviveIou, as a remembered
+   * track does. Unmatched detections revive a remembered track on their path, else start a new one. */
+  _associate(dets, t, boxes, healthy, lost = new Set()) {
     const pairs = [];
     this.tracks.forEach((tr, i) => dets.forEach((d, j) => pairs.push([boxIou(boxes.get(tr.id), d.box), i, j])));
     pairs.sort((p, q) => q[0] - p[0]); // stable, as Python's sorted(key=-iou)
     const usedT = new Set(), usedD = new Set();
     for (const [iou, i, j] of pairs) {
-      if (iou < MATCH_IOU || usedT.has(i) || usedD.has(j)) continue;
+      const gate = lost.has(this.tracks[i].id) ? this.cfg.reviveIou : MATCH_IOU; // lost on its crop: as remembered
+      if (iou < gate || usedT.has(i) || usedD.has(j)) continue;
       usedT.add(i); usedD.add(j);
       const tr = this.tracks[i], d = dets[j];
       tr.score = d.score; tr.misses = 0;
@@ -199,7 +201,7 @@ export class VideoTracker {
       const before = new Set(this.tracks.map((tr) => tr.id)), badIds = new Set(bad.map((tr) => tr.id));
       for (const tr of bad) { tr.sigmaLevel = null; tr.restart = true; }
       matched = this._associate(await this._detect(img, null), t, boxes,
-                                new Set([...healthy].filter((i) => !badIds.has(i))));
+                                new Set([...healthy].filter((i) => !badIds.has(i))), badIds);
       this.lastDetectFrame = this.frame - 1; this.lastDetectT = t;
       const redo = this.tracks.filter((tr) => !before.has(tr.id) || (matched.has(tr.id) && verdict.get(tr.id)[0]))
         .map((tr) => tr.id);
