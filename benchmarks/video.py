@@ -315,8 +315,8 @@ Speed (video mode at least 2x cheaper per frame than image mode): `python -m cor
 Reading it: the pooled NME/failure rows compare all synthetic motions of one frame rate; the occluder
 and crossing sequences hide half a face for up to a second, where every method fails, so a
 difference of one or two frames moves the pooled failure rate. ID sw. also counts the exit
-sequence (the face leaves the frame for ~0.75 s and comes back: the remembered track's predicted
-path keeps going the way it left, so the returning face can get a new id; not fixed yet). ms/frame is
+sequence: at 3 fps the leaving face moves more than its width between two frames (no overlap with
+any prediction), so it gets a new id on its way out; it keeps that one when it comes back. ms/frame is
 wall time on a 2-core CPU: compare methods within a row group, not with other machines.
 
 ## Per sequence type
