@@ -27,6 +27,8 @@ REMEMBER_MAX_SHIFT = 3.0  # landmark-box sides: cap on a remembered (lost) track
 ANCHOR_LAG_S = 0.2  # s: a lost track is remembered from its clear frame this long before its last one
 PATH_S = 0.7  # s of clear frames kept per track: the anchor, and its motion measured over the frames before it
 REMEMBER_MAX_ZOOM = 0.2  # |d log side / dt| cap (per s) on a remembered track's predicted path
+PULL_S = 0.5  # s: a track jumping onto the path of a face lost this recently is dropped (pulled onto it)
+PULL_MAX_DT = 0.15  # s: ... when its previous frame is this recent (slower frames jump by their own motion)
 SIGMA_MEMORY = 0.8  # running uncertainty level: s <- m s + (1 - m) sigma (healthy frames only)
 
 

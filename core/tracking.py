@@ -29,7 +29,9 @@ Per frame (time t, seconds; real timestamps, or 1 / fps steps):
      before the last one, moving as it did over the frames before that; held inside the frame: a
      face that left at an edge comes back there) takes its id again from `revive_iou` (identity
      kept when a face passes behind another or an occluder, found again on the frame it comes
-     back); so does a track lost on its own crop (a face that moved further than predicted);
+     back); so does a track lost on its own crop (a face that moved further than predicted); a
+     track whose landmarks jump onto the path of a face lost in the last PULL_S seconds (pulled
+     onto the face coming back from behind it) is dropped, as one pulled onto a tracked face is;
   6. One-Euro smoothing with one cutoff per face (core.smoothing.FaceSmoother) on the real interval
      between frames, restarted after a gap longer than `smooth_gap_s` and whenever the track
      restarts from a detection.
@@ -46,7 +48,7 @@ from .image_faces import roll_deg, uncertainty_ratio
 from .landmarks import CROP_SCALE
 from .smoothing import FaceSmoother
 from .track import (DUPLICATE_IOU, KEEP_IOU, MATCH_IOU, MAX_DRIFT, MAX_JUMP, MIN_FACE_SIDE, OVERLAP_IOU,
-                    SIGMA_MEMORY, TRACK_MIN_INSIDE, VELOCITY_MEMORY, Track, TrackingConfig, _side, _side_box,
+                    PULL_MAX_DT, PULL_S, SIGMA_MEMORY, TRACK_MIN_INSIDE, VELOCITY_MEMORY, Track, TrackingConfig, _side, _side_box,
                     box_crop, in_crop, landmark_box, landmark_crop)
 
 
@@ -269,7 +271,10 @@ class VideoTracker:
     def _drop_duplicates(self, res, boxes, t) -> None:
         """Two tracks on one face (landmark boxes overlapping > DUPLICATE_IOU), or overlapping
         (> OVERLAP_IOU) while one of them jumped away from its motion prediction (pulled onto the
-        face in front): drop the one that jumped more (ties: the younger); it is remembered."""
+        face in front): drop the one that jumped more (ties: the younger); it is remembered. A track
+        that jumped onto the remembered path of a face lost in the last PULL_S seconds (the face
+        coming back from behind it) is dropped too, not left to take that face's place; only between
+        frames up to PULL_MAX_DT apart (at 3 fps a face's real motion jumps as far)."""
         def off(tr, pb):
             lb = landmark_box(res[tr.id]["pts"])
             side = max(pb[2] - pb[0], pb[3] - pb[1], 1.0)
@@ -282,9 +287,13 @@ class VideoTracker:
             return max(j, off(tr, tr.remembered_box(t)) * MAX_JUMP / MAX_DRIFT) if tr.path else j
         jumps = {tr.id: jump(tr) for tr in self.tracks}
         keep: list[Track] = []
+        paths = [(r.box, self._in_frame(r.remembered_box(t))) for r in self.lost if t - r.t <= PULL_S]
         for tr in sorted(self.tracks, key=lambda tr: (jumps[tr.id], tr.id)):
-            ious = [box_iou(landmark_box(res[tr.id]["pts"]), landmark_box(res[k.id]["pts"])) for k in keep]
-            if any(i > DUPLICATE_IOU for i in ious) or (any(i > OVERLAP_IOU for i in ious) and jumps[tr.id] > MAX_JUMP):
+            lb = landmark_box(res[tr.id]["pts"])
+            ious = [box_iou(lb, landmark_box(res[k.id]["pts"])) for k in keep]
+            pulled = [box_iou(lb, b) for last, b in paths  # another face's path (not a former duplicate of this one)
+                      if tr.landmarks is not None and t - tr.t <= PULL_MAX_DT and box_iou(last, tr.box) <= DUPLICATE_IOU]
+            if any(i > DUPLICATE_IOU for i in ious) or (any(i > OVERLAP_IOU for i in ious + pulled) and jumps[tr.id] > MAX_JUMP):
                 self._drop(tr)
             else:
                 keep.append(tr)

@@ -9,7 +9,8 @@ on a still face: a face that accelerates, stops and turns (motion prediction, cr
 crop border -> lost), non-finite landmarks and an uncertainty spike (lost -> same-frame detection
 or restart from this frame's matched detection), a face hidden behind an occluder and a face
 leaving the frame (remembered, revived, expired), scheduled detections that miss a face (misses),
-more faces than max_faces, a jolt past its crop (lost, continued by a detection under MATCH_IOU)
+more faces than max_faces, a face hidden while the other's landmarks are pulled onto its place
+(dropped), a jolt past its crop (lost, continued by a detection under MATCH_IOU)
 and a zoom jump of a tracked face, a new face overlapping a
 tracked one (dropped), irregular, repeated and missing timestamps and a gap (smoothing restarted).
 Both trackers run with the uncertainty-ratio test on (MAX_RATIO, the flagship's threshold), which
@@ -42,6 +43,7 @@ SCORE = {"a": 0.9, "b": 0.8, "c": 0.95, "d": 0.7}  # detector scores
 MISSED = {"b": {30, 31, 40, 41}}  # frames where the detector misses a face
 NAN = {("a", 25)}  # the model gives non-finite landmarks
 SPIKE = {("a", 20): 0.045, ("a", 62): 0.06, ("b", 50): 0.2}  # added uncertainty (crop units)
+PULL = {("a", 40): np.array([12.0, -12.0])}  # the model's landmarks pulled towards b's remembered place
 MODEL_BIAS = 0.2  # the scripted model's landmarks lean this share of the face's offset towards the crop centre
 MAX_RATIO = 0.06  # the trackers' uncertainty-ratio test (FaceAligner passes the model's threshold)
 
@@ -69,7 +71,7 @@ def faces_at(k: int) -> dict[str, tuple[float, float, float]]:
             y += 3 + 1.5 * (j - 70)
     if not 45 <= k < 53:
         out["a"] = (x, y, 150.0)
-    if k >= 20:  # b: appears, zooms in, jolts sideways, jumps in scale, slides left
+    if k >= 20 and not 38 <= k < 42:  # b: appears, hides (38-41), zooms in, jolts sideways, jumps in scale, slides left
         s = 110.0 * (1.03 ** min(max(k - 60, 0), 15)) * (1.25 if k >= 75 else 1.0)
         out["b"] = (520.0 - max(0, k - 80) * 9.0 - (100.0 if k >= 70 else 0.0), 150.0, s)
     if 36 <= k < 44:  # c: a third face (more than MAX_FACES)
@@ -101,7 +103,7 @@ def scripted_model(k: int, crop) -> tuple[np.ndarray, float]:
     f = faces_at(k)[best]
     i = np.arange(68)[:, None]
     jitter = 0.003 * f[2] * np.sin(1.7 * k + 0.37 * i + np.array([0.0, 1.1]) + (best == "b"))
-    pts = true_points(f) - MODEL_BIAS * np.array([f[0] - cx, f[1] - cy]) + jitter
+    pts = true_points(f) - MODEL_BIAS * np.array([f[0] - cx, f[1] - cy]) + jitter + PULL.get((best, k), 0.0)
     return pts, 0.015 + 0.5 * (dist / cs) ** 2 + SPIKE.get((best, k), 0.0)
 
 
@@ -245,9 +247,12 @@ def test_page_constants_are_pythons(page):
     assert got["boxes"]["MP_SHORT_CALIBRATION"] == dataclasses.asdict(cd.MP_SHORT_CALIBRATION)
 
 
-def test_page_tracker_makes_the_python_decisions(page):
+def test_page_tracker_makes_the_python_decisions(page, monkeypatch):
     want = _python_run()
     assert want != _python_run(max_ratio=None)  # the ratio test decides something in this scene
+    with monkeypatch.context() as m:
+        m.setattr("core.tracking.PULL_S", -1.0)
+        assert want != _python_run()  # ... and so does the pull test (a's landmarks pulled onto b's place)
     got = page.evaluate(PAGE_RUN, [N_FRAMES, W, H, USER_BOX, [timestamp(k) for k in range(N_FRAMES)], MAX_FACES,
                                    list(PROBE_S), MAX_RATIO])
     worst = 0.0

@@ -28,6 +28,7 @@ class Scene:
     def __init__(self):
         self.faces: list[np.ndarray] = []
         self.hidden: set[int] = set()  # faces behind another one: neither seen nor detected
+        self.pull = np.zeros(2)  # px added to the model's landmarks (not the detector's boxes): a pulled model
         self.detector_calls = 0
 
     def seen(self):
@@ -39,7 +40,7 @@ class Scene:
             best = min(self.seen(), key=lambda f: np.hypot(*(f.mean(0) - [cx, cy])), default=None)
             if best is not None and np.abs(best.mean(0) - [cx, cy]).max() < side / 2:
                 lo, hi = np.array([cx, cy]) - side / 2, np.array([cx, cy]) + side / 2
-                pts.append(np.clip(best, lo + 1, hi - 1))  # the model cannot point outside its crop
+                pts.append(np.clip(best + self.pull, lo + 1, hi - 1))  # the model cannot point outside its crop
                 sig.append(SIGMA_FACE)
             else:  # nothing there: a template in the middle, very unsure
                 pts.append(face_at(cx, cy) * 0 + face_at(cx, cy))
@@ -237,6 +238,33 @@ def test_remembered_path_ignores_the_frames_just_before_the_loss(fps):
     assert t_end - t0 >= 0.2 - 1e-9
     t = t_end + 0.8
     assert box_iou(tr.remembered_box(t), box(100 + 85 * t)) > 0.7
+
+
+def test_track_pulled_onto_a_face_that_just_went_behind_it_is_dropped():
+    """Face 0 goes behind face 1 (hidden: its track is lost and remembered). On the next frame the model's
+    landmarks of face 1 jump towards face 0's remembered place (pulled onto the face coming back): that
+    track is dropped for the frame instead of taking face 0's place, and face 1 gets its own id back on
+    the next frame. At 3 fps the same jump is a face's own motion: the track is kept."""
+    from core.track import MAX_JUMP, PULL_MAX_DT
+
+    for fps, dropped in ((30, True), (3, False)):
+        assert (1 / fps <= PULL_MAX_DT) == dropped
+        scene = Scene()
+        vt = tracker(scene, redetect_every=100, redetect_s=100.0, smooth=False, predict_motion=False)
+        scene.faces = [face_at(255, 180), face_at(300, 180)]
+        for k in range(4):
+            out = vt.step(IMG, k / fps)
+        assert sorted(tr.id for tr, _, _ in out) == [0, 1]
+        scene.hidden = {0}
+        out = vt.step(IMG, 4 / fps)
+        assert [tr.id for tr, _, _ in out] == [1] and [r.id for r in vt.lost] == [0]
+        scene.pull = np.array([-6.0, 0.0])  # 0.12 face widths: a jump (MAX_JUMP 0.08) onto face 0's path
+        assert 6.0 / 50 > MAX_JUMP
+        out = vt.step(IMG, 5 / fps)
+        assert ([tr.id for tr, _, _ in out] == []) == dropped
+        scene.pull = np.zeros(2)
+        out = vt.step(IMG, 6 / fps)
+        assert [tr.id for tr, _, _ in out] == [1] and err(out[0][1]["pts"], scene.faces[1]) < 1.0
 
 
 def test_crop_turns_upright_with_the_face():

@@ -12,8 +12,8 @@ import {
 import { CROP_SCALE } from "./imgproc.js";
 import { FaceSmoother } from "./smoothing.js";
 import {
-  DUPLICATE_IOU, KEEP_IOU, MATCH_IOU, MAX_DRIFT, MAX_JUMP, MIN_FACE_SIDE, OVERLAP_IOU, SIGMA_MEMORY, TRACK_MIN_INSIDE,
-  Track, TrackingConfig, VELOCITY_MEMORY,
+  DUPLICATE_IOU, KEEP_IOU, MATCH_IOU, MAX_DRIFT, MAX_JUMP, MIN_FACE_SIDE, OVERLAP_IOU, PULL_MAX_DT, PULL_S, SIGMA_MEMORY,
+  TRACK_MIN_INSIDE, Track, TrackingConfig, VELOCITY_MEMORY,
 } from "./track.js";
 
 export * from "./track.js"; // the module constants, TrackingConfig and Track, as in core.tracking
@@ -247,11 +247,15 @@ export class VideoTracker {
     };
     const jumps = new Map(this.tracks.map((tr) => [tr.id, jump(tr)]));
     const keep = [];
+    const paths = this.lost.filter((r) => t - r.t <= PULL_S).map((r) => [r.box, this._inFrame(r.rememberedBox(t))]);
     const order = [...this.tracks].sort((a, b) => (jumps.get(a.id) - jumps.get(b.id)) || (a.id - b.id));
     for (const tr of order) {
       const lb = landmarkBox(res.get(tr.id).pts);
       const ious = keep.map((k) => boxIou(lb, landmarkBox(res.get(k.id).pts)));
-      if (ious.some((i) => i > DUPLICATE_IOU) || (ious.some((i) => i > OVERLAP_IOU) && jumps.get(tr.id) > MAX_JUMP)) {
+      const pulled = paths // another face's path (not a former duplicate of this one)
+        .filter(([last]) => tr.landmarks !== null && t - tr.t <= PULL_MAX_DT && boxIou(last, tr.box) <= DUPLICATE_IOU)
+        .map(([, b]) => boxIou(lb, b));
+      if (ious.some((i) => i > DUPLICATE_IOU) || ([...ious, ...pulled].some((i) => i > OVERLAP_IOU) && jumps.get(tr.id) > MAX_JUMP)) {
         this._drop(tr);
       } else {
         keep.push(tr);
