@@ -28,7 +28,7 @@ ANCHOR_LAG_S = 0.2  # s: a lost track is remembered from its clear frame this lo
 PATH_S = 0.7  # s of clear frames kept per track: the anchor, and its motion measured over the frames before it
 REMEMBER_MAX_ZOOM = 0.2  # |d log side / dt| cap (per s) on a remembered track's predicted path
 PULL_S = 0.5  # s: a track jumping onto the path of a face lost this recently is dropped (pulled onto it)
-PULL_MAX_DT = 0.15  # s: ... when its previous frame is this recent (slower frames jump by their own motion)
+PULL_MAX_DT = 0.15  # s: ... when the previous frame is this recent (slower frames jump by their own motion)
 SIGMA_MEMORY = 0.8  # running uncertainty level: s <- m s + (1 - m) sigma (healthy frames only)
 
 

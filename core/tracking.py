@@ -189,6 +189,7 @@ class VideoTracker:
         c = self.cfg
         t = self._clock(t)
         gap = self._t is not None and t - self._t > c.smooth_gap_s
+        dt = math.inf if self._t is None else t - self._t
         self._t = t
         self._frame_wh = (img.shape[1], img.shape[0])
         self.lost = [r for r in self.lost if t - r.t <= c.lost_keep_s]
@@ -250,7 +251,7 @@ class VideoTracker:
             lost = verdict[tr.id][0]
             if lost or tr.misses >= c.max_misses or (detected and tr.id not in matched and tr.from_detection):
                 self._drop(tr)
-        self._drop_duplicates(res, boxes, t)
+        self._drop_duplicates(res, boxes, t, pull=dt <= PULL_MAX_DT)
         out = []
         for tr in self.tracks:
             r = res[tr.id]
@@ -268,13 +269,13 @@ class VideoTracker:
             tr.smoother, tr.restart = None, True
             self.lost.append(tr)
 
-    def _drop_duplicates(self, res, boxes, t) -> None:
+    def _drop_duplicates(self, res, boxes, t, pull: bool = True) -> None:
         """Two tracks on one face (landmark boxes overlapping > DUPLICATE_IOU), or overlapping
         (> OVERLAP_IOU) while one of them jumped away from its motion prediction (pulled onto the
         face in front): drop the one that jumped more (ties: the younger); it is remembered. A track
         that jumped onto the remembered path of a face lost in the last PULL_S seconds (the face
-        coming back from behind it) is dropped too, not left to take that face's place; only between
-        frames up to PULL_MAX_DT apart (at 3 fps a face's real motion jumps as far)."""
+        coming back from behind it) is dropped too, not left to take that face's place; only with
+        `pull`, frames up to PULL_MAX_DT apart (at 3 fps a face's real motion jumps as far)."""
         def off(tr, pb):
             lb = landmark_box(res[tr.id]["pts"])
             side = max(pb[2] - pb[0], pb[3] - pb[1], 1.0)
@@ -287,12 +288,12 @@ class VideoTracker:
             return max(j, off(tr, tr.remembered_box(t)) * MAX_JUMP / MAX_DRIFT) if tr.path else j
         jumps = {tr.id: jump(tr) for tr in self.tracks}
         keep: list[Track] = []
-        paths = [(r.box, self._in_frame(r.remembered_box(t))) for r in self.lost if t - r.t <= PULL_S]
+        paths = [(r.box, self._in_frame(r.remembered_box(t))) for r in self.lost if pull and t - r.t <= PULL_S]
         for tr in sorted(self.tracks, key=lambda tr: (jumps[tr.id], tr.id)):
             lb = landmark_box(res[tr.id]["pts"])
             ious = [box_iou(lb, landmark_box(res[k.id]["pts"])) for k in keep]
             pulled = [box_iou(lb, b) for last, b in paths  # another face's path (not a former duplicate of this one)
-                      if tr.landmarks is not None and t - tr.t <= PULL_MAX_DT and box_iou(last, tr.box) <= DUPLICATE_IOU]
+                      if tr.landmarks is not None and box_iou(last, tr.box) <= DUPLICATE_IOU]
             if any(i > DUPLICATE_IOU for i in ious) or (any(i > OVERLAP_IOU for i in ious + pulled) and jumps[tr.id] > MAX_JUMP):
                 self._drop(tr)
             else:

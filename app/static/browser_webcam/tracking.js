@@ -155,6 +155,7 @@ export class VideoTracker {
     const c = this.cfg;
     t = this._clock(t);
     const gap = this.t !== null && t - this.t > c.smoothGapS;
+    const dt = this.t === null ? Infinity : t - this.t;
     this.t = t;
     this.frameWh = [img.width, img.height];
     this.lost = this.lost.filter((r) => t - r.t <= c.lostKeepS);
@@ -213,7 +214,7 @@ export class VideoTracker {
       const lost = verdict.get(tr.id)[0];
       if (lost || tr.misses >= c.maxMisses || (detected && !matched.has(tr.id) && tr.fromDetection)) this._drop(tr);
     }
-    this._dropDuplicates(res, t);
+    this._dropDuplicates(res, t, dt <= PULL_MAX_DT);
     const out = [];
     for (const tr of this.tracks) {
       const r = res.get(tr.id);
@@ -235,7 +236,7 @@ export class VideoTracker {
   /** Two tracks on one face (landmark boxes overlapping > DUPLICATE_IOU), or overlapping
    * (> OVERLAP_IOU) while one of them jumped away from its motion prediction: drop the one that
    * jumped more (ties: the younger); it is remembered. */
-  _dropDuplicates(res, t) {
+  _dropDuplicates(res, t, pull = true) {
     const off = (tr, pb) => {
       const lb = landmarkBox(res.get(tr.id).pts), side = Math.max(pb[2] - pb[0], pb[3] - pb[1], 1.0);
       return Math.hypot(((lb[0] + lb[2]) - (pb[0] + pb[2])) / 2, ((lb[1] + lb[3]) - (pb[1] + pb[3])) / 2) / side;
@@ -247,13 +248,13 @@ export class VideoTracker {
     };
     const jumps = new Map(this.tracks.map((tr) => [tr.id, jump(tr)]));
     const keep = [];
-    const paths = this.lost.filter((r) => t - r.t <= PULL_S).map((r) => [r.box, this._inFrame(r.rememberedBox(t))]);
+    const paths = this.lost.filter((r) => pull && t - r.t <= PULL_S).map((r) => [r.box, this._inFrame(r.rememberedBox(t))]);
     const order = [...this.tracks].sort((a, b) => (jumps.get(a.id) - jumps.get(b.id)) || (a.id - b.id));
     for (const tr of order) {
       const lb = landmarkBox(res.get(tr.id).pts);
       const ious = keep.map((k) => boxIou(lb, landmarkBox(res.get(k.id).pts)));
       const pulled = paths // another face's path (not a former duplicate of this one)
-        .filter(([last]) => tr.landmarks !== null && t - tr.t <= PULL_MAX_DT && boxIou(last, tr.box) <= DUPLICATE_IOU)
+        .filter(([last]) => tr.landmarks !== null && boxIou(last, tr.box) <= DUPLICATE_IOU)
         .map(([, b]) => boxIou(lb, b));
       if (ious.some((i) => i > DUPLICATE_IOU) || ([...ious, ...pulled].some((i) => i > OVERLAP_IOU) && jumps.get(tr.id) > MAX_JUMP)) {
         this._drop(tr);
