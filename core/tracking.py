@@ -131,8 +131,9 @@ class VideoTracker:
         for d in (dets[j] for j in range(len(dets)) if j not in used_d):
             if len(self.tracks) >= self.max_faces:
                 break
-            best = max(self.lost, key=lambda r: box_iou(self._in_frame(r.remembered_box(t)), d.box), default=None)
-            if best is not None and box_iou(self._in_frame(best.remembered_box(t)), d.box) >= self.cfg.revive_iou:
+            iou, best = max(((box_iou(self._in_frame(r.remembered_box(t)), d.box), r) for r in self.lost),
+                            key=lambda p: p[0], default=(0.0, None))
+            if best is not None and iou >= self.cfg.revive_iou:
                 self.lost.remove(best)
                 tr = best
                 tr.score, tr.misses, tr.velocity, tr.zoom_rate = d.score, 0, np.zeros(2), 0.0

@@ -99,7 +99,7 @@ export class VideoTracker {
         if (v > bestIou) { best = r; bestIou = v; }
       }
       let tr;
-      if (best !== null && boxIou(this._inFrame(best.rememberedBox(t)), d.box) >= this.cfg.reviveIou) {
+      if (best !== null && bestIou >= this.cfg.reviveIou) {
         this.lost.splice(this.lost.indexOf(best), 1);
         tr = best;
         tr.score = d.score; tr.misses = 0; tr.velocity = [0, 0]; tr.zoomRate = 0.0;
