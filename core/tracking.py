@@ -47,8 +47,8 @@ from .detectors import Detection, box_iou
 from .image_faces import roll_deg, uncertainty_ratio
 from .landmarks import CROP_SCALE
 from .smoothing import FaceSmoother
-from .track import (DUPLICATE_IOU, KEEP_IOU, MATCH_IOU, MAX_DRIFT, MAX_JUMP, MIN_FACE_SIDE, OVERLAP_IOU,
-                    PULL_MAX_DT, PULL_S, SIGMA_MEMORY, TRACK_MIN_INSIDE, VELOCITY_MEMORY, Track, TrackingConfig, _side, _side_box,
+from .track import (DUPLICATE_IOU, INHERIT_MAX_SHIFT, INHERIT_MAX_ZOOM, INHERIT_SPEED, KEEP_IOU, MATCH_IOU,
+                    MAX_DRIFT, MAX_JUMP, MIN_FACE_SIDE, OVERLAP_IOU, PULL_MAX_DT, PULL_S, SIGMA_MEMORY, TRACK_MIN_INSIDE, VELOCITY_MEMORY, Track, TrackingConfig, _side, _side_box,
                     box_crop, in_crop, landmark_box, landmark_crop)
 
 
@@ -195,6 +195,7 @@ class VideoTracker:
         self._frame_wh = (img.shape[1], img.shape[0])
         self.lost = [r for r in self.lost if t - r.t <= c.lost_keep_s]
         motion = c.predict_motion and not gap
+        first_new = self._next_id  # tracks with ids from here on start on this frame
         boxes = {tr.id: tr.predicted_box(t, motion) for tr in self.tracks}
         self._crops = {tr.id: tr.predicted_crop(t, motion) for tr in self.tracks}
         healthy = {tr.id for tr in self.tracks if not tr.from_detection}
@@ -248,10 +249,13 @@ class VideoTracker:
                     tr.misses += 1
             run_and_check(redo)
             detected = True
+        dropped = []
         for tr in list(self.tracks):  # lost, or a scheduled detection missed it too often: drop
             lost = verdict[tr.id][0]
             if lost or tr.misses >= c.max_misses or (detected and tr.id not in matched and tr.from_detection):
                 self._drop(tr)
+                dropped += [tr] if lost and tr.landmarks is not None else []
+        self._inherit(dropped, first_new, res, boxes, t, motion)
         self._drop_duplicates(res, boxes, t, pull=dt <= PULL_MAX_DT)
         out = []
         for tr in self.tracks:
@@ -269,6 +273,31 @@ class VideoTracker:
         if tr.landmarks is not None:  # remembered on its path (box and velocity of its last good frame)
             tr.smoother, tr.restart = None, True
             self.lost.append(tr)
+
+    def _inherit(self, dropped: list[Track], first_new: int, res, boxes, t: float, motion: bool) -> None:
+        """A track started on this frame takes the id of a track lost on it (`dropped`) when its
+        landmarks lie within the distance a face moves meanwhile, INHERIT_SPEED landmark-box sides a
+        second since the lost track's last frame (at most INHERIT_MAX_SHIFT), from its motion
+        prediction, at a similar size: at 3 fps a face moving sideways leaves its crop and the motion
+        prediction in one frame. Closest pairs first; the lost track is then not remembered."""
+        pairs = []
+        for d in dropped:
+            pb = d.predicted_box(t, motion)
+            side, reach = _side_box(pb), min(INHERIT_MAX_SHIFT, INHERIT_SPEED * (t - d.t))
+            for f in (tr for tr in self.tracks if tr.id >= first_new):
+                lb = landmark_box(res[f.id]["pts"])
+                dist = float(np.hypot(*((lb[:2] + lb[2:]) - (pb[:2] + pb[2:])) / 2)) / side
+                if dist <= reach and abs(math.log(_side_box(lb) / side)) <= INHERIT_MAX_ZOOM:
+                    pairs.append((dist, d.id, f.id, d, f))
+        done: set[int] = set()
+        for _, _, _, d, f in sorted(pairs, key=lambda p: p[:3]):
+            if id(d) in done or id(f) in done:
+                continue
+            done |= {id(d), id(f)}
+            for m in (res, boxes, self._crops):
+                m[d.id] = m.pop(f.id)
+            f.id = d.id
+            self.lost.remove(d)
 
     def _drop_duplicates(self, res, boxes, t, pull: bool = True) -> None:
         """Two tracks on one face (landmark boxes overlapping > DUPLICATE_IOU), or overlapping

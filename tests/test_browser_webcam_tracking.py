@@ -26,7 +26,7 @@ import pytest
 from browser_env import CHROMIUM, CHROMIUM_ARGS, NO_CHROMIUM, chromium_found
 
 from core.detectors import Detection
-from core.tracking import VideoTracker
+from core.tracking import TrackingConfig, VideoTracker
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))  # browser_webcam_fps.serve
 
@@ -81,12 +81,24 @@ def faces_at(k: int) -> dict[str, tuple[float, float, float]]:
     return out
 
 
+JUMP_SIDE = 150.0
+
+
+def jump_faces_at(k: int) -> dict[str, tuple[float, float, float]]:
+    """The second scene (3 fps): one face still for two frames, then 1.4 of its sides further right,
+    past its crop and its predicted box: the new track takes the lost one's id (core.tracking._inherit)."""
+    return {"a": (200.0 + (1.4 * JUMP_SIDE if k >= 2 else 0.0), 240.0, JUMP_SIDE)}
+
+
+_PAGE_SCENE = [faces_at]  # the scene the page's exposed model and detector script
+
+
 def true_points(face) -> np.ndarray:
     cx, cy, s = face
     return np.array([cx, cy]) + (TEMPLATE - 0.5) * s
 
 
-def scripted_model(k: int, crop) -> tuple[np.ndarray, float]:
+def scripted_model(k: int, crop, faces_at=faces_at) -> tuple[np.ndarray, float]:
     """(landmarks (68, 2), sigma) for the crop [cx, cy, side, angle] on frame k: the visible face whose centre
     is nearest the crop centre (inside the crop, of a plausible size), biased towards the crop centre
     and jittered; without one, a collapsed shape of high uncertainty."""
@@ -107,7 +119,7 @@ def scripted_model(k: int, crop) -> tuple[np.ndarray, float]:
     return pts, 0.015 + 0.5 * (dist / cs) ** 2 + SPIKE.get((best, k), 0.0)
 
 
-def scripted_detections(k: int) -> list[tuple[list[float], float]]:
+def scripted_detections(k: int, faces_at=faces_at) -> list[tuple[list[float], float]]:
     out = []
     for name, f in sorted(faces_at(k).items()):
         if k in MISSED.get(name, ()):
@@ -132,19 +144,20 @@ class _Frame:
         self.k, self.shape = k, (H, W, 3)
 
 
-def _python_run(max_ratio: float | None = MAX_RATIO) -> list[dict]:
+def _python_run(max_ratio: float | None = MAX_RATIO, faces_at=faces_at, n: int = N_FRAMES, times=timestamp,
+                user_box=USER_BOX, config: TrackingConfig | None = None) -> list[dict]:
     def run(img, crops):
-        out = [scripted_model(img.k, c) for c in crops]
+        out = [scripted_model(img.k, c, faces_at) for c in crops]
         return {"pts": np.stack([o[0] for o in out]), "cov": None, "adj": None, "sigma": np.array([o[1] for o in out])}
 
     def detect(img):
-        return [Detection(np.array(b), s) for b, s in scripted_detections(img.k)]
+        return [Detection(np.array(b), s) for b, s in scripted_detections(img.k, faces_at)]
 
-    vt = VideoTracker(run, detect, max_faces=MAX_FACES, max_ratio=max_ratio)
+    vt = VideoTracker(run, detect, config, max_faces=MAX_FACES, max_ratio=max_ratio)
     frames = []
-    for k in range(N_FRAMES):
-        user = [Detection(np.array(USER_BOX), 1.0)] if k == 0 else None
-        faces = vt.step(_Frame(k), timestamp(k), user)
+    for k in range(n):
+        user = [Detection(np.array(user_box), 1.0)] if k == 0 and user_box else None
+        faces = vt.step(_Frame(k), times(k), user)
         t = vt._t
         state = [[tr.id, tr.score, tr.misses, tr.sigma_level, tr.zoom_rate, *tr.velocity,
                   *tr.predicted_box(t + PROBE_S[0]), *tr.predicted_crop(t + PROBE_S[0])] for tr in vt.tracks]
@@ -164,7 +177,7 @@ PAGE_RUN = """async ([n, w, h, userBox, times, maxFaces, probe, maxRatio]) => {
   const vt = new VideoTracker(run, detect, new TrackingConfig(), maxFaces, maxRatio);
   const frames = [];
   for (let k = 0; k < n; k++) {
-    const user = k === 0 ? [{ box: userBox, score: 1.0 }] : null;
+    const user = k === 0 && userBox ? [{ box: userBox, score: 1.0 }] : null;
     const faces = await vt.step({ k, width: w, height: h }, times[k], user);
     const state = vt.tracks.map((tr) => [tr.id, tr.score, tr.misses, tr.sigmaLevel, tr.zoomRate, ...tr.velocity,
                                         ...tr.predictedBox(vt.t + probe[0]), ...tr.predictedCrop(vt.t + probe[0])])
@@ -178,7 +191,7 @@ PAGE_RUN = """async ([n, w, h, userBox, times, maxFaces, probe, maxRatio]) => {
 
 
 def _page_model(k, crops):
-    out = [scripted_model(int(k), c) for c in crops]
+    out = [scripted_model(int(k), c, _PAGE_SCENE[0]) for c in crops]
     return [{"pts": [None if not math.isfinite(v) else float(v) for v in p.ravel()], "sigma": float(s)} for p, s in out]
 
 
@@ -198,7 +211,7 @@ def page():
             pg = b.new_page()
             pg.set_default_timeout(60_000)
             pg.expose_function("sdflRun", _page_model)
-            pg.expose_function("sdflDetect", lambda k: scripted_detections(int(k)))
+            pg.expose_function("sdflDetect", lambda k: scripted_detections(int(k), _PAGE_SCENE[0]))
             pg.goto(url, wait_until="domcontentloaded")
             yield pg
         finally:
@@ -249,14 +262,9 @@ def test_page_constants_are_pythons(page):
     assert got["detector"] == {"VIDEO_PAD": cd.VIDEO_PAD, "MIN_SCORE": cd.MP_MIN_SCORE}
 
 
-def test_page_tracker_makes_the_python_decisions(page, monkeypatch):
-    want = _python_run()
-    assert want != _python_run(max_ratio=None)  # the ratio test decides something in this scene
-    with monkeypatch.context() as m:
-        m.setattr("core.tracking.PULL_S", -1.0)
-        assert want != _python_run()  # ... and so does the pull test (a's landmarks pulled onto b's place)
-    got = page.evaluate(PAGE_RUN, [N_FRAMES, W, H, USER_BOX, [timestamp(k) for k in range(N_FRAMES)], MAX_FACES,
-                                   list(PROBE_S), MAX_RATIO])
+def _compare(got: list[dict], want: list[dict]) -> float:
+    """Frame by frame: the same ids, remembered ids, counters, crop boxes and track states; returns the
+    largest landmark difference (px)."""
     worst = 0.0
     for k, (g, e) in enumerate(zip(got, want)):
         for key in ("ids", "lost", "detector_calls", "model_passes"):
@@ -267,6 +275,19 @@ def test_page_tracker_makes_the_python_decisions(page, monkeypatch):
             assert len(gs) == len(es) and all(_close(a, b) for a, b in zip(gs, es)), (k, gs, es)
         if e["pts"]:
             worst = max(worst, float(np.abs(np.asarray(g["pts"]) - np.asarray(e["pts"])).max()))
+    assert len(got) == len(want)
+    return worst
+
+
+def test_page_tracker_makes_the_python_decisions(page, monkeypatch):
+    want = _python_run()
+    assert want != _python_run(max_ratio=None)  # the ratio test decides something in this scene
+    with monkeypatch.context() as m:
+        m.setattr("core.tracking.PULL_S", -1.0)
+        assert want != _python_run()  # ... and so does the pull test (a's landmarks pulled onto b's place)
+    got = page.evaluate(PAGE_RUN, [N_FRAMES, W, H, USER_BOX, [timestamp(k) for k in range(N_FRAMES)], MAX_FACES,
+                                   list(PROBE_S), MAX_RATIO])
+    worst = _compare(got, want)
     print(f"tracker port: {N_FRAMES} frames, {want[-1]['detector_calls']} detector calls, "
           f"{want[-1]['model_passes']} model passes, largest landmark difference {worst:.2e} px")
     assert worst < PTS_TOL
@@ -280,3 +301,25 @@ def test_page_tracker_makes_the_python_decisions(page, monkeypatch):
     passes = np.diff([f["model_passes"] for f in want])
     assert (passes >= 2).sum() >= 10  # two-pass restarts and re-crops
     assert want[-1]["detector_calls"] > N_FRAMES // 10 + 10  # far more than the schedule alone
+
+
+@pytest.mark.parametrize("redetect", ["scheduled", "on loss"])
+def test_page_tracker_passes_the_id_to_the_track_of_a_jumped_face(page, monkeypatch, redetect):
+    """The 3 fps jump scene: the face leaves its crop and its predicted box; the track started on the
+    detection takes the lost track's id in both trackers, whether the detector was due on that frame
+    (every frame) or ran because the track was lost."""
+    n, times = 5, (lambda k: k / 3.0)
+    every = 1 if redetect == "scheduled" else 100
+    scene = dict(faces_at=jump_faces_at, n=n, times=times, user_box=None, config=TrackingConfig(redetect_every=every))
+    want = _python_run(**scene)
+    assert [f["ids"] for f in want] == [[0]] * n and all(not f["lost"] for f in want)
+    with monkeypatch.context() as m:
+        m.setattr("core.tracking.INHERIT_MAX_SHIFT", 0.0)
+        assert _python_run(**scene)[2]["ids"] == [1]  # without it: a new id
+    _PAGE_SCENE[0] = jump_faces_at
+    try:
+        got = page.evaluate(PAGE_RUN.replace("new TrackingConfig()", f"new TrackingConfig({{ redetectEvery: {every} }})"),
+                            [n, W, H, None, [times(k) for k in range(n)], MAX_FACES, list(PROBE_S), MAX_RATIO])
+    finally:
+        _PAGE_SCENE[0] = faces_at
+    assert _compare(got, want) < PTS_TOL

@@ -132,6 +132,28 @@ def test_face_that_moved_past_its_crop_keeps_its_id():
     assert [tr.id for tr, _, _ in out] == ids == [0] and not vt.lost
 
 
+@pytest.mark.parametrize("scheduled", [False, True])
+def test_face_that_jumped_its_width_at_3fps_keeps_its_id(scheduled):
+    """At 3 fps a face moving sideways jumps more than its width between frames: no overlap with its
+    crop or its predicted box, so the detection starts a new track while the old one is lost. The new
+    track takes the lost one's id (within INHERIT_SPEED sides a second), whether the detector was due
+    on that frame or ran because the track was lost. At 30 fps the same jump is another face."""
+    from core.track import INHERIT_SPEED
+
+    for fps, same in ((3.0, True), (30.0, False)):
+        scene = Scene()
+        vt = tracker(scene, redetect_every=1 if scheduled else 100, redetect_s=100.0)
+        scene.faces = [face_at(200, 180)]
+        first = [tr.id for tr, _, _ in vt.step(IMG, 0.0)]
+        side = vt.tracks[0].box[2] - vt.tracks[0].box[0]
+        scene.faces = [face_at(200 + 1.4 * side, 180)]
+        assert 1.4 < INHERIT_SPEED / 3.0
+        out = vt.step(IMG, 1 / fps)
+        assert len(out) == 1 and err(out[0][1]["pts"], scene.faces[0]) < 1.0
+        assert (out[0][0].id == first[0]) == same, (fps, out[0][0].id, first)
+        assert len(vt.lost) == (0 if same else 1)  # the lost track is not remembered beside its heir
+
+
 def test_no_ghost_faces_when_the_face_leaves_or_vanishes():
     scene = Scene()
     vt = tracker(scene)

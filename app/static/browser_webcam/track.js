@@ -21,6 +21,9 @@ export const PATH_S = 0.7; // s of clear frames kept per track: the anchor, and 
 export const REMEMBER_MAX_ZOOM = 0.2; // |d log side / dt| cap (per s) on a remembered track's predicted path
 export const PULL_S = 0.5; // s: a track jumping onto the path of a face lost this recently is dropped (pulled onto it)
 export const PULL_MAX_DT = 0.15; // s: ... when the previous frame is this recent (slower frames jump by their own motion)
+export const INHERIT_SPEED = 6.0; // landmark-box sides per s: a track started this far from one lost on the same frame takes its id
+export const INHERIT_MAX_SHIFT = 2.0; // landmark-box sides: ... at most this far (3 fps: a face moving sideways leaves its crop)
+export const INHERIT_MAX_ZOOM = 0.4; // |log side ratio| of the two at most
 export const SIGMA_MEMORY = 0.8; // running uncertainty level: s <- m s + (1 - m) sigma (healthy frames only)
 
 const TRACKING_DEFAULTS = {

@@ -12,8 +12,8 @@ import {
 import { CROP_SCALE } from "./imgproc.js";
 import { FaceSmoother } from "./smoothing.js";
 import {
-  DUPLICATE_IOU, KEEP_IOU, MATCH_IOU, MAX_DRIFT, MAX_JUMP, MIN_FACE_SIDE, OVERLAP_IOU, PULL_MAX_DT, PULL_S, SIGMA_MEMORY,
-  TRACK_MIN_INSIDE, Track, TrackingConfig, VELOCITY_MEMORY,
+  DUPLICATE_IOU, INHERIT_MAX_SHIFT, INHERIT_MAX_ZOOM, INHERIT_SPEED, KEEP_IOU, MATCH_IOU, MAX_DRIFT, MAX_JUMP,
+  MIN_FACE_SIDE, OVERLAP_IOU, PULL_MAX_DT, PULL_S, SIGMA_MEMORY, TRACK_MIN_INSIDE, Track, TrackingConfig, VELOCITY_MEMORY,
 } from "./track.js";
 
 export * from "./track.js"; // the module constants, TrackingConfig and Track, as in core.tracking
@@ -160,6 +160,7 @@ export class VideoTracker {
     this.frameWh = [img.width, img.height];
     this.lost = this.lost.filter((r) => t - r.t <= c.lostKeepS);
     const motion = c.predictMotion && !gap;
+    const firstNew = this.nextId; // tracks with ids from here on start on this frame
     const boxes = new Map(this.tracks.map((tr) => [tr.id, tr.predictedBox(t, motion)]));
     this.crops = new Map(this.tracks.map((tr) => [tr.id, tr.predictedCrop(t, motion)]));
     const healthy = new Set(this.tracks.filter((tr) => !tr.fromDetection).map((tr) => tr.id));
@@ -210,10 +211,15 @@ export class VideoTracker {
       await runAndCheck(redo);
       detected = true;
     }
+    const dropped = [];
     for (const tr of [...this.tracks]) { // lost, or a scheduled detection missed it too often: drop
       const lost = verdict.get(tr.id)[0];
-      if (lost || tr.misses >= c.maxMisses || (detected && !matched.has(tr.id) && tr.fromDetection)) this._drop(tr);
+      if (lost || tr.misses >= c.maxMisses || (detected && !matched.has(tr.id) && tr.fromDetection)) {
+        this._drop(tr);
+        if (lost && tr.landmarks !== null) dropped.push(tr);
+      }
     }
+    this._inherit(dropped, firstNew, res, boxes, t, motion);
     this._dropDuplicates(res, t, dt <= PULL_MAX_DT);
     const out = [];
     for (const tr of this.tracks) {
@@ -230,6 +236,31 @@ export class VideoTracker {
     if (tr.landmarks !== null) { // remembered on its path (box and velocity of its last good frame)
       tr.smoother = null; tr.restart = true;
       this.lost.push(tr);
+    }
+  }
+
+  /** A track started on this frame takes the id of a track lost on it (`dropped`) when its landmarks
+   * lie within INHERIT_SPEED landmark-box sides a second (at most INHERIT_MAX_SHIFT) of the lost
+   * track's motion prediction, at a similar size; closest pairs first; the lost track is not remembered. */
+  _inherit(dropped, firstNew, res, boxes, t, motion) {
+    const pairs = [];
+    for (const d of dropped) {
+      const pb = d.predictedBox(t, motion);
+      const side = boxSide(pb), reach = Math.min(INHERIT_MAX_SHIFT, INHERIT_SPEED * (t - d.t));
+      for (const f of this.tracks.filter((tr) => tr.id >= firstNew)) {
+        const lb = landmarkBox(res.get(f.id).pts);
+        const dist = Math.hypot(((lb[0] + lb[2]) - (pb[0] + pb[2])) / 2, ((lb[1] + lb[3]) - (pb[1] + pb[3])) / 2) / side;
+        if (dist <= reach && Math.abs(Math.log(boxSide(lb) / side)) <= INHERIT_MAX_ZOOM) pairs.push([dist, d.id, f.id, d, f]);
+      }
+    }
+    pairs.sort((a, b) => (a[0] - b[0]) || (a[1] - b[1]) || (a[2] - b[2]));
+    const done = new Set();
+    for (const [, , , d, f] of pairs) {
+      if (done.has(d) || done.has(f)) continue;
+      done.add(d); done.add(f);
+      for (const m of [res, boxes, this.crops]) { m.set(d.id, m.get(f.id)); m.delete(f.id); }
+      f.id = d.id;
+      this.lost.splice(this.lost.indexOf(d), 1);
     }
   }
 
