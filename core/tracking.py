@@ -48,7 +48,8 @@ from .image_faces import roll_deg, uncertainty_ratio
 from .landmarks import CROP_SCALE
 from .smoothing import FaceSmoother
 from .track import (DUPLICATE_IOU, INHERIT_MAX_SHIFT, INHERIT_MAX_ZOOM, INHERIT_SPEED, KEEP_IOU, MATCH_IOU,
-                    MAX_DRIFT, MAX_JUMP, MIN_FACE_SIDE, OVERLAP_IOU, PULL_MAX_DT, PULL_S, SIGMA_MEMORY, TRACK_MIN_INSIDE, VELOCITY_MEMORY, Track, TrackingConfig, _side, _side_box,
+                    MAX_DRIFT, MAX_JUMP, MIN_FACE_SIDE, OVERLAP_IOU, PULL_MAX_DT, PULL_S, SIGMA_MEMORY,
+                    TRACK_MIN_INSIDE, VELOCITY_MEMORY, Track, TrackingConfig, _side, _side_box,
                     box_crop, in_crop, landmark_box, landmark_crop)
 
 

@@ -318,8 +318,8 @@ def test_page_tracker_passes_the_id_to_the_track_of_a_jumped_face(page, monkeypa
         assert _python_run(**scene)[2]["ids"] == [1]  # without it: a new id
     _PAGE_SCENE[0] = jump_faces_at
     try:
-        got = page.evaluate(PAGE_RUN.replace("new TrackingConfig()", f"new TrackingConfig({{ redetectEvery: {every} }})"),
-                            [n, W, H, None, [times(k) for k in range(n)], MAX_FACES, list(PROBE_S), MAX_RATIO])
+        run = PAGE_RUN.replace("new TrackingConfig()", f"new TrackingConfig({{ redetectEvery: {every} }})")
+        got = page.evaluate(run, [n, W, H, None, [times(k) for k in range(n)], MAX_FACES, list(PROBE_S), MAX_RATIO])
     finally:
         _PAGE_SCENE[0] = faces_at
     assert _compare(got, want) < PTS_TOL
