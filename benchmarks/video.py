@@ -316,7 +316,8 @@ Reading it: the pooled NME/failure rows compare all synthetic motions of one fra
 and crossing sequences hide half a face for up to a second, where every method fails, so a
 difference of one or two frames moves the pooled failure rate. ID sw. also counts the exit
 sequence: at 3 fps the leaving face moves more than its width between two frames (no overlap with
-any prediction), so it gets a new id on its way out; it keeps that one when it comes back. ms/frame is
+its crop or its predicted box); the track started there takes the lost one's id (core.tracking
+_inherit, session 16), and the face keeps it when it comes back. ms/frame is
 wall time on a 2-core CPU: compare methods within a row group, not with other machines.
 
 ## Per sequence type
