@@ -203,13 +203,11 @@ def run(argv, tmp: Path) -> int:
     torch.set_num_threads(all_threads)
 
     # detectors, per 640x480 frame
-    from .detectors import VIDEO_PAD, HaarDetector, MediaPipeDetector
+    from .detectors import HaarDetector, MediaPipeDetector
 
     mp_det = MediaPipeDetector()
     assert mp_det.detect(frame), "benchmark frame: no face found"
-    detectors = (("mediapipe", mp_det), ("mediapipe, video mode (+ padded pass)", MediaPipeDetector(pad=VIDEO_PAD)),
-                 ("haar", HaarDetector()))
-    for name, det in detectors:
+    for name, det in (("mediapipe", mp_det), ("haar", HaarDetector())):
         s = summary(timed(lambda: det.detect(frame), args.runs))
         res["detector"][name] = s
         rows.append((f"detector per 640x480 frame: {name}", s))

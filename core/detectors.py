@@ -22,11 +22,6 @@ HAAR_MAX_SIDE = 640  # the Haar cascade is slow: smaller working copy
 HAAR_MIN_FACE_FRACTION = 0.06  # smallest face side searched, as a share of the smaller image side
 HAAR_CASCADE = "haarcascade_frontalface_default.xml"
 NMS_IOU = 0.4  # overlapping detections of one face are merged
-# video mode: the short-range model also runs on a copy zero-padded by this share of the longer side.
-# On a face filling much of the frame it sometimes returns only a box on part of the face (the lower
-# half, score near MP_MIN_SCORE); on the padded copy the face is smaller and it finds the whole one
-# (image mode's core.face_finder pad pass does the same)
-VIDEO_PAD = 0.25
 
 
 @dataclass(frozen=True)
@@ -94,16 +89,11 @@ def nms(dets: list, iou: float = NMS_IOU) -> list:
 class MediaPipeDetector:
     """MediaPipe BlazeFace (bundled with mediapipe 0.10.21). Rule for `model="auto"`: run the
     short-range model (faces within ~2 m, i.e. larger than ~1/5 of the image); when it finds
-    nothing, run the full-range model (small and distant faces). pad > 0: the short-range model
-    also runs on a copy zero-padded by pad x the longer side, merged by NMS. Thread-safe."""
+    nothing, run the full-range model (small and distant faces). Thread-safe."""
 
-    def __init__(self, model: str = "auto", min_score: float = MP_MIN_SCORE, max_side: int = DETECT_MAX_SIDE,
-                 pad: float = 0.0):
+    def __init__(self, model: str = "auto", min_score: float = MP_MIN_SCORE, max_side: int = DETECT_MAX_SIDE):
         if model not in ("auto", "short", "full"):
             raise ValueError(f"model must be 'auto', 'short' or 'full', got {model!r}")
-        if not 0 <= pad <= 2:
-            raise ValueError(f"pad must be in [0, 2], got {pad!r}")
-        self.pad = pad
         import mediapipe as mp  # heavy import, only when a detector is built
 
         self._fd = mp.solutions.face_detection
@@ -137,9 +127,6 @@ class MediaPipeDetector:
         order = {"auto": (0, 1), "short": (0,), "full": (1,)}[self.model]
         for sel in order:
             raw = self.detect_raw(rgb, sel)
-            if sel == 0 and self.pad > 0:
-                p = int(round(self.pad * max(rgb.shape[:2])))
-                raw += [(b - p, s) for b, s in self.detect_raw(np.pad(rgb, ((p, p), (p, p), (0, 0))), 0)]
             if raw:
                 cal, name = ((MP_SHORT_CALIBRATION, "mediapipe_short") if sel == 0
                              else (MP_FULL_CALIBRATION, "mediapipe_full"))

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .detectors import VIDEO_PAD, Detection, HaarDetector, MediaPipeDetector
+from .detectors import Detection, HaarDetector, MediaPipeDetector
 from .image_faces import DEFAULT_MIN_CONFIDENCE, FaceList, predict_image, ratio_at, reject_ratio_for, run_crops
 from .images import decode_image
 from .landmarks import apply_affine, crop_matrix, invert_affine, warp_crop  # noqa: F401 (warp_crop re-exported)
@@ -107,7 +107,7 @@ class FaceAligner:
     whose Face.confidence (core.image_faces) is below this, video mode loses a track there (and looks
     for the face again); 0 keeps all. finder: options of the
     image-mode detection stage (core.face_finder.FinderConfig, dict or object) for
-    detector="mediapipe"; video mode keeps MediaPipeDetector("auto", pad=VIDEO_PAD).
+    detector="mediapipe"; video mode keeps MediaPipeDetector("auto").
     tracking: video-mode parameters (core.tracking.TrackingConfig, or a mapping of its fields).
     mirror: every crop also goes through the model mirrored and the two answers are averaged
     (core.mirror; twice the model time, test NME 3.30 -> 3.25 % for the flagship)."""
@@ -235,7 +235,7 @@ class FaceAligner:
 
                 self._detector = FaceFinder(self._finder_config)
             elif spec == "mediapipe":
-                self._detector = MediaPipeDetector(pad=VIDEO_PAD)
+                self._detector = MediaPipeDetector()
             elif spec == "haar":
                 self._detector = HaarDetector()
             elif spec in (None, "none"):

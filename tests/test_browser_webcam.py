@@ -254,7 +254,7 @@ def test_page_matches_python_onnx_path(browser, server, exported, mode):
     first frame, then tracked and One-Euro smoothed) and on a moving face that leaves and comes
     back, the page's landmarks within PARITY_PX (median) of core.inference.FaceAligner on ONNX
     Runtime, with the same track ids, detector calls and model passes."""
-    from core.detectors import VIDEO_PAD, MediaPipeDetector
+    from core.detectors import MediaPipeDetector
     from core.inference import FaceAligner
 
     _, b = browser
@@ -262,7 +262,7 @@ def test_page_matches_python_onnx_path(browser, server, exported, mode):
     pg.goto(f"{server}?model=tiny_graph&backend=wasm", wait_until="domcontentloaded")
     _wait_ready(pg)
     pg.evaluate("() => window.sdfl.reset()")
-    detector = "none" if mode == "boxes" else MediaPipeDetector(model="short", pad=VIDEO_PAD)
+    detector = "none" if mode == "boxes" else MediaPipeDetector(model="short")
     ref = FaceAligner(exported, backend="onnx", video=True, detector=detector, threads=1, max_faces=4)
     box = [215.0, 130.0, 345.0, 280.0]
     dists = []
@@ -287,13 +287,12 @@ def _known_positions(weights) -> np.ndarray:
     """Where the clip's face landmarks are: the Python ONNX path (video mode, converged) on the
     camera frame as Chromium decodes the y4m (4:2:0) clip."""
     from browser_webcam_fps import base_frame
-    from core.detectors import VIDEO_PAD, MediaPipeDetector
+    from core.detectors import MediaPipeDetector
     from core.inference import FaceAligner
 
     yuv = cv2.cvtColor(base_frame(), cv2.COLOR_BGR2YUV_I420)
     rgb = cv2.cvtColor(yuv, cv2.COLOR_YUV2RGB_I420)
-    ref = FaceAligner(weights, backend="onnx", video=True, threads=1,
-                      detector=MediaPipeDetector(model="short", pad=VIDEO_PAD))
+    ref = FaceAligner(weights, backend="onnx", video=True, detector=MediaPipeDetector(model="short"), threads=1)
     for k in range(40):
         faces = ref.predict(rgb, timestamp=k / 30)
     assert len(faces) == 1

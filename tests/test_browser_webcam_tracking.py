@@ -232,8 +232,8 @@ def _camel(name: str) -> str:
 
 
 def test_page_constants_are_pythons(page):
-    """Every module constant of core.tracking, TrackingConfig's defaults, FaceSmoother's constants,
-    the box geometry's (NMS, calibration) and the detector's have the same values in the page's modules."""
+    """Every module constant of core.tracking, TrackingConfig's defaults, FaceSmoother's constants
+    and the box geometry's (NMS, calibration) have the same values in the page's modules."""
     import dataclasses
 
     import core.detectors as cd
@@ -244,10 +244,9 @@ def test_page_constants_are_pythons(page):
 
     got = page.evaluate("""async () => {
       const imp = (f) => import(new URL(`static/${f}`, location.href).href);
-      const [tracking, smoothing, boxes, detector] = await Promise.all(
-        ["tracking.js", "smoothing.js", "boxes.js", "detector.js"].map(imp));
+      const [tracking, smoothing, boxes] = await Promise.all(["tracking.js", "smoothing.js", "boxes.js"].map(imp));
       return { tracking: { ...tracking }, config: { ...new tracking.TrackingConfig() }, smoothing: { ...smoothing },
-               boxes: { ...boxes }, detector: { VIDEO_PAD: detector.VIDEO_PAD, MIN_SCORE: detector.MIN_SCORE } };
+               boxes: { ...boxes } };
     }""")
     consts = {k: v for m in (ctrack, ct) for k, v in vars(m).items()
               if k.isupper() and isinstance(v, (int, float)) and k not in vars(cs)}
@@ -259,7 +258,6 @@ def test_page_constants_are_pythons(page):
     assert got["boxes"]["NMS_IOU"] == cd.NMS_IOU
     assert got["boxes"]["INTEROCULAR_MIN_SHARE"] == INTEROCULAR_MIN_SHARE
     assert got["boxes"]["MP_SHORT_CALIBRATION"] == dataclasses.asdict(cd.MP_SHORT_CALIBRATION)
-    assert got["detector"] == {"VIDEO_PAD": cd.VIDEO_PAD, "MIN_SCORE": cd.MP_MIN_SCORE}
 
 
 def _compare(got: list[dict], want: list[dict]) -> float:

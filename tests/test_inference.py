@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from core import images
-from core.detectors import VIDEO_PAD, HaarDetector, MediaPipeDetector, MP_SHORT_CALIBRATION, box_iou
+from core.detectors import HaarDetector, MediaPipeDetector, MP_SHORT_CALIBRATION, box_iou
 from core.images import load_image
 from core.inference import Face, FaceAligner, warp_crop
 from core.overlays import graph_edges
@@ -247,43 +247,6 @@ def test_mediapipe_finds_astronaut(astronaut):
     dets_big = det.detect(big)
     assert len(dets_big) == 1 and box_iou(dets_big[0].box / 4, FACE_BOX) > 0.5
     det.close()
-
-
-def test_video_detector_adds_the_padded_pass(tiny_weights, astronaut, monkeypatch):
-    """MediaPipeDetector(pad): the short-range model also runs on the frame zero-padded by pad x its
-    longer side; those boxes come back in frame pixels and merge with the plain pass by NMS; the
-    full-range model runs only when both find nothing. The video mode's detector has it."""
-    det = MediaPipeDetector(pad=VIDEO_PAD)
-    h, w = 300, 400
-    p = int(round(VIDEO_PAD * w))
-    part, whole = np.array([200.0, 150.0, 260.0, 210.0]), np.array([150.0, 80.0, 270.0, 220.0])
-    calls = []
-
-    def fake_raw(rgb, selection):  # plain pass: a box on part of the face; padded: the whole face
-        calls.append((rgb.shape[:2], selection))
-        if selection == 1:
-            return [(whole.copy(), 0.9)]
-        if rgb.shape[:2] == (h + 2 * p, w + 2 * p):
-            assert not rgb[:p].any() and not rgb[:, :p].any()  # zero padding
-            return [(whole + p, 0.7)]
-        return [(part.copy(), 0.55)]
-
-    monkeypatch.setattr(det, "detect_raw", fake_raw)
-    dets = det.detect(np.full((h, w, 3), 128, np.uint8))
-    assert [d.source for d in dets] == ["mediapipe_short", "mediapipe_short"]
-    assert np.allclose(dets[0].raw_box, whole) and np.allclose(dets[1].raw_box, part)  # highest score first
-    assert np.allclose(dets[0].box, MP_SHORT_CALIBRATION.apply(whole))
-    assert [s for _, s in calls] == [0, 0]  # full range not needed
-    monkeypatch.setattr(det, "detect_raw", lambda rgb, selection: [(whole.copy(), 0.9)] if selection == 1 else [])
-    assert [d.source for d in det.detect(np.zeros((h, w, 3), np.uint8))] == ["mediapipe_full"]
-    with pytest.raises(ValueError, match="pad"):
-        MediaPipeDetector(pad=-0.1)
-    # the real model: on the astronaut the padded pass finds the same face (merged into one box)
-    real = MediaPipeDetector(pad=VIDEO_PAD).detect(astronaut)
-    assert len(real) == 1 and box_iou(real[0].box, FACE_BOX) > 0.6
-    video = FaceAligner(tiny_weights, detector="mediapipe", video=True, backend="torch", threads=1)
-    image = FaceAligner(tiny_weights, detector="mediapipe", backend="torch", threads=1)
-    assert video.detector.pad == VIDEO_PAD and image.detector.mp.pad == 0
 
 
 def test_haar_finds_astronaut(astronaut):

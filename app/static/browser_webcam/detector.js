@@ -1,15 +1,11 @@
 // BlazeFace short range (the model MediaPipe's face_detection_short_range.tflite, converted to ONNX:
 // models/README.md) run by ONNX Runtime Web; decoding as in MediaPipe's face_detection graph
 // (SSD anchors, sigmoid scores >= 0.5, weighted NMS at IoU 0.3, letterbox removal), then the
-// calibration to a landmark box and NMS of core.detectors.MediaPipeDetector, with its video-mode
-// padded pass (MediaPipeDetector(pad=VIDEO_PAD)).
+// calibration to a landmark box and NMS of core.detectors.MediaPipeDetector.
 import { MP_SHORT_CALIBRATION, applyCalibration, nms } from "./boxes.js";
 
 export const DETECTOR_SIZE = 128;
 export const MIN_SCORE = 0.5; // core.detectors.MP_MIN_SCORE
-// core.detectors.VIDEO_PAD: the model also runs on the frame zero-padded by this share of its longer
-// side (on a face filling the frame it can return only a box on part of the face)
-export const VIDEO_PAD = 0.25;
 const SUPPRESSION_IOU = 0.3;
 
 function ssdAnchors() {
@@ -21,12 +17,6 @@ function ssdAnchors() {
   return a;
 }
 const ANCHORS = ssdAnchors();
-
-/** Python's round(): halves to even (the padding in pixels must be the Python pipeline's). */
-function pyRound(x) {
-  const r = Math.round(x);
-  return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
-}
 
 function iou(a, b) {
   const ix = Math.max(0, Math.min(a[2], b[2]) - Math.max(a[0], b[0]));
@@ -51,8 +41,8 @@ function weightedNms(cands) {
 }
 
 export class FaceDetector {
-  constructor(ort, session, pad = VIDEO_PAD) {
-    this.ort = ort; this.session = session; this.pad = pad;
+  constructor(ort, session) {
+    this.ort = ort; this.session = session;
     this.input = new Float32Array(3 * DETECTOR_SIZE * DETECTOR_SIZE);
     this.ms = 0;
   }
@@ -61,16 +51,14 @@ export class FaceDetector {
     return new FaceDetector(ort, await ort.InferenceSession.create(url, options));
   }
 
-  /** Letterboxed 128x128 input in [-1, 1] (MediaPipe's ImageToTensor: tensor pixel u <- image x = (u - pad) / s)
-   * of the image zero-padded by `p` pixels on every side. */
-  prepare(img, p = 0) {
+  /** Letterboxed 128x128 input in [-1, 1] (MediaPipe's ImageToTensor: tensor pixel u <- image x = (u - pad) / s). */
+  prepare(img) {
     const S = DETECTOR_SIZE, { data, width: w, height: h } = img, ch = img.channels || 4;
-    const W = w + 2 * p, H = h + 2 * p;
-    const s = Math.min(S / W, S / H), pl = (S - W * s) / 2, pt = (S - H * s) / 2, plane = S * S;
+    const s = Math.min(S / w, S / h), pl = (S - w * s) / 2, pt = (S - h * s) / 2, plane = S * S;
     for (let v = 0; v < S; v++) {
-      const y = (v - pt) / s - p, y0 = Math.floor(y), fy = y - y0;
+      const y = (v - pt) / s, y0 = Math.floor(y), fy = y - y0;
       for (let u = 0; u < S; u++) {
-        const x = (u - pl) / s - p, x0 = Math.floor(x), fx = x - x0;
+        const x = (u - pl) / s, x0 = Math.floor(x), fx = x - x0;
         let r = 0, g = 0, b = 0;
         for (let k = 0; k < 4; k++) {
           const xx = x0 + (k & 1), yy = y0 + (k >> 1);
@@ -84,14 +72,14 @@ export class FaceDetector {
         this.input[o + 2 * plane] = Math.round(b) / 127.5 - 1;
       }
     }
-    return { s, pl, pt, nw: W * s, nh: H * s, W, H };
+    return { s, pl, pt, nw: w * s, nh: h * s };
   }
 
-  /** Raw BlazeFace boxes in image pixels (pixel centres at integers) with scores; p: zero padding (px). */
-  async detectRaw(img, p = 0) {
-    const S = DETECTOR_SIZE, lb = this.prepare(img, p), t0 = performance.now();
+  /** Raw BlazeFace boxes in image pixels (pixel centres at integers) with scores. */
+  async detectRaw(img) {
+    const S = DETECTOR_SIZE, lb = this.prepare(img), t0 = performance.now();
     const res = await this.session.run({ input: new this.ort.Tensor("float32", this.input, [1, 3, S, S]) });
-    this.ms += performance.now() - t0;
+    this.ms = performance.now() - t0;
     const reg = res.regressors.data, cls = res.classificators.data, cands = [];
     for (let i = 0; i < ANCHORS.length; i++) {
       const score = 1 / (1 + Math.exp(-Math.max(-100, Math.min(100, cls[i]))));
@@ -100,19 +88,17 @@ export class FaceDetector {
       const bw = reg[i * 16 + 2] / S, bh = reg[i * 16 + 3] / S;
       cands.push({ box: [cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], score });
     }
-    const { W, H } = lb;
+    const { width: w, height: h } = img;
     return weightedNms(cands).map(({ box, score }) => {
       const fx0 = (box[0] * S - lb.pl) / lb.nw, fx1 = (box[2] * S - lb.pl) / lb.nw;
       const fy0 = (box[1] * S - lb.pt) / lb.nh, fy1 = (box[3] * S - lb.pt) / lb.nh;
-      return { box: [fx0 * W - 0.5 - p, fy0 * H - 0.5 - p, fx1 * W - 0.5 - p, fy1 * H - 0.5 - p], score };
+      return { box: [fx0 * w - 0.5, fy0 * h - 0.5, fx1 * w - 0.5, fy1 * h - 0.5], score };
     }).filter((d) => d.box[2] > d.box[0] && d.box[3] > d.box[1]);
   }
 
-  /** Detections with the landmark-box estimate (core.detectors.MediaPipeDetector(model="short", pad).detect). */
+  /** Detections with the landmark-box estimate (core.detectors.MediaPipeDetector.detect, short range). */
   async detect(img) {
-    this.ms = 0;
-    let raw = await this.detectRaw(img);
-    if (this.pad > 0) raw = raw.concat(await this.detectRaw(img, pyRound(this.pad * Math.max(img.width, img.height))));
+    const raw = await this.detectRaw(img);
     return nms(raw.map((d) => ({ box: applyCalibration(MP_SHORT_CALIBRATION, d.box), score: d.score,
                                  rawBox: d.box, source: "blazeface_short" })));
   }
