@@ -3,9 +3,12 @@ from `train`; never `test`) cropped around the ground-truth landmark box as the 
 
 - one pass (the protocol), two and three passes (re-cropped around the previous pass's landmarks,
   as image and video mode do), the mean of the first two;
-- the mean over that crop and crops shifted by --shift of the box side left, right, up and down.
+- the mean over that crop and crops shifted by --shift of the box side left, right, up and down;
+- with --photos SETS (benchmarks.photo_sets.VAL_SETS, e.g. val,val_rot90,val_small): image mode on
+  those whole validation photos, its final landmarks (pass 2) against the mean of pass 1 and pass 2.
 
     python benchmarks/crop_shift.py --data ../shared/data/faces68 [--weights W] [--precision int8] [--shift 0.04]
+    python benchmarks/crop_shift.py --data ../shared/data/faces68 --photos val,val_tight,val_rot90,val_mosaic,val_small
 
 Prints the NME (inter-ocular, %) of each. Validation only: the figures are for choosing, not reporting."""
 from __future__ import annotations
@@ -23,7 +26,8 @@ from core.checkpoint import DEFAULT_WEIGHTS  # noqa: E402
 from core.config import DataConfig  # noqa: E402
 from core.data import read_image, train_val_split  # noqa: E402
 from core.inference import FaceAligner  # noqa: E402
-from core.metrics import landmark_errors  # noqa: E402
+from core.metrics import landmark_errors, nme  # noqa: E402
+from core.photos import match_faces  # noqa: E402
 
 SHIFTS = ((1, 0), (-1, 0), (0, 1), (0, -1))
 
@@ -34,7 +38,11 @@ def main(argv=None) -> int:
     ap.add_argument("--weights", default=str(DEFAULT_WEIGHTS))
     ap.add_argument("--precision", default="int8", choices=["fp32", "int8"])
     ap.add_argument("--shift", type=float, default=0.04, help="share of the landmark box side")
+    ap.add_argument("--photos", default="",
+                    help="comma-separated validation photo sets: image mode, pass 2 vs mean of 1-2")
     args = ap.parse_args(argv)
+    if args.photos:
+        return photo_passes(args)
     _, val = train_val_split(DataConfig(), args.data)
     al = FaceAligner(args.weights, detector="none", backend="onnx", threads=1, precision=args.precision)
 
@@ -58,6 +66,33 @@ def main(argv=None) -> int:
     print(f"{len(val)} validation faces, {Path(args.weights).name} ({args.precision})")
     for key, p in preds.items():
         print(f"{key:32s} NME {100 * landmark_errors(np.stack(p), gt).mean():.3f} %")
+    return 0
+
+
+def photo_passes(args) -> int:
+    """Image mode (FaceAligner defaults) on validation photo sets: pass 2 vs the mean of passes 1 and 2."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from photo_sets import val_photos
+
+    al = FaceAligner(args.weights, backend="onnx", threads=1, precision=args.precision)
+    for kind in args.photos.split(","):
+        errs: dict[str, list] = {"pass 2 (today)": [], "mean of passes 1-2": []}
+        for ph in val_photos(Path(args.data), kind):
+            img = ph.image if isinstance(ph.image, np.ndarray) else read_image(ph.image)
+            al.refine_passes = 2
+            p2 = [f.landmarks for f in al.predict(img)]
+            al.refine_passes = 1
+            p1 = [f.landmarks for f in al.predict(img)]
+            mean = [p.copy() for p in p2]
+            for i, j, _ in match_faces(p2, p1):
+                mean[i] = (p2[i] + p1[j]) / 2
+            for key, preds in zip(errs, (p2, mean)):
+                m = match_faces(preds, ph.faces)
+                if m:
+                    pred, gt = np.stack([preds[i] for i, _, _ in m]), np.stack([ph.faces[j] for _, j, _ in m])
+                    errs[key] += nme(pred, gt).tolist()
+        print(kind, ", ".join(f"{k}: NME {100 * np.mean(v):.3f} % ({len(v)} faces)" for k, v in errs.items()),
+              flush=True)
     return 0
 
 
