@@ -168,6 +168,11 @@ def in_crop(pts: np.ndarray, crop) -> np.ndarray:
     return d @ r.T / side + 0.5
 
 
+def centre_offset(box, ref) -> float:
+    """Distance between the centres of landmark boxes `box` and `ref`, in sides of `ref`."""
+    return float(np.hypot(*((box[:2] + box[2:]) - (ref[:2] + ref[2:])) / 2)) / _side_box(ref)
+
+
 def _side(pts) -> float:
     return float(max(np.ptp(pts[:, 0]), np.ptp(pts[:, 1]), 1.0))
 

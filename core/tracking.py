@@ -50,7 +50,7 @@ from .smoothing import FaceSmoother
 from .track import (DUPLICATE_IOU, INHERIT_MAX_SHIFT, INHERIT_MAX_ZOOM, INHERIT_SPEED, KEEP_IOU, MATCH_IOU,
                     MAX_DRIFT, MAX_JUMP, MIN_FACE_SIDE, OVERLAP_IOU, PULL_MAX_DT, PULL_S, SIGMA_MEMORY,
                     TRACK_MIN_INSIDE, VELOCITY_MEMORY, Track, TrackingConfig, _side, _side_box,
-                    box_crop, in_crop, landmark_box, landmark_crop)
+                    box_crop, centre_offset, in_crop, landmark_box, landmark_crop)
 
 
 class VideoTracker:
@@ -284,11 +284,11 @@ class VideoTracker:
         pairs = []
         for d in dropped:
             pb = d.predicted_box(t, motion)
-            side, reach = _side_box(pb), min(INHERIT_MAX_SHIFT, INHERIT_SPEED * (t - d.t))
+            reach = min(INHERIT_MAX_SHIFT, INHERIT_SPEED * (t - d.t))
             for f in (tr for tr in self.tracks if tr.id >= first_new):
                 lb = landmark_box(res[f.id]["pts"])
-                dist = float(np.hypot(*((lb[:2] + lb[2:]) - (pb[:2] + pb[2:])) / 2)) / side
-                if dist <= reach and abs(math.log(_side_box(lb) / side)) <= INHERIT_MAX_ZOOM:
+                dist = centre_offset(lb, pb)
+                if dist <= reach and abs(math.log(_side_box(lb) / _side_box(pb))) <= INHERIT_MAX_ZOOM:
                     pairs.append((dist, d.id, f.id, d, f))
         done: set[int] = set()
         for _, _, _, d, f in sorted(pairs, key=lambda p: p[:3]):
@@ -308,9 +308,7 @@ class VideoTracker:
         coming back from behind it) is dropped too, not left to take that face's place; only with
         `pull`, frames up to PULL_MAX_DT apart (at 3 fps a face's real motion jumps as far)."""
         def off(tr, pb):
-            lb = landmark_box(res[tr.id]["pts"])
-            side = max(pb[2] - pb[0], pb[3] - pb[1], 1.0)
-            return float(np.hypot(*((lb[:2] + lb[2:]) - (pb[:2] + pb[2:])) / 2)) / side
+            return centre_offset(landmark_box(res[tr.id]["pts"]), pb)
 
         def jump(tr):
             if tr.landmarks is None:

@@ -53,6 +53,9 @@ export function pointsSide(pts) {
 
 /** max(width, height, 1.0) of a box (core.tracking._side_box). */
 export const boxSide = (b) => Math.max(b[2] - b[0], b[3] - b[1], 1.0);
+/** core.track.centre_offset: distance between the centres of boxes `box` and `ref`, in sides of `ref`. */
+export const centreOffset = (box, ref) =>
+  Math.hypot(((box[0] + box[2]) - (ref[0] + ref[2])) / 2, ((box[1] + box[3]) - (ref[1] + ref[3])) / 2) / boxSide(ref);
 
 /** Landmarks in crop units of crop = [cx, cy, side, angle] ([0, 1] = inside; the square turned by
  * -angle, as cropMatrix(cx, cy, side, S, -angle)): core.tracking.in_crop. */

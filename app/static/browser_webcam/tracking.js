@@ -7,7 +7,8 @@
 // Points are interleaved x, y (Float64Array); boxes [x0, y0, x1, y1]. A change to core/tracking.py
 // maps onto the method of the same name here (step, _associate, _check, _dropDuplicates, _update).
 import {
-  allFinite, boxCrop, boxIou, boxSide, inCrop, landmarkBox, landmarkCrop, pointsSide, rollDeg, uncertaintyRatio,
+  allFinite, boxCrop, boxIou, boxSide, centreOffset, inCrop, landmarkBox, landmarkCrop, pointsSide, rollDeg,
+  uncertaintyRatio,
 } from "./boxes.js";
 import { CROP_SCALE } from "./imgproc.js";
 import { FaceSmoother } from "./smoothing.js";
@@ -245,12 +246,11 @@ export class VideoTracker {
   _inherit(dropped, firstNew, res, boxes, t, motion) {
     const pairs = [];
     for (const d of dropped) {
-      const pb = d.predictedBox(t, motion);
-      const side = boxSide(pb), reach = Math.min(INHERIT_MAX_SHIFT, INHERIT_SPEED * (t - d.t));
+      const pb = d.predictedBox(t, motion), reach = Math.min(INHERIT_MAX_SHIFT, INHERIT_SPEED * (t - d.t));
       for (const f of this.tracks.filter((tr) => tr.id >= firstNew)) {
-        const lb = landmarkBox(res.get(f.id).pts);
-        const dist = Math.hypot(((lb[0] + lb[2]) - (pb[0] + pb[2])) / 2, ((lb[1] + lb[3]) - (pb[1] + pb[3])) / 2) / side;
-        if (dist <= reach && Math.abs(Math.log(boxSide(lb) / side)) <= INHERIT_MAX_ZOOM) pairs.push([dist, d.id, f.id, d, f]);
+        const lb = landmarkBox(res.get(f.id).pts), dist = centreOffset(lb, pb);
+        const zoom = Math.abs(Math.log(boxSide(lb) / boxSide(pb)));
+        if (dist <= reach && zoom <= INHERIT_MAX_ZOOM) pairs.push([dist, d.id, f.id, d, f]);
       }
     }
     pairs.sort((a, b) => (a[0] - b[0]) || (a[1] - b[1]) || (a[2] - b[2]));
@@ -268,10 +268,7 @@ export class VideoTracker {
    * (> OVERLAP_IOU) while one of them jumped away from its motion prediction: drop the one that
    * jumped more (ties: the younger); it is remembered. */
   _dropDuplicates(res, t, pull = true) {
-    const off = (tr, pb) => {
-      const lb = landmarkBox(res.get(tr.id).pts), side = Math.max(pb[2] - pb[0], pb[3] - pb[1], 1.0);
-      return Math.hypot(((lb[0] + lb[2]) - (pb[0] + pb[2])) / 2, ((lb[1] + lb[3]) - (pb[1] + pb[3])) / 2) / side;
-    };
+    const off = (tr, pb) => centreOffset(landmarkBox(res.get(tr.id).pts), pb);
     const jump = (tr) => {
       if (tr.landmarks === null) return 1.0;
       const j = off(tr, tr.predictedBox(t, this.cfg.predictMotion));
