@@ -256,8 +256,8 @@ class VideoTracker:
             if lost or tr.misses >= c.max_misses or (detected and tr.id not in matched and tr.from_detection):
                 self._drop(tr)
                 dropped += [tr] if lost and tr.landmarks is not None else []
-        self._inherit(dropped, first_new, res, boxes, t, motion)
-        self._drop_duplicates(res, boxes, t, pull=dt <= PULL_MAX_DT)
+        self._inherit(dropped, first_new, res, t, motion)
+        self._drop_duplicates(res, t, pull=dt <= PULL_MAX_DT)
         out = []
         for tr in self.tracks:
             r = res[tr.id]
@@ -275,12 +275,13 @@ class VideoTracker:
             tr.smoother, tr.restart = None, True
             self.lost.append(tr)
 
-    def _inherit(self, dropped: list[Track], first_new: int, res, boxes, t: float, motion: bool) -> None:
+    def _inherit(self, dropped: list[Track], first_new: int, res, t: float, motion: bool) -> None:
         """A track started on this frame takes the id of a track lost on it (`dropped`) when its
         landmarks lie within the distance a face moves meanwhile, INHERIT_SPEED landmark-box sides a
         second since the lost track's last frame (at most INHERIT_MAX_SHIFT), from its motion
         prediction, at a similar size: at 3 fps a face moving sideways leaves its crop and the motion
-        prediction in one frame. Closest pairs first; the lost track is then not remembered."""
+        prediction in one frame. Closest pairs first; the lost track is then not remembered. Only this
+        frame's results `res` are keyed by id from here on."""
         pairs = []
         for d in dropped:
             pb = d.predicted_box(t, motion)
@@ -295,12 +296,11 @@ class VideoTracker:
             if id(d) in done or id(f) in done:
                 continue
             done |= {id(d), id(f)}
-            for m in (res, boxes, self._crops):
-                m[d.id] = m.pop(f.id)
+            res[d.id] = res.pop(f.id)
             f.id = d.id
             self.lost.remove(d)
 
-    def _drop_duplicates(self, res, boxes, t, pull: bool = True) -> None:
+    def _drop_duplicates(self, res, t, pull: bool = True) -> None:
         """Two tracks on one face (landmark boxes overlapping > DUPLICATE_IOU), or overlapping
         (> OVERLAP_IOU) while one of them jumped away from its motion prediction (pulled onto the
         face in front): drop the one that jumped more (ties: the younger); it is remembered. A track
@@ -323,7 +323,8 @@ class VideoTracker:
             ious = [box_iou(lb, landmark_box(res[k.id]["pts"])) for k in keep]
             pulled = [box_iou(lb, b) for last, b in paths  # another face's path (not a former duplicate of this one)
                       if tr.landmarks is not None and box_iou(last, tr.box) <= DUPLICATE_IOU]
-            if any(i > DUPLICATE_IOU for i in ious) or (any(i > OVERLAP_IOU for i in ious + pulled) and jumps[tr.id] > MAX_JUMP):
+            pulled_or_overlapping = any(i > OVERLAP_IOU for i in ious + pulled) and jumps[tr.id] > MAX_JUMP
+            if any(i > DUPLICATE_IOU for i in ious) or pulled_or_overlapping:
                 self._drop(tr)
             else:
                 keep.append(tr)

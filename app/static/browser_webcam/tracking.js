@@ -220,7 +220,7 @@ export class VideoTracker {
         if (lost && tr.landmarks !== null) dropped.push(tr);
       }
     }
-    this._inherit(dropped, firstNew, res, boxes, t, motion);
+    this._inherit(dropped, firstNew, res, t, motion);
     this._dropDuplicates(res, t, dt <= PULL_MAX_DT);
     const out = [];
     for (const tr of this.tracks) {
@@ -243,7 +243,7 @@ export class VideoTracker {
   /** A track started on this frame takes the id of a track lost on it (`dropped`) when its landmarks
    * lie within INHERIT_SPEED landmark-box sides a second (at most INHERIT_MAX_SHIFT) of the lost
    * track's motion prediction, at a similar size; closest pairs first; the lost track is not remembered. */
-  _inherit(dropped, firstNew, res, boxes, t, motion) {
+  _inherit(dropped, firstNew, res, t, motion) {
     const pairs = [];
     for (const d of dropped) {
       const pb = d.predictedBox(t, motion), reach = Math.min(INHERIT_MAX_SHIFT, INHERIT_SPEED * (t - d.t));
@@ -258,7 +258,7 @@ export class VideoTracker {
     for (const [, , , d, f] of pairs) {
       if (done.has(d) || done.has(f)) continue;
       done.add(d); done.add(f);
-      for (const m of [res, boxes, this.crops]) { m.set(d.id, m.get(f.id)); m.delete(f.id); }
+      res.set(d.id, res.get(f.id)); res.delete(f.id); // only this frame's results are keyed by id from here on
       f.id = d.id;
       this.lost.splice(this.lost.indexOf(d), 1);
     }
