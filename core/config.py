@@ -187,8 +187,12 @@ class AugmentConfig:
     translation: float = 0.05  # of the crop side, +-
     flip: float = 0.5
     occlusion: float = 0.4  # probability of a random occluding patch (~20 % of the image)
+    # share of those occluders placed over the face instead (ellipse or rectangle, 10-40 % of the
+    # landmark box's side, solid colour, noise or texture from elsewhere in the crop): hands, phones, hair
+    occlusion_on_face: float = 0.0
     color: float = 0.8
     blur: float = 0.2
+    blur_length: float = 0.0  # > 0: motion-blur lines up to this fraction of the crop side (else 3-11 px)
     rotation_prob: float = 0.6  # large rotations are applied with this probability
     # probability of a low-resolution source: the crop is shrunk to a side drawn log-uniformly from
     # [lowres_min_side, input size) and enlarged back (small faces, webcam and video frames)
@@ -196,6 +200,9 @@ class AugmentConfig:
     lowres_min_side: int = 48
 
     def validate(self):
+        if not 0.0 <= self.occlusion_on_face <= 1.0 or not 0.0 <= self.blur_length < 0.5:
+            raise ConfigError(f"augment.occlusion_on_face must be a probability and blur_length in [0, 0.5): "
+                              f"{self.occlusion_on_face}, {self.blur_length}")
         if not 0.0 <= self.lowres <= 1.0 or self.lowres_min_side < 8:
             raise ConfigError(f"augment.lowres must be a probability and lowres_min_side >= 8 px: "
                               f"{self.lowres}, {self.lowres_min_side}")

@@ -133,6 +133,37 @@ def _random_occlusion(img: np.ndarray, rng: np.random.Generator, area=(0.1, 0.3)
     return img
 
 
+def _face_occlusion(img: np.ndarray, pts: np.ndarray, rng: np.random.Generator, axes=(0.1, 0.4)) -> np.ndarray:
+    """An occluder over the face as real ones fall (hands, phones, hair): an ellipse or rectangle centred
+    anywhere in the landmark box (`pts`, crop pixels), semi-axes `axes` x the box's larger side, any
+    angle, filled with a solid colour, noise, or the crop's own texture from a shifted position."""
+    x0, y0 = pts.min(0)
+    x1, y1 = pts.max(0)
+    side = max(x1 - x0, y1 - y0)
+    centre = np.array([x0 + (x1 - x0) * rng.random(), y0 + (y1 - y0) * rng.random()])
+    half = rng.uniform(*axes, size=2) * side
+    angle = rng.uniform(0, 180)
+    mask = np.zeros(img.shape[:2], np.uint8)
+    if rng.random() < 0.5:
+        cv2.ellipse(mask, (int(round(centre[0])), int(round(centre[1]))),
+                    (int(round(half[0])), int(round(half[1]))), angle, 0, 360, 1, -1)
+    else:
+        corners = cv2.boxPoints(((float(centre[0]), float(centre[1])), (2 * float(half[0]), 2 * float(half[1])), angle))
+        cv2.fillPoly(mask, [np.round(corners).astype(np.int32)], 1)
+    m = mask.astype(bool)
+    out = img.copy()
+    fill = rng.integers(3)
+    if fill == 0:
+        out[m] = rng.integers(0, 256, size=3, dtype=np.uint8)
+    elif fill == 1:
+        out[m] = rng.integers(0, 256, size=(int(m.sum()), 3), dtype=np.uint8)
+    else:
+        h, w = img.shape[:2]
+        dy, dx = (int(rng.integers(n // 4, n - n // 4 + 1)) for n in (h, w))
+        out[m] = np.roll(img, (dy, dx), axis=(0, 1))[m]
+    return out
+
+
 def _color_jitter(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     f = img.astype(np.float32)
     f = f * rng.uniform(0.6, 1.4) + rng.uniform(-30, 30)  # contrast-ish gain and brightness
@@ -162,11 +193,13 @@ def _low_resolution(img: np.ndarray, rng: np.random.Generator, min_side: int) ->
     return cv2.resize(small, (size, size), interpolation=cv2.INTER_LINEAR)
 
 
-def _blur(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def _blur(img: np.ndarray, rng: np.random.Generator, length: float = 0.0) -> np.ndarray:
+    """Gaussian (sigma 0.5-2 px) or motion blur: a line of 3-11 px, or up to `length` x the crop side."""
     if rng.random() < 0.5:
         s = rng.uniform(0.5, 2.0)
         return cv2.GaussianBlur(img, (0, 0), s)
-    return cv2.filter2D(img, -1, motion_blur_kernel(int(rng.integers(3, 12)), rng.uniform(0, 180)))
+    longest = max(11, int(round(length * img.shape[0])))
+    return cv2.filter2D(img, -1, motion_blur_kernel(int(rng.integers(3, longest + 1)), rng.uniform(0, 180)))
 
 
 class FaceDataset(Dataset):
@@ -209,9 +242,12 @@ class FaceDataset(Dataset):
             if rng.random() < a.color:
                 crop = _color_jitter(crop, rng)
             if rng.random() < a.blur:
-                crop = _blur(crop, rng)
-            if rng.random() < a.occlusion:
-                crop = _random_occlusion(crop.copy(), rng)
+                crop = _blur(crop, rng, a.blur_length)
+            if rng.random() < a.occlusion:  # the on-face draw only when on: earlier runs' streams unchanged
+                if a.occlusion_on_face and rng.random() < a.occlusion_on_face:
+                    crop = _face_occlusion(crop, pts, rng)
+                else:
+                    crop = _random_occlusion(crop.copy(), rng)
         return crop, pts.astype(np.float32), m
 
     def __getitem__(self, i):

@@ -148,6 +148,50 @@ def test_low_resolution_augmentation_blurs_the_crop_and_keeps_the_landmarks(one_
         from_dict(AugmentConfig, {"lowres": 1.5}, "augment")
 
 
+
+def test_face_occluders_sit_on_the_face_in_every_draw(one_face):
+    """augment.occlusion_on_face: every occluder is centred in the landmark box and covers landmarks
+    (hands, phones, hair), with solid, noise and texture fills; the landmarks do not move."""
+    plain = FaceDataset(one_face, 128, AugmentConfig(**NO_AUG))
+    c0, p0, _ = plain.sample(0, np.random.default_rng(0))
+    (x0, y0), (x1, y1) = p0.min(0), p0.max(0)
+    xy = np.clip(np.round(p0).astype(int), 0, 127)
+    ds = FaceDataset(one_face, 128, AugmentConfig(**{**NO_AUG, "occlusion": 1.0, "occlusion_on_face": 1.0}))
+    colours = []
+    for seed in range(40):
+        c, p, _ = ds.sample(0, np.random.default_rng(seed))
+        assert np.array_equal(p, p0)
+        changed = np.any(c != c0, axis=2)
+        ys, xs = np.nonzero(changed)
+        assert x0 <= xs.mean() <= x1 and y0 <= ys.mean() <= y1
+        assert changed[xy[:, 1], xy[:, 0]].sum() >= 2
+        colours.append(len(np.unique(c[changed], axis=0)))
+    assert min(colours) == 1 and max(colours) > 100  # solid fills and noise or texture fills
+    with pytest.raises(ConfigError, match="occlusion_on_face"):
+        from_dict(AugmentConfig, {"occlusion_on_face": 1.5}, "augment")
+
+
+def test_blur_length_lengthens_motion_blur(one_face):
+    """augment.blur_length: motion-blur lines up to that share of the crop side (3-11 px without it)."""
+    from core.data import _blur
+
+    dot = np.zeros((160, 160, 3), np.uint8)
+    dot[80, 80] = 255
+
+    def extent(length: float) -> int:
+        longest = 0
+        for seed in range(200):
+            out = _blur(dot, np.random.default_rng(seed), length)
+            ys, xs = np.nonzero(out[..., 0])
+            longest = max(longest, int(max(np.ptp(xs), np.ptp(ys))) + 1)
+        return longest
+
+    assert extent(0.0) <= 12
+    assert extent(0.11) > 14
+    with pytest.raises(ConfigError, match="blur_length"):
+        from_dict(AugmentConfig, {"blur_length": 0.6}, "augment")
+
+
 # ---------------------------------------------------------------- load_jsonl
 def _bad_line(good, **change):
     obj = {**good, **change}
