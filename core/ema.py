@@ -6,7 +6,11 @@ copied. With d = 0.995 the average spans about 1 / (1 - d) = 200 steps. Validati
 average and `best.*` holds it; `last.*` keeps the raw weights for the optimiser and the average
 beside them (`train.ema.*`), so `--resume` continues both.
 
-    python -m core.ema runs/x/last.safetensors --out runs/x/average   # the average of a run's last epoch"""
+    python -m core.ema runs/x/last.safetensors --out runs/x/average   # the average of a run's last epoch
+    python -m core.ema --soup A.safetensors B.safetensors --out soup    # uniform average of model checkpoints
+
+A soup, theta = (1/K) sum_k theta_k over K checkpoints of one architecture fine-tuned from the same
+start, keeps what each run learned where their losses agree (the shipped flagship: docs/FLAGSHIP.md)."""
 from __future__ import annotations
 
 import argparse
@@ -73,7 +77,8 @@ def save_average(path, out) -> int:
     model, meta = load_model(path)
     average = stored_average(load_tensors(path), TRAIN_STATE_PREFIX)
     if not average:
-        raise CheckpointError(f"{path}: holds no weight average (a run without ema_decay, or best.*, which already is one)")
+        raise CheckpointError(f"{path}: holds no weight average (a run without ema_decay, or best.*, "
+                              "which already is one)")
     load_state_strict(model, average, str(path))
     keep = {k: v for k, v in meta.items() if k not in ("optimizer", "save_id", "tensors_sha256", "format", "model",
                                                        "num_landmarks", "input_size", "neighbours")}
@@ -81,14 +86,47 @@ def save_average(path, out) -> int:
     return int(meta.get("epoch", 0))
 
 
+def save_soup(paths, out) -> None:
+    """Write the uniform average of model checkpoints `paths` (one architecture) as `out`; integer
+    buffers come from the first. The metadata is the first's, with the list of ingredients."""
+    from .checkpoint import CheckpointError, load_model, save_weights
+
+    if len(paths) < 2:
+        raise CheckpointError("a soup needs at least two checkpoints")
+    models = [load_model(p) for p in paths]
+    model, meta = models[0]
+    states = [m.state_dict() for m, _ in models]
+    for p, (m, _) in zip(paths[1:], models[1:]):
+        if m.cfg != model.cfg or set(m.state_dict()) != set(states[0]):
+            raise CheckpointError(f"{p}: another architecture than {paths[0]}; a soup averages one model's weights")
+    soup = {k: (torch.stack([s[k].float() for s in states]).mean(0).to(v.dtype) if v.is_floating_point() else v)
+            for k, v in states[0].items()}
+    model.load_state_dict(soup)
+    per_run = ("history", "epoch", "best_val_nme", "elapsed_s", "weights")  # said per ingredient below
+    keep = {k: v for k, v in meta.items() if k not in ("optimizer", "save_id", "tensors_sha256", "format", "model",
+                                                       "num_landmarks", "input_size", "neighbours", *per_run)}
+    ingredients = [{"checkpoint": str(p), "epoch": m.get("epoch"), "weights": m.get("weights", "as trained"),
+                    "val_nme": (m.get("history") or [{}])[-1].get("val_nme", m.get("best_val_nme")),
+                    "train_config": m.get("train_config")}
+                   for p, (_, m) in zip(paths, models)]
+    save_weights(out, model, {**keep, "weights": f"uniform soup of {len(paths)} checkpoints", "soup": ingredients})
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("checkpoint", help="a run's last.safetensors (trained with ema_decay)")
+    ap.add_argument("checkpoint", nargs="?", help="a run's last.safetensors (trained with ema_decay)")
+    ap.add_argument("--soup", nargs="+", metavar="CHECKPOINT", help="instead: average these model checkpoints")
     ap.add_argument("--out", required=True, help="stem of the model checkpoint to write")
     args = ap.parse_args(argv)
+    if bool(args.checkpoint) == bool(args.soup):
+        ap.error("give either a training checkpoint or --soup CHECKPOINT ...")
     from .checkpoint import CheckpointError
 
     try:
+        if args.soup:
+            save_soup(args.soup, args.out)
+            print(f"{args.out}: the uniform soup of {len(args.soup)} checkpoints")
+            return 0
         epoch = save_average(args.checkpoint, args.out)
     except CheckpointError as e:
         print(f"error: {e}", file=sys.stderr)

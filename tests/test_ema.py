@@ -95,3 +95,37 @@ def test_the_average_of_a_stopped_run_can_be_saved_as_a_model(ema_run, tmp_path,
     assert meta["epoch"] == 3 and "weight average" in meta["weights"]
     assert ema_main([str(tmp_path / "avg.safetensors"), "--out", str(tmp_path / "again")]) == 2
     assert "holds no weight average" in capsys.readouterr().err
+
+
+def test_a_soup_is_the_mean_of_its_checkpoints_and_refuses_another_architecture(ema_run, tmp_path, capsys):
+    """python -m core.ema --soup A B --out S: every float tensor the mean of A's and B's, integer buffers
+    A's; the ingredients listed in S's metadata; a different model is refused with a message."""
+    import dataclasses
+
+    from core.checkpoint import save_weights
+    from core.ema import main as ema_main
+
+    a, _ = load_model(ema_run / "best")
+    b, meta_b = load_model(ema_run / "best")
+    with torch.no_grad():
+        for p in b.parameters():
+            p.add_(torch.randn_like(p))
+    save_weights(tmp_path / "b.safetensors", b, meta_b)
+    assert ema_main(["--soup", str(ema_run / "best.safetensors"), str(tmp_path / "b.safetensors"),
+                     "--out", str(tmp_path / "soup")]) == 0
+    soup, meta = load_model(tmp_path / "soup")
+    sa, sb = a.state_dict(), b.state_dict()
+    want = {k: (sa[k] + sb[k]) / 2 if sa[k].is_floating_point() else sa[k] for k in sa}
+    assert max_diff(soup.state_dict(), want) <= 1e-6
+    ingredients = [str(ema_run / "best.safetensors"), str(tmp_path / "b.safetensors")]
+    assert [i["checkpoint"] for i in meta["soup"]] == ingredients
+    assert "history" not in meta and meta["train_config"] == read_meta(ema_run / "best")["train_config"]
+
+    other = dataclasses.replace(a.cfg, graph_hidden=a.cfg.graph_hidden * 2)
+    from core.models import build_model
+
+    c = build_model(other, a.neighbours.numpy(), a.mean_shape.numpy())
+    save_weights(tmp_path / "c.safetensors", c, {"train_config": meta_b["train_config"]})
+    assert ema_main(["--soup", str(ema_run / "best.safetensors"), str(tmp_path / "c.safetensors"),
+                     "--out", str(tmp_path / "bad")]) == 2
+    assert "another architecture" in capsys.readouterr().err
