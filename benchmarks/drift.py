@@ -1,5 +1,5 @@
-"""Stability-check margin (core.image_faces.drift, MAX_DRIFT): how far one more re-crop moves the
-landmarks of real faces and of false detections, for one model, on the choosing sets only.
+"""Stability-check margin (core.image_faces.drift, the model's max_drift): how far one more re-crop
+moves the landmarks of real faces and of false detections, for one model, on the choosing sets only.
 
     nice -n 10 python benchmarks/drift.py --data ../shared/data/faces68 [--weights W] \
         [--sets val val_rot90 photos_afw noface] [--limit 80] [--json benchmarks/results/drift.json]
@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from core.data import read_image  # noqa: E402
 from core.detectors import MediaPipeDetector  # noqa: E402
 from core.face_finder import FaceFinder  # noqa: E402
-from core.image_faces import MAX_DRIFT, drift, predict_image  # noqa: E402
+from core.image_faces import drift, predict_image  # noqa: E402
 from core.inference import FaceAligner  # noqa: E402
 from core.photos import match_faces  # noqa: E402
 from photos import load_set, ratio  # noqa: E402
@@ -51,13 +51,13 @@ def drifts(aligner: FaceAligner, finder: FaceFinder, records) -> tuple[list[floa
     return real, false
 
 
-def summary(real: list[float], false: list[tuple[float, float]], r0: float) -> dict:
+def summary(real: list[float], false: list[tuple[float, float]], r0: float, max_drift: float) -> dict:
     d = np.sort(np.array(real))[::-1]
     f = sorted(false)
     past_r0 = [m for m, r in f if r <= r0]
     return {"real": len(d), "real_max": float(d[0]) if len(d) else None, "real_top5": d[:5].round(4).tolist(),
             "real_p99": float(np.percentile(d, 99)) if len(d) else None,
-            "real_over_max_drift": int((d > MAX_DRIFT).sum()),
+            "real_over_max_drift": int((d > max_drift).sum()),
             "false": len(f), "false_min5": [round(m, 4) for m, _ in f[:5]],
             "false_past_r0": len(past_r0), "false_past_r0_min5": [round(m, 4) for m in past_r0[:5]]}
 
@@ -76,10 +76,11 @@ def main(argv=None) -> int:
     torch.set_num_threads(1)
     aligner = FaceAligner(args.weights, threads=1)
     finder = FaceFinder(mediapipe=MediaPipeDetector("auto"))
-    out = {"weights": str(aligner.weights), "reject_ratio": aligner.reject_ratio, "max_drift": MAX_DRIFT, "sets": {}}
+    out = {"weights": str(aligner.weights), "reject_ratio": aligner.reject_ratio, "max_drift": aligner.max_drift,
+           "sets": {}}
     for s in args.sets:
         real, false = drifts(aligner, finder, load_set(s, Path(args.data), args.limit))
-        out["sets"][s] = summary(real, false, aligner.reject_ratio)
+        out["sets"][s] = summary(real, false, aligner.reject_ratio, aligner.max_drift)
         print(s, json.dumps(out["sets"][s]), flush=True)
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(out, indent=1))

@@ -57,7 +57,7 @@ def ratio(face) -> float:
 
 def ours(aligner, detector, max_faces=64, min_confidence=0.0, upright_above=None, turn_search=None):
     """Predictor: detector -> core.image_faces.predict_image -> (landmarks, r) per face."""
-    kw = {"reject_ratio": aligner.reject_ratio}
+    kw = {"reject_ratio": aligner.reject_ratio, "max_drift": aligner.max_drift}  # as FaceAligner.predict passes them
     if turn_search is not None:
         kw["turn_search"] = turn_search
     if upright_above is not None:

@@ -2,6 +2,7 @@
 
     python -m core.calibrate --weights weights/sdfl_flagship.safetensors [--data ../shared/data/faces68]
         [--reject-ratio R]   # also record the image-mode rejection threshold (docs/PHOTOS.md)
+        [--max-drift D]      # and the stability check's threshold (benchmarks/drift.py)
 
 The NLL-trained uncertainty head sees heavily augmented crops, so on clean faces its ellipses come
 out too large. One factor s scales every covariance (the model's `cov_scale` buffer, so torch, ONNX
@@ -34,11 +35,15 @@ def fit_scale(d2: np.ndarray) -> float:
     return float(SCALE_GRID[np.argmin((in1 - GAUSSIAN_COVERAGE[0]) ** 2 + (in2 - GAUSSIAN_COVERAGE[1]) ** 2)])
 
 
-def calibrate(weights, data: str | None = None, device: str = "cpu", reject_ratio: float | None = None) -> dict:
+def calibrate(weights, data: str | None = None, device: str = "cpu", reject_ratio: float | None = None,
+              max_drift: float | None = None) -> dict:
     """Fit and store cov_scale; with reject_ratio, also record it in the weights' JSON ("reject_ratio":
-    sigma / inter-ocular at confidence 0.5, chosen with benchmarks/photos.py; core.image_faces)."""
+    sigma / inter-ocular at confidence 0.5, chosen with benchmarks/photos.py; core.image_faces), and
+    with max_drift the stability check's threshold (inter-ocular distances, chosen with benchmarks/drift.py)."""
     if reject_ratio is not None and not reject_ratio > 0:
         raise ValueError(f"--reject-ratio must be > 0, got {reject_ratio}")
+    if max_drift is not None and not max_drift > 0:
+        raise ValueError(f"--max-drift must be > 0, got {max_drift}")
     model, meta = load_model(weights, device)
     if not model.cfg.uncertainty:
         raise CheckpointError(f"{weights}: the model has no uncertainty head")
@@ -54,6 +59,8 @@ def calibrate(weights, data: str | None = None, device: str = "cpu", reject_rati
             "val_before": before, "val_after": after}
     if reject_ratio is not None:
         meta = {**meta, "reject_ratio": float(reject_ratio)}
+    if max_drift is not None:
+        meta = {**meta, "max_drift": float(max_drift)}
     save_weights(weights, model, {**meta, "uncertainty_calibration": info})
     return info
 
@@ -65,9 +72,11 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--reject-ratio", type=float, default=None,
                     help="image-mode rejection threshold to record in the weights' JSON (docs/PHOTOS.md)")
+    ap.add_argument("--max-drift", type=float, default=None,
+                    help="image-mode stability threshold to record in the weights' JSON (benchmarks/drift.py)")
     args = ap.parse_args(argv)
     try:
-        info = calibrate(args.weights, args.data, args.device, args.reject_ratio)
+        info = calibrate(args.weights, args.data, args.device, args.reject_ratio, args.max_drift)
     except (DataError, CheckpointError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

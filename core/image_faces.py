@@ -158,6 +158,12 @@ def reject_ratio_for(weights, meta: dict) -> float | None:
     return None if r is None else float(r)
 
 
+def max_drift_for(meta: dict) -> float:
+    """The stability check's threshold of a model: meta["max_drift"] (chosen on the validation photo
+    sets with benchmarks/drift.py, recorded by core.calibrate --max-drift), else MAX_DRIFT."""
+    return float(meta.get("max_drift", MAX_DRIFT))
+
+
 def _ratios(res, idx) -> np.ndarray:
     return np.array([uncertainty_ratio(res["pts"][i], res["sigma"][i]) if np.isfinite(res["pts"][i]).all()
                      else np.inf for i in idx])

@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from .detectors import Detection, HaarDetector, MediaPipeDetector
-from .image_faces import DEFAULT_MIN_CONFIDENCE, FaceList, predict_image, ratio_at, reject_ratio_for, run_crops
+from .image_faces import (DEFAULT_MIN_CONFIDENCE, FaceList, max_drift_for, predict_image, ratio_at, reject_ratio_for,
+                          run_crops)
 from .images import decode_image
 from .landmarks import apply_affine, crop_matrix, invert_affine, warp_crop  # noqa: F401 (warp_crop re-exported)
 from .mirror import MirrorRunner
@@ -179,6 +180,7 @@ class FaceAligner:
         self.has_uncertainty = "cov" in self.runner.outputs
         # image mode: sigma / inter-ocular at confidence 0.5 (core.image_faces); None = no rejection
         self.reject_ratio = reject_ratio_for(st_path, self.meta) if self.has_uncertainty else None
+        self.max_drift = max_drift_for(self.meta)  # image mode's stability check (core.image_faces)
         self.max_faces, self.video = max_faces, video
         if isinstance(tracking, dict):
             from .config import from_dict
@@ -309,7 +311,7 @@ class FaceAligner:
                                  reject_ratio=self.reject_ratio, turn_search="none")
         dets = self.detector.detect(img)
         return predict_image(self, img, dets, self.max_faces, self.min_confidence, self.refine_passes,
-                             reject_ratio=self.reject_ratio)
+                             reject_ratio=self.reject_ratio, max_drift=self.max_drift)
 
     def _predict_video(self, img, user, timestamp) -> list[Face]:
         if self._shape is not None and img.shape != self._shape:

@@ -74,3 +74,33 @@ def test_calibrate_records_the_rejection_threshold_that_the_aligner_then_uses(st
     calibrate(weights, reject_ratio=0.07)
     assert json.loads((tmp_path / "mine.json").read_text())["reject_ratio"] == 0.07
     assert FaceAligner(weights, backend="torch").reject_ratio == 0.07
+
+
+def test_calibrate_records_the_stability_threshold_that_image_mode_then_uses(straight_run, tmp_path, monkeypatch):
+    """--max-drift: the model's own stability threshold in its JSON, passed to the image pipeline."""
+    import shutil
+
+    from core import inference
+    from core.calibrate import calibrate
+    from core.image_faces import MAX_DRIFT
+    from core.inference import FaceAligner
+
+    for suffix in (".safetensors", ".json"):
+        shutil.copy(straight_run / f"best{suffix}", tmp_path / f"mine{suffix}")
+    weights = tmp_path / "mine.safetensors"
+    with pytest.raises(ValueError, match="max-drift"):
+        calibrate(weights, max_drift=-0.01)
+    assert FaceAligner(weights, backend="torch", detector="haar").max_drift == MAX_DRIFT  # none recorded
+    calibrate(weights, reject_ratio=0.07, max_drift=0.045)
+    meta = json.loads((tmp_path / "mine.json").read_text())
+    assert meta["max_drift"] == 0.045 and meta["reject_ratio"] == 0.07
+    al = FaceAligner(weights, backend="torch", detector="haar")
+    seen = {}
+
+    def spy(*args, **kw):
+        seen.update(kw)
+        return inference.FaceList([])
+
+    monkeypatch.setattr(inference, "predict_image", spy)
+    al.predict(np.zeros((64, 64, 3), np.uint8))
+    assert al.max_drift == 0.045 and seen["max_drift"] == 0.045
