@@ -20,6 +20,8 @@ import sys
 import torch
 
 EMA_PREFIX = "ema."
+# metadata that describes the stored tensors, not the run: save_weights writes it anew
+TENSOR_META = ("optimizer", "save_id", "tensors_sha256", "format", "model", "num_landmarks", "input_size", "neighbours")
 
 
 class WeightAverage:
@@ -80,8 +82,7 @@ def save_average(path, out) -> int:
         raise CheckpointError(f"{path}: holds no weight average (a run without ema_decay, or best.*, "
                               "which already is one)")
     load_state_strict(model, average, str(path))
-    keep = {k: v for k, v in meta.items() if k not in ("optimizer", "save_id", "tensors_sha256", "format", "model",
-                                                       "num_landmarks", "input_size", "neighbours")}
+    keep = {k: v for k, v in meta.items() if k not in TENSOR_META}
     save_weights(out, model, {**keep, "weights": f"weight average of {path} (epoch {meta.get('epoch')})"})
     return int(meta.get("epoch", 0))
 
@@ -96,15 +97,14 @@ def save_soup(paths, out) -> None:
     models = [load_model(p) for p in paths]
     model, meta = models[0]
     states = [m.state_dict() for m, _ in models]
-    for p, (m, _) in zip(paths[1:], models[1:]):
-        if m.cfg != model.cfg or set(m.state_dict()) != set(states[0]):
+    for p, (m, _), state in zip(paths[1:], models[1:], states[1:]):
+        if m.cfg != model.cfg or set(state) != set(states[0]):
             raise CheckpointError(f"{p}: another architecture than {paths[0]}; a soup averages one model's weights")
     soup = {k: (torch.stack([s[k].float() for s in states]).mean(0).to(v.dtype) if v.is_floating_point() else v)
             for k, v in states[0].items()}
     model.load_state_dict(soup)
     per_run = ("history", "epoch", "best_val_nme", "elapsed_s", "weights")  # said per ingredient below
-    keep = {k: v for k, v in meta.items() if k not in ("optimizer", "save_id", "tensors_sha256", "format", "model",
-                                                       "num_landmarks", "input_size", "neighbours", *per_run)}
+    keep = {k: v for k, v in meta.items() if k not in (*TENSOR_META, *per_run)}
     ingredients = [{"checkpoint": str(p), "epoch": m.get("epoch"), "weights": m.get("weights", "as trained"),
                     "val_nme": (m.get("history") or [{}])[-1].get("val_nme", m.get("best_val_nme")),
                     "train_config": m.get("train_config")}
