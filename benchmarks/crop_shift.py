@@ -22,8 +22,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from core.checkpoint import DEFAULT_WEIGHTS  # noqa: E402
-from core.config import DataConfig  # noqa: E402
+from core.checkpoint import DEFAULT_WEIGHTS, read_meta, training_data_config  # noqa: E402
 from core.data import read_image, train_val_split  # noqa: E402
 from core.inference import FaceAligner  # noqa: E402
 from core.metrics import landmark_errors, nme  # noqa: E402
@@ -43,7 +42,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.photos:
         return photo_passes(args)
-    _, val = train_val_split(DataConfig(), args.data)
+    _, val = train_val_split(training_data_config(read_meta(args.weights)), args.data)  # the weights' own split
     al = FaceAligner(args.weights, detector="none", backend="onnx", threads=1, precision=args.precision)
 
     def run(img, box, passes):

@@ -20,16 +20,18 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from core.checkpoint import DEFAULT_WEIGHTS, load_model  # noqa: E402
-from core.config import DataConfig  # noqa: E402
+from core.checkpoint import DEFAULT_WEIGHTS, load_model, training_data_config  # noqa: E402
 from core.data import train_val_split  # noqa: E402
 from core.evaluate import predict_records  # noqa: E402
 from core.metrics import nme  # noqa: E402
 
 
-def score(weights: str, records, seeds: int) -> dict[str, float]:
-    """NME (%) of one checkpoint on `records`: clean, occluded and blurred (means over seeds 0..seeds-1)."""
-    model = load_model(weights)[0].eval()
+def score(weights: str, data: str, seeds: int) -> dict[str, float]:
+    """NME (%) of one checkpoint on the validation split of the data it was trained with (rebuilt from
+    its config, as core.calibrate does): clean, occluded and blurred (means over seeds 0..seeds-1)."""
+    model, meta = load_model(weights)
+    model.eval()
+    _, records = train_val_split(training_data_config(meta), data)
 
     def run(**kw) -> float:
         pred, gt, _ = predict_records(model, records, **kw)
@@ -39,7 +41,7 @@ def score(weights: str, records, seeds: int) -> dict[str, float]:
         clean = run()
         occluded = float(np.mean([run(occlusion=s) for s in range(seeds)]))
         blurred = float(np.mean([run(blur=s) for s in range(seeds)]))
-    return {"clean": clean, "occluded": occluded, "blurred": blurred,
+    return {"faces": len(records), "clean": clean, "occluded": occluded, "blurred": blurred,
             "occlusion_adds": occluded - clean, "blur_adds": blurred - clean}
 
 
@@ -51,13 +53,13 @@ def main(argv=None) -> int:
     ap.add_argument("--json", default="", help="also write the rows here")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
-    _, val = train_val_split(DataConfig(), args.data)
     rows = {}
-    print(f"validation: {len(val)} faces; occlusion and blur: mean over seeds 0-{args.seeds - 1}")
-    print(f"{'checkpoint':60s} {'clean':>7s} {'occluded':>9s} {'blurred':>8s} {'occl. adds':>10s} {'blur adds':>9s}")
+    print(f"each checkpoint's validation split; occlusion and blur: mean over seeds 0-{args.seeds - 1}")
+    print(f"{'checkpoint':60s} {'faces':>5s} {'clean':>7s} {'occluded':>9s} {'blurred':>8s} {'occl. adds':>10s} "
+          f"{'blur adds':>9s}")
     for w in args.weights:
-        r = rows[w] = score(w, val, args.seeds)
-        print(f"{w[-60:]:60s} {r['clean']:7.3f} {r['occluded']:9.3f} {r['blurred']:8.3f} "
+        r = rows[w] = score(w, args.data, args.seeds)
+        print(f"{w[-60:]:60s} {r['faces']:5d} {r['clean']:7.3f} {r['occluded']:9.3f} {r['blurred']:8.3f} "
               f"{r['occlusion_adds']:+10.3f} {r['blur_adds']:+9.3f}", flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
