@@ -63,12 +63,25 @@ def _coerce(tp, value, where: str):
     return value
 
 
+def _drop_retired(cls, data: dict, where: str) -> dict:
+    """Drop keys of concluded experiments (cls.RETIRED: key -> the only value still accepted, the
+    behaviour every model has), so checkpoints and configs written before they left still load; any
+    other value is refused with a pointer to the experiment's figures."""
+    retired = getattr(cls, "RETIRED", {})
+    for key in set(data) & set(retired):
+        if data[key] != retired[key]:
+            raise ConfigError(f"{where}.{key}: this switch was retired after its experiment (docs/EXPERIMENTS.md, "
+                              f"occlusion robustness); only {retired[key]!r} is accepted, got {data[key]!r}")
+    return {k: v for k, v in data.items() if k not in retired}
+
+
 def from_dict(cls, data: dict, where: str = "config"):
     """Build dataclass `cls` from a mapping, refusing keys the dataclass does not declare."""
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
+    data = _drop_retired(cls, data, where)
     unknown = sorted(set(data) - names)
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(names)}")
@@ -94,19 +107,13 @@ class ModelConfig:
     fusion: bool = True  # attention-guided multi-scale fusion + semantic-guided CBAM
     channels: int = 128  # fused feature channels
     node_channels: int = 4  # n in map-to-node (N*n channels)
-    k: int = 3  # neighbours per landmark (plus self)
-    # directed: landmark i hears its own top k; undirected: also every landmark that has i in its top k,
-    # so every landmark can reach every other through the graph (core.graph.neighbourhood)
-    edges: typing.Literal["directed", "undirected"] = "directed"
-    edge_reliability: bool = False  # dynamic edge weights also score each source node from its own features
+    k: int = 3  # neighbours per landmark (plus self): landmark i hears its own top k
     adjacency: typing.Literal["dynamic", "binary"] = "dynamic"
     graph_blocks: int = 4
     graph_hidden: int = 128
-    graph_context: bool = False  # graph blocks also hear a virtual node (attention pooling of all nodes)
     fc_hidden: int = 256
     fc_node_dim: int = 32  # FC heads: each node's features projected to this many before the dense layers
     uncertainty: bool = True
-    node_dropout: float = 0.0  # training only (graph / fc heads): zero whole map-to-node nodes with this probability
     pretrained: bool = True  # ImageNet init of MobileNetV2 when the file is installed
     # heatmap / hybrid heads (core.models.heatmap); ignored by the graph and fc heads
     heatmap_stride: int = 4  # heatmaps at 1/4 (or 1/8) of the input
@@ -117,6 +124,11 @@ class ModelConfig:
     node_features: typing.Literal["local", "whole"] = "local"
     refine_stages: int = 0
     stage_head: typing.Literal["graph", "fc"] = "graph"  # hybrid: "fc" = the baseline on the same nodes
+
+    # Switches of concluded experiments (none made the graph head lose less under occlusion; figures in
+    # docs/EXPERIMENTS.md and benchmarks/results/occlusion_training_*): accepted at these values only.
+    RETIRED: typing.ClassVar[dict] = {"edges": "directed", "edge_reliability": False, "graph_context": False,
+                                      "node_dropout": 0.0}
 
     @property
     def dynamic_adjacency(self) -> bool:
@@ -133,14 +145,6 @@ class ModelConfig:
             raise ConfigError(f"model.k must be in [1, {self.num_landmarks - 1}], got {self.k}")
         if self.input_size % 32:
             raise ConfigError(f"model.input_size must be a multiple of 32, got {self.input_size}")
-        if not 0.0 <= self.node_dropout < 1.0:
-            raise ConfigError(f"model.node_dropout must be in [0, 1), got {self.node_dropout}")
-        if self.node_dropout and self.head not in ("graph", "fc"):
-            raise ConfigError(f"model.node_dropout applies to the graph and fc heads, not {self.head!r}")
-        if self.edge_reliability and not (self.head == "graph" and self.adjacency == "dynamic"):
-            raise ConfigError("model.edge_reliability applies to the graph head with dynamic adjacency")
-        if self.graph_context and self.head != "graph":
-            raise ConfigError(f"model.graph_context applies to the graph head, not {self.head!r}")
         if not 0 <= self.refine_stages <= 3:
             raise ConfigError(f"model.refine_stages must be in [0, 3], got {self.refine_stages}")
         if self.fc_hidden < 1 or self.fc_node_dim < 1:

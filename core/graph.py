@@ -18,9 +18,8 @@ def correlation_matrix(landmarks: np.ndarray) -> np.ndarray:
     return c
 
 
-def neighbourhood(landmarks: np.ndarray, k: int = 3, undirected: bool = False) -> np.ndarray:
-    """(N, N) binary matrix M: row i marks i and its k most correlated landmarks; undirected: M or M^T
-    (i also hears every landmark that has i among its k), which connects every landmark to every other."""
+def neighbourhood(landmarks: np.ndarray, k: int = 3) -> np.ndarray:
+    """(N, N) binary matrix M: row i marks i and its k most correlated landmarks (directed)."""
     c = correlation_matrix(landmarks)
     n = c.shape[0]
     if not 1 <= k < n:
@@ -30,4 +29,4 @@ def neighbourhood(landmarks: np.ndarray, k: int = 3, undirected: bool = False) -
     top = np.argsort(-c, axis=1, kind="stable")[:, : k + 1]
     m = np.zeros((n, n), dtype=np.float32)
     np.put_along_axis(m, top, 1.0, axis=1)
-    return np.maximum(m, m.T) if undirected else m
+    return m

@@ -149,7 +149,7 @@ class Trainer:
             raise DataError("validation split is empty: raise data.val_fraction")
         size = cfg.model.input_size
         shapes = normalized_shapes(self.train_records, size)  # graph and mean shape: training split only
-        self.neighbours = neighbourhood(shapes, cfg.model.k, undirected=cfg.model.edges == "undirected")
+        self.neighbours = neighbourhood(shapes, cfg.model.k)
         self.mean_shape = shapes.mean(0)
         weights = np.ones(len(self.train_records))
         if dc.balance:

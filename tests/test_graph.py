@@ -111,16 +111,10 @@ def test_bad_k_raises(k):
         neighbourhood(_paired(), k=k)
 
 
-def test_undirected_neighbourhood_is_symmetric_superset_and_connects_everything():
+def test_the_directed_top_k_graph_leaves_some_pairs_unreachable():
     shapes = synthetic_shapes(40)
-    directed, undirected = neighbourhood(shapes, k=3), neighbourhood(shapes, k=3, undirected=True)
-    np.testing.assert_array_equal(undirected, undirected.T)
-    assert (undirected >= directed).all() and (undirected > directed).any()
-    reach = undirected.astype(np.float64)
+    directed = neighbourhood(shapes, k=3)
+    reach = directed.astype(np.float64)
     for _ in range(7):  # paths of up to 2**7 edges
         reach = np.minimum(reach @ reach, 1.0)
-    assert reach.all(), "every landmark reaches every other"
-    reach = directed.astype(np.float64)
-    for _ in range(7):
-        reach = np.minimum(reach @ reach, 1.0)
-    assert not reach.all(), "the directed top-k graph leaves some pairs unreachable"
+    assert not reach.all()

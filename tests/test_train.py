@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 from torch.utils.data import DataLoader
 
 from core.checkpoint import load_model, read_meta
-from core.config import ConfigError, TrainConfig, from_dict
+from core.config import ConfigError, ModelConfig, TrainConfig, from_dict
 from core.data import FaceDataset, load_jsonl, split_by_photo
 from core.train import Trainer, compute_loss, lr_at, main, set_train_mode
 from synth_faces import write_split
@@ -232,15 +232,16 @@ def test_config_json_written(straight_run):
     assert cfg["model"]["input_size"] == 64 and cfg["epochs"] == 3
 
 
-def test_undirected_edges_train_with_a_symmetric_neighbourhood(tmp_path, train_root, straight_run):
+def test_retired_switches_load_at_their_value_and_refuse_any_other(tmp_path, train_root):
+    """Configs and checkpoints written before a concluded experiment's switch left still load."""
+    model = from_dict(ModelConfig, {"edges": "directed", "edge_reliability": False, "graph_context": False,
+                                    "node_dropout": 0.0, "k": 5})
+    assert model.k == 5 and not hasattr(model, "edges")
+    for key, value in (("edges", "undirected"), ("edge_reliability", True), ("node_dropout", 0.3)):
+        with pytest.raises(ConfigError, match=f"model.{key}: this switch was retired"):
+            from_dict(TrainConfig, {"model": {key: value}})
     cfg = write_cfg(tmp_path / "cfg.yaml", cfg_dict(train_root, epochs=1, model={"edges": "undirected"}))
-    assert main(["--config", cfg, "--out", str(tmp_path / "run")]) == 0
-    undirected = np.asarray(read_meta(tmp_path / "run" / "best.safetensors")["neighbours"])
-    directed = np.asarray(read_meta(straight_run / "best.safetensors")["neighbours"])
-    np.testing.assert_array_equal(undirected, undirected.T)
-    np.testing.assert_array_equal(undirected, np.maximum(directed, directed.T))
-    model, _ = load_model(tmp_path / "run" / "best.safetensors")
-    np.testing.assert_array_equal(model.neighbours.numpy(), undirected)
+    assert main(["--config", cfg, "--out", str(tmp_path / "run")]) == 2
 
 
 

@@ -5,7 +5,6 @@ import dataclasses
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..config import ModelConfig
@@ -57,8 +56,8 @@ class LandmarkModel(nn.Module):
         self.out_dim = 2 + (3 if cfg.uncertainty else 0)
         if cfg.head == "graph":
             if cfg.dynamic_adjacency:
-                self.adjacency = DynamicAdjacency(c, self.neighbours, node_dim if cfg.edge_reliability else 0)
-            self.head = GraphHead(node_dim, cfg.graph_hidden, cfg.graph_blocks, n, self.out_dim, cfg.graph_context)
+                self.adjacency = DynamicAdjacency(c, self.neighbours)
+            self.head = GraphHead(node_dim, cfg.graph_hidden, cfg.graph_blocks, n, self.out_dim)
         else:
             self.head = FCHead(node_dim, cfg.fc_hidden, n, self.out_dim, cfg.fc_node_dim)
         last = self.head.out if cfg.head == "graph" else self.head.body[-1]
@@ -80,11 +79,9 @@ class LandmarkModel(nn.Module):
     def forward(self, x):
         f = self.features(x)
         nodes = self.to_nodes(f)
-        if self.training and self.cfg.node_dropout:  # (B, N, D): drops whole nodes, rescales the rest
-            nodes = F.dropout1d(nodes, self.cfg.node_dropout)
         b = x.shape[0]
         if self.cfg.dynamic_adjacency:
-            adj = self.adjacency(f, nodes)
+            adj = self.adjacency(f)
         else:
             adj = binary_adjacency(self.neighbours).expand(b, -1, -1)
         out = self.head(nodes, adj)

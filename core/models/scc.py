@@ -70,7 +70,7 @@ class DynamicAdjacency(nn.Module):
     """Per-image edge weights on the fixed sparse neighbourhood M:
     A = row_softmax(W) over the non-zeros of M, W from GAP(features) -> FC -> ReLU -> FC."""
 
-    def __init__(self, channels: int, mask: torch.Tensor, node_dim: int = 0):
+    def __init__(self, channels: int, mask: torch.Tensor):
         super().__init__()
         # Derived from the model's `neighbours` buffer at build time, so not saved twice.
         self.register_buffer("mask", mask.float().clone(), persistent=False)
@@ -80,17 +80,10 @@ class DynamicAdjacency(nn.Module):
         self.fc = nn.Sequential(nn.Linear(channels, channels), nn.ReLU(inplace=True), nn.Linear(channels, rows.numel()))
         nn.init.zeros_(self.fc[2].weight)  # starts uniform over each neighbourhood
         nn.init.zeros_(self.fc[2].bias)
-        # optional reliability of each source node from its own features: W_ij += r(h_j)
-        self.reliability = nn.Linear(node_dim, 1) if node_dim else None
-        if self.reliability is not None:
-            nn.init.zeros_(self.reliability.weight)
-            nn.init.zeros_(self.reliability.bias)
 
-    def forward(self, feats, nodes=None):
+    def forward(self, feats):
         b, n = feats.shape[0], self.mask.shape[0]
         w = self.fc(feats.mean((2, 3)))
-        if self.reliability is not None:
-            w = w + self.reliability(nodes)[:, self.cols, 0]
         logits = torch.full((b, n * n), -1e4, dtype=w.dtype, device=w.device)
         logits = logits.index_copy(1, self.rows * n + self.cols, w).reshape(b, n, n)
         return torch.softmax(logits, -1) * self.mask
@@ -113,34 +106,27 @@ class GraphConv(nn.Module):
 
 
 class GraphBlock(nn.Module):
-    """Residual graph block: H + LN(GC(ReLU(LN(GC(H) [+ 1 c^T W_c])))), then ReLU; the optional c is a
-    virtual node linked to every landmark: c = sum_i softmax_i(h_i . a) h_i (attention pooling)."""
+    """Residual graph block: H + LN(GC(ReLU(LN(GC(H))))), then ReLU."""
 
-    def __init__(self, hidden, context: bool = False):
+    def __init__(self, hidden):
         super().__init__()
         self.gc1, self.gc2 = GraphConv(hidden, hidden), GraphConv(hidden, hidden)
         self.ln1, self.ln2 = nn.LayerNorm(hidden), nn.LayerNorm(hidden)
-        self.pool = nn.Linear(hidden, 1) if context else None
-        self.context = nn.Linear(hidden, hidden, bias=False) if context else None
 
     def forward(self, h, adj):
-        y = self.gc1(h, adj)
-        if self.context is not None:
-            c = (torch.softmax(self.pool(h), 1) * h).sum(1, keepdim=True)
-            y = y + self.context(c)
-        y = F.relu(self.ln1(y))
+        y = F.relu(self.ln1(self.gc1(h, adj)))
         return F.relu(h + self.ln2(self.gc2(y, adj)))
 
 
 class GraphHead(nn.Module):
     """Node features -> graph conv -> residual graph blocks -> per-node outputs."""
 
-    def __init__(self, in_dim, hidden, blocks, num_nodes, out_dim, context: bool = False):
+    def __init__(self, in_dim, hidden, blocks, num_nodes, out_dim):
         super().__init__()
         self.inp = GraphConv(in_dim, hidden)
         self.ln = nn.LayerNorm(hidden)
         self.node_embed = nn.Parameter(torch.zeros(num_nodes, hidden))
-        self.blocks = nn.ModuleList(GraphBlock(hidden, context) for _ in range(blocks))
+        self.blocks = nn.ModuleList(GraphBlock(hidden) for _ in range(blocks))
         self.out = nn.Linear(hidden, out_dim)
 
     def forward(self, nodes, adj):
