@@ -52,7 +52,10 @@ def main(argv=None) -> int:
     peer = None if args.no_dlib else dlib_predictor()
     if peer is not None:
         r, found = run_dlib(records, "default", 0, peer)
-        rows["dlib 68-point predictor (peer)"] = {**r, "dlib_detected": found}
+        rows["dlib 68-point predictor (peer)"] = {**r, "dlib_detected": found, "split": args.split,
+                                                  "protocol": "default"}
+    for r in rows.values():  # which faces: the app's benchmark tab shows the whole split, not a held-out part
+        r["holdout"] = args.holdout or None
     n = next(iter(rows.values()))["n"]
     held = f", the {args.holdout:.0%} of its identities held out by data.extra_holdout" if args.holdout else ""
     lines = [f"Split `{args.split}`{held} ({n} faces), default protocol.", "",

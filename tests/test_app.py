@@ -195,6 +195,27 @@ def test_benchmark_tab(demo):
     assert "Occluded" in occ_note
 
 
+def test_benchmark_tab_keeps_each_set_of_faces_apart(demo, tmp_path, monkeypatch):
+    """A peer row that does not name its split stays with its file's faces, not the test table, and a
+    held-out part of `extra` does not replace the whole split's rows."""
+    app = demo.landmark_app
+    monkeypatch.setattr(app, "results_dir", tmp_path)
+    (tmp_path / "flagship_default.json").write_text(json.dumps(
+        {"name": "flagship", "protocol": "default", "nme": 0.031, "nme_per_face": [0.031]}))
+    (tmp_path / "unseen_extra.json").write_text(json.dumps(
+        {"flagship": {"n": 30, "nme": 0.055, "split": "extra", "protocol": "default"},
+         "dlib 68-point predictor (peer)": {"n": 30, "nme": 0.064}}))
+    (tmp_path / "unseen_extra_holdout0.3.json").write_text(json.dumps(
+        {"flagship": {"n": 9, "nme": 0.050, "split": "extra", "holdout": 0.3},
+         "dlib 68-point predictor (peer)": {"n": 9, "nme": 0.062, "holdout": 0.3}}))
+    clean, _, _ = app.benchmark_view("default")
+    assert [(row[0], row[1]) for row in clean.value["data"]] == [("flagship", 3.1)]
+    extra, _, _ = app.benchmark_view("extra")
+    assert [(row[0], row[1], row[4]) for row in extra.value["data"]] == [
+        ("flagship", 5.5, 30), ("dlib 68-point predictor (peer)", 6.4, 30)]
+    assert "no model here saw this source" in extra.value["data"][-1][-1]  # not "may have seen these photos"
+
+
 def test_api_description_matches_the_response():
     from app.api import API_DESCRIPTION, FACE_KEYS
     from app.io import face_dict

@@ -27,9 +27,11 @@ FACE_SET_NOTES = {
     "extra": "faces68 `extra`: 3,452 YouTube-Faces frames, a source no model here was trained on "
              "(integer labels: every model scores worse; compare rows, not with the test set).",
 }
-# Peers: (name shown, caveat), by a key found in the result's name.
+# Peers: (name shown, caveat on the test faces, caveat on faces from another source), by a key found
+# in the result's name.
 PEERS = {"dlib": ("dlib 68-point predictor (peer)",
-                  "may have seen these test photos in training (300-W): optimistic on clean faces")}
+                  "may have seen these test photos in training (300-W): optimistic on clean faces",
+                  "trained on 300-W photos, like ours: no model here saw this source")}
 MAX_CURVES = 5
 HOW_TO_READ = ("**How to read it:** NME = mean landmark error divided by the distance between the outer eye "
                "corners (lower is better; 3.5 % is a few pixels on a 200 px face). FR@10 = share of faces "
@@ -38,23 +40,37 @@ HOW_TO_READ = ("**How to read it:** NME = mean landmark error divided by the dis
 
 
 def face_set(result: dict, file_stem: str = "") -> str:
-    """The FACE_SETS key of a result: split "extra" -> "extra", else its protocol (from the file
-    name's suffix when the result does not say), default "default"."""
+    """The FACE_SETS key of a result: split "extra" -> "extra" (a held-out part of it, "holdout" set,
+    -> "extra_holdout": another set of faces, not shown), else its protocol (from the file name's suffix
+    when the result does not say), default "default"."""
     if str(result.get("split", "")) == "extra":
-        return "extra"
+        return "extra_holdout" if result.get("holdout") else "extra"
     protocol = result.get("protocol")
     if not protocol:
         protocol = next((k for _, k in FACE_SETS if file_stem.endswith("_" + k)), "default")
     return str(protocol)
 
 
-def peer_caveat(name: str) -> str | None:
-    return next((c for key, (_, c) in PEERS.items() if key in name.lower()), None)
+def file_defaults(items: list) -> dict:
+    """Which faces a result file's rows were scored on ("split", "holdout"), where every row that says
+    agrees: a row that does not say (an older peer row, say) takes it, rather than passing for `test`."""
+    out = {}
+    for key in ("split", "holdout"):
+        values = {json.dumps(r[key]) for _, r in items if isinstance(r, dict) and key in r}
+        if len(values) == 1:
+            out[key] = json.loads(values.pop())
+    return out
+
+
+def peer_caveat(name: str, which: str = "default") -> str | None:
+    """A peer's caveat on one FACE_SETS key; None for our models."""
+    return next((other if which == "extra" else test for key, (_, test, other) in PEERS.items()
+                 if key in name.lower()), None)
 
 
 def display_name(name: str) -> str:
     """A peer's full name ("dlib" -> "dlib 68-point predictor (peer)"); our models' names as given."""
-    return next((n for key, (n, _) in PEERS.items() if key in name.lower() and "(peer" not in name), name)
+    return next((n for key, (n, *_) in PEERS.items() if key in name.lower() and "(peer" not in name), name)
 
 
 class BenchmarkTab:
@@ -82,11 +98,11 @@ class BenchmarkTab:
                 items = list(data.items())
             else:
                 items = []
-            found = 0
+            found, shared = 0, file_defaults(items)
             for key, r in items:
                 if not isinstance(r, dict) or not ("nme" in r or "nme_per_face" in r):
                     continue
-                r = dict(r)
+                r = {**shared, **r}
                 if not r.get("name"):
                     r["name"] = str(key) if key else Path(str(r["weights"])).stem if r.get("weights") else f.stem
                 r["file"], r["set"] = f.name, face_set(r, f.stem)
@@ -116,7 +132,8 @@ class BenchmarkTab:
         data = []
         for r in rows:
             s = plots.result_summary(r)
-            note = peer_caveat(r["name"]) or ("int8 ONNX export of the model above" if "int8" in r["name"] else "")
+            int8 = "int8 ONNX export of the model above" if "int8" in r["name"] else ""
+            note = peer_caveat(r["name"], which) or int8
             data.append([display_name(r["name"]), s["NME (%)"], s["FR@0.10 (%)"], s["AUC@0.10"], s["faces"], note])
         curves = [{**r, "name": display_name(r["name"])} for r in rows
                   if "int8" not in r["name"].lower() and r.get("nme_per_face")][:MAX_CURVES]
