@@ -41,7 +41,7 @@ MODELS = {"flagship (default)": (FLAGSHIP_WEIGHTS, None),
           "flagship, int8 ONNX (webcam)": (FLAGSHIP_WEIGHTS, "int8"),
           "FC stages on the flagship's features (occlusion demo baseline)": (FC_WEIGHTS, None),
           "Wasserstein heatmap head": (WASSERSTEIN_WEIGHTS, None),
-          "fast graph head, int8 ONNX (64 px)": (FAST_WEIGHTS, "int8")}
+          "fast tier, int8 ONNX (64 px)": (FAST_WEIGHTS, "int8")}
 
 
 def dlib_predictor():
@@ -50,7 +50,8 @@ def dlib_predictor():
         import face_recognition_models
     except ImportError:
         return None
-    return dlib, dlib.get_frontal_face_detector(), dlib.shape_predictor(face_recognition_models.pose_predictor_model_location())
+    model = face_recognition_models.pose_predictor_model_location()
+    return dlib, dlib.get_frontal_face_detector(), dlib.shape_predictor(model)
 
 
 def run_dlib(records, protocol: str, seed: int, peer) -> tuple[dict, float]:
@@ -173,7 +174,8 @@ def write_table(args) -> str:
                          f"x{g['marked']:.2f}, visible points x{g['others']:.2f}")
     table = "\n".join(lines)
     (RESULTS / "table.md").write_text(table + "\n")
-    ced = {f"{n} [{p}]": r for (n, p), r in results.items() if p in ("default", "occlusion") and "int8" not in n and "mirror" not in n}
+    ced = {f"{n} [{p}]": r for (n, p), r in results.items()
+           if p in ("default", "occlusion") and "int8" not in n and "mirror" not in n}
     (ROOT / "docs").mkdir(exist_ok=True)
     write_ced(ced, ROOT / "docs" / "ced.png")
     return table

@@ -26,7 +26,7 @@ from core.data import load_jsonl, split_by_photo  # noqa: E402
 from core.evaluate import evaluate  # noqa: E402
 
 MODELS = {"flagship (default)": FLAGSHIP_WEIGHTS, "FC stages on the flagship's features (baseline)": FC_WEIGHTS,
-          "Wasserstein heatmap head": WASSERSTEIN_WEIGHTS, "fast graph head (64 px)": FAST_WEIGHTS}
+          "Wasserstein heatmap head": WASSERSTEIN_WEIGHTS, "fast tier (64 px)": FAST_WEIGHTS}
 
 
 def main(argv=None) -> int:
@@ -48,7 +48,8 @@ def main(argv=None) -> int:
     for name, w in models.items():
         t = time.time()
         rows[name] = evaluate(w, args.data, args.split, records=records)
-        print(f"{name:36s} NME {rows[name]['nme']:.4%} FR10 {rows[name]['fr10']:.2%} ({time.time() - t:.0f} s)", flush=True)
+        r = rows[name]
+        print(f"{name:36s} NME {r['nme']:.4%} FR10 {r['fr10']:.2%} ({time.time() - t:.0f} s)", flush=True)
     peer = None if args.no_dlib else dlib_predictor()
     if peer is not None:
         r, found = run_dlib(records, "default", 0, peer)
