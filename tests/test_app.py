@@ -216,6 +216,22 @@ def test_benchmark_tab_keeps_each_set_of_faces_apart(demo, tmp_path, monkeypatch
     assert "no model here saw this source" in extra.value["data"][-1][-1]  # not "may have seen these photos"
 
 
+def test_benchmark_tab_says_which_model_an_int8_row_exports(demo, tmp_path, monkeypatch):
+    """Rows are sorted by NME, so the float model of an int8 row is not always the row above it."""
+    app = demo.landmark_app
+    monkeypatch.setattr(app, "results_dir", tmp_path)
+    rows = {"flagship": ("/x/weights/big.safetensors", 0.031), "flagship, int8": ("/y/weights/big.safetensors", .0313),
+            "heatmap head": ("weights/heat.safetensors", 0.036), "fast tier, int8": ("w/fast.safetensors", 0.0396)}
+    for i, (name, (w, nme)) in enumerate(rows.items()):
+        (tmp_path / f"r{i}_default.json").write_text(json.dumps(
+            {"name": name, "protocol": "default", "nme": nme, "n": 554, "weights": w}))
+    table, _, _ = app.benchmark_view("default")
+    notes = {row[0]: row[-1] for row in table.value["data"]}
+    assert notes["flagship, int8"] == "int8 ONNX export of: flagship"
+    assert "heatmap head" not in notes["fast tier, int8"] and "not listed" in notes["fast tier, int8"]
+    assert notes["flagship"] == notes["heatmap head"] == ""
+
+
 def test_api_description_matches_the_response():
     from app.api import API_DESCRIPTION, FACE_KEYS
     from app.io import face_dict

@@ -73,6 +73,18 @@ def display_name(name: str) -> str:
     return next((n for key, (n, *_) in PEERS.items() if key in name.lower() and "(peer" not in name), name)
 
 
+def int8_note(row: dict, rows: list[dict]) -> str:
+    """What an int8 row is the export of: the float row of the same weights file, wherever the sort put
+    it ("" for a float row)."""
+    if "int8" not in row["name"]:
+        return ""
+    stem = Path(str(row.get("weights", ""))).name
+    twin = next((r for r in rows if "int8" not in r["name"] and not r.get("mirror_ensemble")
+                 and stem and Path(str(r.get("weights", ""))).name == stem), None)
+    return f"int8 ONNX export of: {display_name(twin['name'])}" if twin else \
+        "int8 ONNX export (its float model is not listed)"
+
+
 class BenchmarkTab:
     """Benchmark handlers (a mixin of app.ui.LandmarkApp: uses self.results_dir)."""
 
@@ -132,8 +144,7 @@ class BenchmarkTab:
         data = []
         for r in rows:
             s = plots.result_summary(r)
-            int8 = "int8 ONNX export of the model above" if "int8" in r["name"] else ""
-            note = peer_caveat(r["name"], which) or int8
+            note = peer_caveat(r["name"], which) or int8_note(r, rows)
             data.append([display_name(r["name"]), s["NME (%)"], s["FR@0.10 (%)"], s["AUC@0.10"], s["faces"], note])
         curves = [{**r, "name": display_name(r["name"])} for r in rows
                   if "int8" not in r["name"].lower() and r.get("nme_per_face")][:MAX_CURVES]
