@@ -180,7 +180,7 @@ def test_benchmark_tab(page):
     table.wait_for(state="visible")
     wait_text(page, "#benchmark-table", "dlib")
     text = table.inner_text()
-    assert "graph head" in text and "may have seen these test photos" in text
+    assert "flagship" in text and "fast tier" in text and "may have seen these test photos" in text
     assert "skipped" not in page.locator("#benchmark-note").inner_text()
     plot = page.locator("#benchmark-plot")
     plot.locator(".legend").first.wait_for(state="attached")
