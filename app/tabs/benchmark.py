@@ -78,9 +78,9 @@ def int8_note(row: dict, rows: list[dict]) -> str:
     it ("" for a float row)."""
     if "int8" not in row["name"]:
         return ""
-    stem = Path(str(row.get("weights", ""))).name
+    file = Path(str(row.get("weights", ""))).name
     twin = next((r for r in rows if "int8" not in r["name"] and not r.get("mirror_ensemble")
-                 and stem and Path(str(r.get("weights", ""))).name == stem), None)
+                 and Path(str(r.get("weights", ""))).name == file), None) if file else None
     return f"int8 ONNX export of: {display_name(twin['name'])}" if twin else \
         "int8 ONNX export (its float model is not listed)"
 
