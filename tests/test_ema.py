@@ -129,3 +129,26 @@ def test_a_soup_is_the_mean_of_its_checkpoints_and_refuses_another_architecture(
     assert ema_main(["--soup", str(ema_run / "best.safetensors"), str(tmp_path / "c.safetensors"),
                      "--out", str(tmp_path / "bad")]) == 2
     assert "another architecture" in capsys.readouterr().err
+
+
+def test_a_weighted_soup_recovers_an_ingredient(ema_run, tmp_path, capsys):
+    """--coefficients: theta = sum_k c_k theta_k; with S = (A + B) / 2, `--soup S A --coefficients 2 -1`
+    gives B back. Coefficients that do not sum to 1, or are not one per checkpoint, are refused."""
+    from core.checkpoint import save_weights
+    from core.ema import main as ema_main
+
+    b, meta_b = load_model(ema_run / "best")
+    with torch.no_grad():
+        for p in b.parameters():
+            p.add_(torch.randn_like(p))
+    save_weights(tmp_path / "b.safetensors", b, meta_b)
+    a_path, b_path = str(ema_run / "best.safetensors"), str(tmp_path / "b.safetensors")
+    assert ema_main(["--soup", a_path, b_path, "--out", str(tmp_path / "s")]) == 0
+    assert ema_main(["--soup", str(tmp_path / "s.safetensors"), a_path, "--coefficients", "2", "-1",
+                     "--out", str(tmp_path / "b_again")]) == 0
+    again, meta = load_model(tmp_path / "b_again")
+    assert max_diff(again.state_dict(), b.state_dict()) <= 1e-5
+    assert [i["coefficient"] for i in meta["soup"]] == [2.0, -1.0] and meta["weights"].startswith("weighted")
+    for bad in (["1", "1"], ["1"]):
+        assert ema_main(["--soup", a_path, b_path, "--coefficients", *bad, "--out", str(tmp_path / "x")]) == 2
+        assert "summing to 1" in capsys.readouterr().err
