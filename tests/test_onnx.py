@@ -220,3 +220,20 @@ def test_exports_get_the_usual_file_permissions(exported, quantized):
     os.umask(umask)
     for f in (onnx_path_for(exported), quantized, exported):
         assert f.stat().st_mode & 0o777 == 0o666 & ~umask, f  # not mkstemp's 0600
+
+
+def test_profile_onnx_accounts_for_the_exported_models_nodes(exported, capsys):
+    """benchmarks/profile_onnx.py: kernel time per operator type sums to the per-node total, the graph's
+    convolutions are among the operators; a missing file is a message and exit code 2, not a traceback."""
+    import sys
+
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "benchmarks"))
+    from profile_onnx import main as profile_main, profile
+
+    by_op, by_node, nodes = profile(str(onnx_path_for(exported)), threads=1, runs=3)
+    assert nodes == len(by_node) > 10 and "Conv" in by_op
+    assert abs(sum(by_op.values()) - sum(by_node.values())) < 1e-6 * sum(by_op.values()) + 1e-9
+    assert profile_main([str(onnx_path_for(exported)), "--runs", "2", "--top", "3"]) == 0
+    assert "profiled ms per run" in capsys.readouterr().out
+    assert profile_main([str(exported.parent / "missing.onnx")]) == 2
+    assert "no such file" in capsys.readouterr().err
