@@ -360,3 +360,31 @@ def test_stage_options_belong_to_the_hybrid_head():
     assert not ModelConfig(head="hybrid", stage_head="fc").dynamic_adjacency
     with pytest.raises(ConfigError, match="exclusive"):
         from_dict(TrainConfig, {"init_weights": "a", "init_features": "b"})
+
+
+def test_fast_head_speed_times_every_head_variant(tmp_path, capsys):
+    """benchmarks/fast_head_speed.py on a tiny hybrid model with its int8 export beside it: one row per
+    model (the shipped int8 file, each head variant built, exported and quantised, dlib if installed),
+    each with a positive time and its ratio to the first row."""
+    import sys
+    from pathlib import Path
+
+    import numpy as np
+
+    from core.checkpoint import save_weights
+    from core.export_onnx import export, quantize_int8, quantized_scope
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    from fast_head_speed import VARIANTS, main as speed_main
+
+    torch.manual_seed(0)
+    model = _model("hybrid", readout="get_bc").eval()
+    weights = tmp_path / "tiny_hybrid.safetensors"
+    save_weights(weights, model, {"train_data": "synthetic"})
+    crops = np.random.default_rng(0).random((4, 3, 64, 64), dtype=np.float32)
+    quantize_int8(export(model, tmp_path / "tiny_hybrid.onnx"), tmp_path / "tiny_hybrid.int8.onnx", crops,
+                  quantized_scope("hybrid"))
+    assert speed_main(["--weights", str(weights), "--rounds", "1"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if " ms " in line]
+    assert [r.split("  ")[0].strip() for r in rows][:1 + len(VARIANTS)] == ["shipped", *VARIANTS]
+    assert all(float(r.split(" ms")[0].split()[-1]) > 0 for r in rows) and "x1.00 shipped" in rows[0]
