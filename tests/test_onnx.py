@@ -140,7 +140,7 @@ def test_int8_heatmap_head_quantizes_backbone_and_decoder(tiny_heatmap_weights, 
     from core.export_onnx import BACKBONE_SCOPE, DECODER_SCOPE, quantized_scope
     from synth_faces import write_split
 
-    assert quantized_scope("hybrid") == quantized_scope("heatmap") == (BACKBONE_SCOPE, DECODER_SCOPE)
+    assert quantized_scope("heatmap") == (BACKBONE_SCOPE, DECODER_SCOPE)
     for suffix in (".safetensors", ".json"):
         shutil.copy(tiny_heatmap_weights.with_suffix(suffix), tmp_path / f"hm{suffix}")
     weights = tmp_path / "hm.safetensors"
@@ -237,3 +237,35 @@ def test_profile_onnx_accounts_for_the_exported_models_nodes(exported, capsys):
     assert "profiled ms per run" in capsys.readouterr().out
     assert profile_main([str(exported.parent / "missing.onnx")]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_int8_hybrid_head_also_quantizes_the_attention_conv(tmp_path):
+    """The hybrid head's int8 export: backbone, decoder and the attention's heatmap conv take int8
+    weights; the graph stages' layers stay float."""
+    import onnx
+
+    from conftest import TINY_CONFIG, synthetic_shapes
+    from core.checkpoint import save_weights
+    from core.config import ModelConfig
+    from core.export_onnx import ATTENTION_SCOPE, BACKBONE_SCOPE, DECODER_SCOPE, quantized_scope
+    from core.graph import neighbourhood
+    from core.models import build_model
+    from synth_faces import write_split
+
+    assert quantized_scope("hybrid") == (BACKBONE_SCOPE, DECODER_SCOPE, ATTENTION_SCOPE)
+    shapes = synthetic_shapes()
+    cfg = ModelConfig(**{**TINY_CONFIG, "head": "hybrid", "readout": "get_bc"})
+    torch.manual_seed(0)
+    weights = tmp_path / "hy.safetensors"
+    save_weights(weights, build_model(cfg, neighbourhood(shapes, cfg.k), shapes.mean(0)).eval(),
+                 {"train_data": "synthetic"})
+    root = tmp_path / "calib"
+    write_split(root, n=8, seed=4)
+    assert main(["--weights", str(weights), "--int8", str(root)]) == 0
+    nodes = onnx.load(str(onnx_path_for(weights, "int8"))).graph.node
+    dq_out = {n.output[0] for n in nodes if n.op_type == "DequantizeLinear"}
+    convs = [n for n in nodes if n.op_type == "Conv"]
+    attention = [n for n in convs if n.name.startswith(ATTENTION_SCOPE)]
+    assert attention and all(n.input[1] in dq_out for n in attention)
+    linear = [n for n in nodes if n.op_type in ("MatMul", "Gemm") and "/stages." in n.name]
+    assert linear and all(n.input[1] not in dq_out for n in linear)
