@@ -15,7 +15,6 @@ import os
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -31,14 +30,9 @@ VARIANTS = {  # model config changes to the shipped fast tier
 
 
 def median_ms(fn, runs: int = 100, warmup: int = 20) -> float:
-    for _ in range(warmup):
-        fn()
-    t = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        t.append(time.perf_counter() - t0)
-    return statistics.median(t) * 1e3
+    from core.bench_speed import timed
+
+    return statistics.median(timed(fn, runs, warmup))
 
 
 def main(argv=None) -> int:

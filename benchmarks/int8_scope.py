@@ -13,7 +13,6 @@ import shutil
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -24,17 +23,12 @@ sys.path.insert(0, str(ROOT))
 
 def interleaved_ms(sessions: dict, x, rounds: int = 5, runs: int = 60) -> dict[str, float]:
     """Median per-run time (ms) of each session, timed in `rounds` interleaved rounds."""
+    from core.bench_speed import timed
+
     times = {k: [] for k in sessions}
     for _ in range(rounds):
         for k, sess in sessions.items():
-            for _ in range(10):
-                sess.run(None, {"image": x})
-            t = []
-            for _ in range(runs):
-                t0 = time.perf_counter()
-                sess.run(None, {"image": x})
-                t.append(time.perf_counter() - t0)
-            times[k].append(statistics.median(t) * 1e3)
+            times[k].append(statistics.median(timed(lambda: sess.run(None, {"image": x}), runs, 10)))
     return {k: statistics.median(v) for k, v in times.items()}
 
 

@@ -134,22 +134,30 @@ def test_int8_quantizes_the_conv_feature_layers_only(quantized):
     assert outside and all(n.input[1] not in int8_weights for n in outside)
 
 
-def test_int8_heatmap_head_quantizes_backbone_and_decoder(tiny_heatmap_weights, tmp_path):
+def _int8_export_nodes(weights, tmp_path):
+    """Export `weights` with --int8 (8 synthetic calibration faces); its int8 graph's nodes, the outputs of
+    its DequantizeLinear nodes (int8 weights feed a layer through one) and its Conv nodes."""
     import onnx
 
-    from core.export_onnx import BACKBONE_SCOPE, DECODER_SCOPE, quantized_scope
     from synth_faces import write_split
 
-    assert quantized_scope("heatmap") == (BACKBONE_SCOPE, DECODER_SCOPE)
-    for suffix in (".safetensors", ".json"):
-        shutil.copy(tiny_heatmap_weights.with_suffix(suffix), tmp_path / f"hm{suffix}")
-    weights = tmp_path / "hm.safetensors"
     root = tmp_path / "calib"
     write_split(root, n=8, seed=4)
     assert main(["--weights", str(weights), "--int8", str(root)]) == 0
     nodes = onnx.load(str(onnx_path_for(weights, "int8"))).graph.node
     dq_out = {n.output[0] for n in nodes if n.op_type == "DequantizeLinear"}
-    convs = [n for n in nodes if n.op_type == "Conv"]
+    return nodes, dq_out, [n for n in nodes if n.op_type == "Conv"]
+
+
+def test_int8_heatmap_head_quantizes_backbone_and_decoder(tiny_heatmap_weights, tmp_path):
+
+    from core.export_onnx import BACKBONE_SCOPE, DECODER_SCOPE, quantized_scope
+
+    assert quantized_scope("heatmap") == (BACKBONE_SCOPE, DECODER_SCOPE)
+    for suffix in (".safetensors", ".json"):
+        shutil.copy(tiny_heatmap_weights.with_suffix(suffix), tmp_path / f"hm{suffix}")
+    weights = tmp_path / "hm.safetensors"
+    nodes, dq_out, convs = _int8_export_nodes(weights, tmp_path)
     inside = [n for n in convs if n.name.startswith((BACKBONE_SCOPE, DECODER_SCOPE))]
     assert any(n.name.startswith(DECODER_SCOPE) for n in inside)
     assert all(n.input[1] in dq_out for n in inside)
@@ -242,7 +250,6 @@ def test_profile_onnx_accounts_for_the_exported_models_nodes(exported, capsys):
 def test_int8_hybrid_head_also_quantizes_the_attention_conv(tmp_path):
     """The hybrid head's int8 export: backbone, decoder and the attention's heatmap conv take int8
     weights; the graph stages' layers stay float."""
-    import onnx
 
     from conftest import TINY_CONFIG, synthetic_shapes
     from core.checkpoint import save_weights
@@ -250,7 +257,6 @@ def test_int8_hybrid_head_also_quantizes_the_attention_conv(tmp_path):
     from core.export_onnx import ATTENTION_SCOPE, BACKBONE_SCOPE, DECODER_SCOPE, quantized_scope
     from core.graph import neighbourhood
     from core.models import build_model
-    from synth_faces import write_split
 
     assert quantized_scope("hybrid") == (BACKBONE_SCOPE, DECODER_SCOPE, ATTENTION_SCOPE)
     shapes = synthetic_shapes()
@@ -259,12 +265,7 @@ def test_int8_hybrid_head_also_quantizes_the_attention_conv(tmp_path):
     weights = tmp_path / "hy.safetensors"
     save_weights(weights, build_model(cfg, neighbourhood(shapes, cfg.k), shapes.mean(0)).eval(),
                  {"train_data": "synthetic"})
-    root = tmp_path / "calib"
-    write_split(root, n=8, seed=4)
-    assert main(["--weights", str(weights), "--int8", str(root)]) == 0
-    nodes = onnx.load(str(onnx_path_for(weights, "int8"))).graph.node
-    dq_out = {n.output[0] for n in nodes if n.op_type == "DequantizeLinear"}
-    convs = [n for n in nodes if n.op_type == "Conv"]
+    nodes, dq_out, convs = _int8_export_nodes(weights, tmp_path)
     attention = [n for n in convs if n.name.startswith(ATTENTION_SCOPE)]
     assert attention and all(n.input[1] in dq_out for n in attention)
     linear = [n for n in nodes if n.op_type in ("MatMul", "Gemm") and "/stages." in n.name]
