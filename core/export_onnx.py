@@ -114,7 +114,7 @@ def quantized_scope(head: str) -> tuple[str, ...]:
     map-to-node layers of a graph or FC head, the FPN decoder of a heatmap head, or the decoder and the
     attention's heatmap conv of a hybrid head (the adjacency, graph, ring-sampling and read-out layers
     stay float). The hybrid's attention in int8 (session 20, `python benchmarks/int8_scope.py`):
-    validation NME +0.002 / +0.006 points (flagship / fast tier), 8-9 % less time per face."""
+    validation NME +0.002 / +0.006 points (flagship / fast tier), 6-9 % less time per face."""
     return {"heatmap": (BACKBONE_SCOPE, DECODER_SCOPE), "hybrid": (BACKBONE_SCOPE, DECODER_SCOPE, ATTENTION_SCOPE),
             "graph": (BACKBONE_SCOPE, *FEATURE_SCOPES),
             "fc": (BACKBONE_SCOPE, *FEATURE_SCOPES)}.get(head, (BACKBONE_SCOPE,))
