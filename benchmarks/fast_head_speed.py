@@ -29,12 +29,6 @@ VARIANTS = {  # model config changes to the shipped fast tier
 }
 
 
-def median_ms(fn, runs: int = 100, warmup: int = 20) -> float:
-    from core.bench_speed import timed
-
-    return statistics.median(timed(fn, runs, warmup))
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--weights", default="weights/sdfl_fast.safetensors")
@@ -44,10 +38,11 @@ def main(argv=None) -> int:
     import onnxruntime as ort
     import torch
 
+    from core.bench_speed import interleaved
     from core.checkpoint import load_model
     from core.export_onnx import export, quantize_int8, quantized_scope
-    from core.runners import onnx_path_for
     from core.models import build_model
+    from core.runners import onnx_path_for
 
     torch.set_num_threads(1)
     base, _ = load_model(args.weights)
@@ -76,10 +71,7 @@ def main(argv=None) -> int:
         runs["dlib predictor"] = lambda: pred(img, dlib.rectangle(60, 60, 196, 196))
     except ImportError:
         print("dlib not installed: no dlib row", file=sys.stderr)
-    times = {k: [] for k in runs}
-    for _ in range(args.rounds):
-        for k, fn in runs.items():
-            times[k].append(median_ms(fn))
+    times = interleaved(runs, args.rounds, runs=100, warmup=20)
     ref = next(iter(times))
     med = {k: statistics.median(v) for k, v in times.items()}
     for k, v in times.items():

@@ -21,17 +21,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-def interleaved_ms(sessions: dict, x, rounds: int = 5, runs: int = 60) -> dict[str, float]:
-    """Median per-run time (ms) of each session, timed in `rounds` interleaved rounds."""
-    from core.bench_speed import timed
-
-    times = {k: [] for k in sessions}
-    for _ in range(rounds):
-        for k, sess in sessions.items():
-            times[k].append(statistics.median(timed(lambda: sess.run(None, {"image": x}), runs, 10)))
-    return {k: statistics.median(v) for k, v in times.items()}
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", required=True)
@@ -41,6 +30,7 @@ def main(argv=None) -> int:
     import onnxruntime as ort
     import torch
 
+    from core.bench_speed import interleaved
     from core.checkpoint import load_model, training_data_config
     from core.data import train_val_split
     from core.evaluate import OnnxModel, predict_records
@@ -66,7 +56,9 @@ def main(argv=None) -> int:
                 ("int8 + " + " ".join(args.add), OnnxModel(tmp / f"{stem}.safetensors", "int8", model.cfg), wider)]
         sessions = {name: ort.InferenceSession(str(f), so, providers=["CPUExecutionProvider"])
                     for name, _, f in rows if f is not None}
-        ms = interleaved_ms(sessions, x)
+        ms = {k: statistics.median(v) for k, v in interleaved(
+            {k: (lambda sess: lambda: sess.run(None, {"image": x}))(sess) for k, sess in sessions.items()},
+            rounds=5, runs=60, warmup=10).items()}
         for name, m, _ in rows:
             with torch.inference_mode():
                 figs = [100 * float(np.mean(nme(*predict_records(m, records, **kw)[:2])))

@@ -43,6 +43,16 @@ def timed(fn, runs: int, warmup: int = WARMUP) -> list[float]:
     return out
 
 
+def interleaved(fns: dict, rounds: int, runs: int, warmup: int = WARMUP) -> dict[str, list[float]]:
+    """Median ms of each callable per round, the callables timed in turn within every round (so a
+    host's slow spell falls on all of them): {name: [round medians]}."""
+    times = {k: [] for k in fns}
+    for _ in range(rounds):
+        for k, fn in fns.items():
+            times[k].append(float(np.median(timed(fn, runs, warmup))))
+    return times
+
+
 def summary(ms: list[float], per: int = 1) -> dict:
     return {"median_ms": round(statistics.median(ms) / per, 3), "mean_ms": round(statistics.fmean(ms) / per, 3),
             "p90_ms": round(float(np.percentile(ms, 90)) / per, 3), "runs": len(ms)}
