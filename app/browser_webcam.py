@@ -8,7 +8,7 @@ Routes (added to the Gradio server's FastAPI app by `mount`, all under ROUTE):
     ROUTE/static/<file>        app/static/browser_webcam/*.js|css
     ROUTE/vendor/<file>        ONNX Runtime Web (app/static/vendor/onnxruntime-web, VENDOR_FILES)
     ROUTE/models/<id>.onnx     the landmark models (BrowserWebcam.models) and the face detector
-    ROUTE/models/<id>.json     {input_size, num_landmarks, neighbours (flat N x N 0/1)}
+    ROUTE/models/<id>.json     {input_size, num_landmarks, neighbours (flat N x N 0/1), max_ratio[, shape_prior]}
     ROUTE/config.json          which models and runtime builds this server has
 Only the files named here are served (no path from the request reaches the file system).
 docs/BROWSER_WEBCAM.md describes the page, its assets and their sizes."""
@@ -23,6 +23,7 @@ from fastapi import HTTPException, Request  # the Gradio server's framework (a g
 from fastapi.responses import FileResponse, JSONResponse, Response
 
 from core.image_faces import DEFAULT_MIN_CONFIDENCE, ratio_at, reject_ratio_for
+from core.shape_prior import prior_for
 
 ROOT = Path(__file__).resolve().parent.parent
 STATIC_DIR = Path(__file__).resolve().parent / "static" / "browser_webcam"
@@ -34,7 +35,7 @@ WASM_FILES = ("ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-t
 WEBGPU_FILES = ("ort.min.mjs", "ort-wasm-simd-threaded.jsep.mjs", "ort-wasm-simd-threaded.jsep.wasm")
 VENDOR_FILES = WASM_FILES + WEBGPU_FILES
 STATIC_FILES = ("main.js", "pipeline.js", "imgproc.js", "boxes.js", "track.js", "tracking.js", "smoothing.js",
-                "detector.js", "draw.js", "style.css")
+                "shape_prior.js", "detector.js", "draw.js", "style.css")
 MAX_FACES = 4  # faces tracked in the page
 IFRAME_HEIGHT = 640  # px: the page inside the Gradio tab
 ISOLATION_HEADERS = {"Cross-Origin-Opener-Policy": "same-origin", "Cross-Origin-Embedder-Policy": "require-corp",
@@ -107,6 +108,11 @@ class BrowserWebcam:
                                       "neighbours": [1 if v > 0 else 0 for row in nb for v in row],
                                       # video mode loses a track above this (as FaceAligner's tracker)
                                       "max_ratio": ratio_at(DEFAULT_MIN_CONFIDENCE, reject_ratio_for(m.meta, meta))}
+            prior = prior_for(m.meta, meta)  # the shape prior FaceAligner applies (core.shape_prior)
+            if prior is not None:
+                self._meta_cache[m.id]["shape_prior"] = {"mean": prior.mean.ravel().tolist(),
+                                                         "modes": prior.modes.ravel().tolist(),  # K x 2N
+                                                         "variances": prior.variances.tolist()}
         return self._meta_cache[m.id]
 
     def asset_sizes(self) -> dict[str, int]:

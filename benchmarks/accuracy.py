@@ -3,7 +3,9 @@
     python benchmarks/accuracy.py --data ../shared/data/faces68 [--split test] [--seed 0]
 
 Evaluates the flagship (the default) and its int8 ONNX export (the webcam's), the occlusion demo's FC
-baseline (FC stages on the flagship's features), the Wasserstein heatmap head and the fast 64 px tier (int8)
+baseline (FC stages on the flagship's features), the Wasserstein heatmap head and the fast 64 px tier (int8),
+every one with the shape prior its JSON names as FaceAligner runs it, and the flagship and FC baseline
+without it (ablation)
 under the default, synthetic-occlusion and motion-blur protocols (core.evaluate), the float models
 under --occlusion-seeds occlusion seeds, how much their error ellipses grow on the points the
 occluder covers (and on the visible ones), and dlib's 68-point predictor on the same crops when dlib
@@ -34,12 +36,15 @@ RESULTS = ROOT / "benchmarks" / "results"
 DLIB_CROP = 256  # dlib sees the same canonical crop as our model, at 256 px
 DLIB_NAME = "dlib 68-point predictor (peer; may have seen test photos)"
 # name -> (weights, variant): None = the torch model; "int8" = <stem>.int8.onnx on ONNX Runtime;
-# "mirror" = the torch model with the test-time mirror ensemble (core.evaluate.MirrorEnsemble, 2x cost)
-MIRROR = "mirror"
+# "mirror" = the torch model with the test-time mirror ensemble (core.evaluate.MirrorEnsemble, 2x cost);
+# "noprior" = the torch model's points without the shape prior its JSON names (core.shape_prior; ablation)
+MIRROR, NOPRIOR = "mirror", "noprior"
 MODELS = {"flagship (default)": (FLAGSHIP_WEIGHTS, None),
+          "flagship without the shape prior": (FLAGSHIP_WEIGHTS, NOPRIOR),
           "flagship + mirror ensemble (2x cost)": (FLAGSHIP_WEIGHTS, MIRROR),
           "flagship, int8 ONNX (webcam)": (FLAGSHIP_WEIGHTS, "int8"),
           "FC stages on the flagship's features (occlusion demo baseline)": (FC_WEIGHTS, None),
+          "FC baseline without the shape prior": (FC_WEIGHTS, NOPRIOR),
           "Wasserstein heatmap head": (WASSERSTEIN_WEIGHTS, None),
           "fast tier, int8 ONNX (64 px)": (FAST_WEIGHTS, "int8")}
 
@@ -84,11 +89,11 @@ def fmt(r: dict) -> str:
             f"{r['nme_tangent']:.2%} | {cal_s}")
 
 
-def occlusion_added(w, args, first: float, base: float) -> dict:
+def occlusion_added(w, args, first: float, base: float, variant: dict) -> dict:
     """Occluded NME for `args.occlusion_seeds` protocol seeds (the first one is the table's) and what
     each adds to the default-protocol NME. One seed draws one ellipse per face, so a difference
     between two models' added NME smaller than its spread over seeds is noise."""
-    occ = [first] + [evaluate(w, args.data, args.split, occlusion=args.seed + i)["nme"]
+    occ = [first] + [evaluate(w, args.data, args.split, occlusion=args.seed + i, **variant)["nme"]
                      for i in range(1, args.occlusion_seeds)]
     return {"default": base, "occlusion": occ, "added": [o - base for o in occ]}
 
@@ -106,6 +111,13 @@ def stem_of(w, precision) -> str:
     return Path(w).stem + (f"_{precision}" if precision else "")
 
 
+def evaluate_kw(precision) -> dict:
+    """core.evaluate.evaluate's options for a row's variant (MODELS)."""
+    onnx = precision not in (None, MIRROR, NOPRIOR)
+    return {"precision": precision if onnx else None, "mirror": precision == MIRROR,
+            "shape_prior": precision != NOPRIOR}
+
+
 def protocols(args) -> dict:
     return {"default": {}, "occlusion": {"occlusion": args.seed}, "blur": {"blur": args.seed}}
 
@@ -113,23 +125,24 @@ def protocols(args) -> dict:
 def score_model(name: str, w, precision, args, records) -> None:
     """Every protocol for one model, written to benchmarks/results/<stem>_<protocol>.json, plus (float
     models) the occlusion seeds and the ellipse growth in <stem>_occlusion_extra.json."""
-    onnx = precision not in (None, MIRROR)
+    variant = evaluate_kw(precision)
+    onnx = variant["precision"] is not None
     if not Path(w).is_file() or (onnx and not onnx_path_for(w, precision).is_file()):
         print(f"{name}: {w} ({precision or 'torch'}) not found, row left out", file=sys.stderr)
         return
     stem, rows = stem_of(w, precision), {}
     for proto, kw in protocols(args).items():
         t = time.time()
-        r = evaluate(w, args.data, args.split, precision=precision if onnx else None, mirror=precision == MIRROR, **kw)
+        r = evaluate(w, args.data, args.split, **variant, **kw)
         rows[proto] = r
         (RESULTS / f"{stem}_{proto}.json").write_text(json.dumps({"name": name, **r}, indent=1))
         print(f"{name:36s} {proto:9s} NME {r['nme']:.4%} FR10 {r['fr10']:.2%} AUC10 {r['auc10']:.4f} "
               f"({time.time() - t:.0f} s)", flush=True)
-    if not precision:
+    if precision in (None, NOPRIOR):
         extra = {"split": args.split, "seed": args.seed}
         if args.occlusion_seeds > 0:
-            extra["seeds"] = occlusion_added(w, args, rows["occlusion"]["nme"], rows["default"]["nme"])
-        if "calibration" in rows["occlusion"]:
+            extra["seeds"] = occlusion_added(w, args, rows["occlusion"]["nme"], rows["default"]["nme"], variant)
+        if "calibration" in rows["occlusion"] and precision is None:
             extra["ellipse_growth"] = ellipse_growth_under_occlusion(w, records, args.seed)
         (RESULTS / f"{stem}_occlusion_extra.json").write_text(json.dumps(extra, indent=1))
 
@@ -175,7 +188,7 @@ def write_table(args) -> str:
     table = "\n".join(lines)
     (RESULTS / "table.md").write_text(table + "\n")
     ced = {f"{n} [{p}]": r for (n, p), r in results.items()
-           if p in ("default", "occlusion") and "int8" not in n and "mirror" not in n}
+           if p in ("default", "occlusion") and "int8" not in n and "mirror" not in n and "without" not in n}
     (ROOT / "docs").mkdir(exist_ok=True)
     write_ced(ced, ROOT / "docs" / "ced.png")
     return table

@@ -24,17 +24,20 @@ from core.checkpoint import DEFAULT_WEIGHTS, load_model, training_data_config  #
 from core.data import train_val_split  # noqa: E402
 from core.evaluate import predict_records  # noqa: E402
 from core.metrics import nme  # noqa: E402
+from core.shape_prior import prior_for  # noqa: E402
 
 
-def score(weights: str, data: str, seeds: int) -> dict[str, float]:
+def score(weights: str, data: str, seeds: int, shape_prior: bool = True) -> dict[str, float]:
     """NME (%) of one checkpoint on the validation split of the data it was trained with (rebuilt from
-    its config, as core.calibrate does): clean, occluded and blurred (means over seeds 0..seeds-1)."""
+    its config, as core.calibrate does): clean, occluded and blurred (means over seeds 0..seeds-1);
+    with the shape prior its JSON names, if any (core.shape_prior), unless shape_prior is False."""
     model, meta = load_model(weights)
     model.eval()
     _, records = train_val_split(training_data_config(meta), data)
+    prior = prior_for(weights, meta) if shape_prior and model.cfg.uncertainty else None
 
     def run(**kw) -> float:
-        pred, gt, _ = predict_records(model, records, **kw)
+        pred, gt, _ = predict_records(model, records, prior=prior, **kw)
         return 100 * float(np.mean(nme(pred, gt)))
 
     with torch.inference_mode():
@@ -50,6 +53,7 @@ def main(argv=None) -> int:
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "faces68"))
     ap.add_argument("--weights", nargs="+", default=[str(DEFAULT_WEIGHTS)])
     ap.add_argument("--seeds", type=int, default=3, help="protocol seeds per corruption")
+    ap.add_argument("--no-shape-prior", action="store_true", help="without the shape prior a checkpoint's JSON names")
     ap.add_argument("--json", default="", help="also write the rows here")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
@@ -58,7 +62,7 @@ def main(argv=None) -> int:
     print(f"{'checkpoint':60s} {'faces':>5s} {'clean':>7s} {'occluded':>9s} {'blurred':>8s} {'occl. adds':>10s} "
           f"{'blur adds':>9s}")
     for w in args.weights:
-        r = rows[w] = score(w, args.data, args.seeds)
+        r = rows[w] = score(w, args.data, args.seeds, not args.no_shape_prior)
         print(f"{w[-60:]:60s} {r['faces']:5d} {r['clean']:7.3f} {r['occluded']:9.3f} {r['blurred']:8.3f} "
               f"{r['occlusion_adds']:+10.3f} {r['blur_adds']:+9.3f}", flush=True)
     if args.json:

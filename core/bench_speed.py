@@ -201,7 +201,8 @@ def run(argv, tmp: Path) -> int:
     configs = [("torch", "fp32"), ("onnx", "fp32")] + ([("onnx", "int8")] if has_int8 else [])
     for backend, precision in configs:
         for threads in sorted({1, all_threads}):
-            fa = FaceAligner(weights, backend=backend, detector="none", threads=threads, precision=precision)
+            fa = FaceAligner(weights, backend=backend, detector="none", threads=threads, precision=precision,
+                             shape_prior=False)  # the model alone; the prior is timed below
             size = fa.input_size
             name = backend + ("-int8" if precision == "int8" else "")
             for batch in (1, 8):
@@ -211,6 +212,16 @@ def run(argv, tmp: Path) -> int:
                 res["model"][key] = {**s, "provider": fa.provider, "device": fa.device_name}
                 rows.append((f"model per face: {name} ({fa.provider}), {threads} thr, batch {batch}", s))
     torch.set_num_threads(all_threads)
+
+    # the shape prior's MAP fit (core.shape_prior; numpy), per face, on the model's own outputs
+    prior_fa = FaceAligner(weights, backend="onnx", detector="none", threads=1)
+    if prior_fa.shape_prior is not None:
+        for batch in (1, 8):
+            x = np.random.default_rng(0).random((batch, 3, size, size), dtype=np.float32)
+            out = prior_fa.runner.runner(x)
+            s = summary(timed(lambda: prior_fa.shape_prior.refine(out["coords"], out["cov"]), args.runs), per=batch)
+            res["model"][f"shape_prior_batch{batch}"] = s
+            rows.append((f"shape prior per face (numpy), batch {batch}", s))
 
     # detectors, per 640x480 frame
     from .detectors import HaarDetector, MediaPipeDetector
@@ -263,6 +274,11 @@ def run(argv, tmp: Path) -> int:
         res["ratio_vs_dlib_onnx_1thread_batch1"] = {
             p: round(res["model"][f"{k}_threads1_batch1"]["median_ms"] / ref, 2)
             for p, k in (("fp32", "onnx"), ("int8", "onnx-int8")) if f"{k}_threads1_batch1" in res["model"]}
+        if "shape_prior_batch1" in res["model"]:  # what a face costs as FaceAligner runs it
+            prior_ms = res["model"]["shape_prior_batch1"]["median_ms"]
+            res["ratio_vs_dlib_onnx_1thread_batch1_with_prior"] = {
+                p: round((res["model"][f"{k}_threads1_batch1"]["median_ms"] + prior_ms) / ref, 2)
+                for p, k in (("fp32", "onnx"), ("int8", "onnx-int8")) if f"{k}_threads1_batch1" in res["model"]}
 
     if hasattr(os, "getloadavg"):
         res["machine"]["load_average_end"] = [round(v, 2) for v in os.getloadavg()]
@@ -280,7 +296,9 @@ def run(argv, tmp: Path) -> int:
           + (f", int8 {res['end_to_end']['video_mode_int8']['fps_from_mean']} fps" if has_int8 else ""))
     if "ratio_vs_dlib_onnx_1thread_batch1" in res:
         print("landmark model per face (ONNX Runtime, 1 thread, batch 1) / dlib per face: "
-              + ", ".join(f"{p} {r}" for p, r in res["ratio_vs_dlib_onnx_1thread_batch1"].items()))
+              + ", ".join(f"{p} {r}" for p, r in res["ratio_vs_dlib_onnx_1thread_batch1"].items())
+              + "".join(f"; with the shape prior {p} {r}"
+                        for p, r in res.get("ratio_vs_dlib_onnx_1thread_batch1_with_prior", {}).items()))
     elif dl is not None:
         print(f"dlib: not measured ({dl.get('reason')})")
     return 0

@@ -7,7 +7,8 @@
 
 Default protocol: each face is cropped as in training, a square around its ground-truth landmark
 box with side CROP_SCALE (1.3) x the box's larger side, resized to the model input. Errors are
-measured in the stored image's pixels and normalised by the inter-ocular distance (points 36, 45)."""
+measured in the stored image's pixels and normalised by the inter-ocular distance (points 36, 45).
+A model whose JSON names a shape prior is scored with it, as FaceAligner runs it (--no-shape-prior: without)."""
 from __future__ import annotations
 
 import argparse
@@ -27,6 +28,7 @@ from .landmarks import CROP_SCALE, apply_affine, invert_affine, warp_crop
 from .metrics import calibration, ced, summarize
 from .mirror import MirrorRunner
 from .protocols import face_rng, hidden_points, motion_blur, occlude
+from .shape_prior import prior_for
 
 
 def protocol_crops(records, size: int, occlusion: int | None = None, blur: int | None = None):
@@ -68,13 +70,17 @@ def crop_to_image(coords: torch.Tensor, mats, size: int) -> list[np.ndarray]:
 
 @torch.inference_mode()
 def predict_records(model, records, occlusion: int | None = None, blur: int | None = None, device: str = "cpu",
-                    batch_size: int = 32) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+                    batch_size: int = 32, prior=None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """(pred, gt, cov) in the stored images' pixels under the default protocol (optionally occluded
-    or blurred); cov is None without an uncertainty head."""
+    or blurred); cov is None without an uncertainty head. prior: a core.shape_prior.ShapePrior that
+    moves the points to its MAP estimate (models with an uncertainty head; the covariances stay)."""
     size = model.cfg.input_size
     preds, covs = [], []
     for out, mats in protocol_batches(model, records, occlusion, blur, device, batch_size):
-        preds += crop_to_image(out["coords"], mats, size)
+        coords = out["coords"]
+        if prior is not None and "cov" in out:
+            coords = torch.from_numpy(prior.refine(coords.float().cpu().numpy(), out["cov"].float().cpu().numpy()))
+        preds += crop_to_image(coords, mats, size)
         if "cov" in out:
             cov = out["cov"].float().cpu().numpy() * size * size
             for j, m in enumerate(mats):
@@ -131,13 +137,16 @@ class MirrorEnsemble:
 
 def evaluate(weights=None, data: str | Path = "", split: str = "test", occlusion: int | None = None,
              blur: int | None = None, device: str = "cpu", batch_size: int = 32, readout: str | None = None,
-             precision: str | None = None, mirror: bool = False, records: list | None = None) -> dict:
+             precision: str | None = None, mirror: bool = False, records: list | None = None,
+             shape_prior: bool = True) -> dict:
     """precision None: the torch model; "fp32" / "int8": its ONNX export run by ONNX Runtime;
     mirror: the test-time mirror ensemble (MirrorEnsemble, twice the cost); records: these faces
-    instead of the whole split (e.g. a held-out part of it)."""
+    instead of the whole split (e.g. a held-out part of it); shape_prior: fuse the points with the
+    shape prior the model's JSON names (core.shape_prior), as FaceAligner does."""
     if readout and precision:
         raise ValueError("--readout changes the torch model; an ONNX export keeps the read-out it was exported with")
     model, meta = load_model(weights, device)
+    prior = prior_for(weights or DEFAULT_WEIGHTS, meta) if shape_prior and model.cfg.uncertainty else None
     if readout:
         with_readout(model, readout)
     if precision:
@@ -146,7 +155,7 @@ def evaluate(weights=None, data: str | Path = "", split: str = "test", occlusion
         model = MirrorEnsemble(model)
     size = model.cfg.input_size
     records = load_jsonl(Path(data) / f"{split}.jsonl") if records is None else records
-    pred, gt, cov = predict_records(model, records, occlusion, blur, device, batch_size)
+    pred, gt, cov = predict_records(model, records, occlusion, blur, device, batch_size, prior)
     res = summarize(pred, gt)
     if cov is not None:
         res["calibration"] = calibration(pred, gt, cov)
@@ -156,6 +165,7 @@ def evaluate(weights=None, data: str | Path = "", split: str = "test", occlusion
                 "weights": str(weights or DEFAULT_WEIGHTS), "crop_scale": CROP_SCALE, "input_size": size,
                 "model": {**meta.get("model", {}), **({"readout": readout} if readout else {})},
                 "runtime": f"onnxruntime {precision}" if precision else "torch", "mirror_ensemble": mirror,
+                "shape_prior": prior.info if prior is not None else None,
                 "train_data": meta.get("train_data")})
     return res
 
@@ -199,6 +209,8 @@ def main(argv=None) -> int:
     g.add_argument("--occlusion", type=int, metavar="SEED", help="synthetic-occlusion protocol")
     g.add_argument("--blur", type=int, metavar="SEED", help="synthetic motion-blur protocol")
     ap.add_argument("--mirror", action="store_true", help="test-time mirror ensemble (mean with the mirrored crop; 2x cost)")
+    ap.add_argument("--no-shape-prior", action="store_true",
+                    help="the model's points as they come, without the shape prior its JSON names")
     ap.add_argument("--json", help="write the results here")
     ap.add_argument("--ced", help="write a CED plot (.html or .png)")
     ap.add_argument("--device", default="cpu")
@@ -214,7 +226,8 @@ def main(argv=None) -> int:
         return _main_photos(args)
     try:
         res = evaluate(args.weights, args.data, args.split, args.occlusion, args.blur, args.device,
-                       readout=args.readout, precision=args.precision, mirror=args.mirror)
+                       readout=args.readout, precision=args.precision, mirror=args.mirror,
+                       shape_prior=not args.no_shape_prior)
     except (DataError, CheckpointError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

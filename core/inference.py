@@ -28,6 +28,7 @@ from .image_faces import (DEFAULT_MIN_CONFIDENCE, FaceList, max_drift_for, predi
 from .images import decode_image
 from .landmarks import apply_affine, crop_matrix, invert_affine, warp_crop  # noqa: F401 (warp_crop re-exported)
 from .mirror import MirrorRunner
+from .shape_prior import ShapePriorRunner, prior_for
 from .runners import (OnnxRunner, TorchRunner, cpu_name, has_tensors_or_onnx, onnx_current, onnx_path_for,  # noqa: F401 (re-exported)
                       torch_installed)
 from .tracking import TrackingConfig, VideoTracker, box_crop
@@ -111,12 +112,15 @@ class FaceAligner:
     detector="mediapipe"; video mode keeps MediaPipeDetector("auto").
     tracking: video-mode parameters (core.tracking.TrackingConfig, or a mapping of its fields).
     mirror: every crop also goes through the model mirrored and the two answers are averaged
-    (core.mirror; twice the model time, test NME 3.30 -> 3.25 % for the flagship)."""
+    (core.mirror; twice the model time, test NME 3.30 -> 3.25 % for the flagship).
+    shape_prior: move the points to their MAP estimate under the shape prior the model's JSON names
+    (core.shape_prior: the statistical shape of the training faces, weighed against each point's
+    covariance, so points the model is unsure of follow the others); False: the model's points as they come."""
 
     def __init__(self, weights: str | Path | None = None, backend: str = "auto", device: str = "cpu",
                  detector="mediapipe", video: bool = False, threads: int = 0, max_faces: int = DEFAULT_MAX_FACES,
                  precision: str = "fp32", min_confidence: float = DEFAULT_MIN_CONFIDENCE, finder=None,
-                 tracking: TrackingConfig | dict | None = None, mirror: bool = False):
+                 tracking: TrackingConfig | dict | None = None, mirror: bool = False, shape_prior: bool = True):
         from .checkpoint import DEFAULT_WEIGHTS, read_meta, stem_paths
 
         if backend not in BACKENDS:
@@ -175,6 +179,10 @@ class FaceAligner:
         self.precision, self.mirror = precision, bool(mirror)
         if self.mirror:  # test-time mirror ensemble: twice the model time, ~0.1 points of NME (docs/FLAGSHIP.md)
             self.runner = MirrorRunner(self.runner, self.input_size)
+        # the model's points fused with the shape prior its JSON names (core.shape_prior)
+        self.shape_prior = prior_for(st_path, self.meta) if shape_prior and "cov" in self.runner.outputs else None
+        if self.shape_prior is not None:
+            self.runner = ShapePriorRunner(self.runner, self.shape_prior)
         self.provider: str = self.runner.provider
         self.device_name: str = self.runner.device_name
         self.has_uncertainty = "cov" in self.runner.outputs

@@ -50,14 +50,22 @@ needs_browser = pytest.mark.skipif(bool(_browser_missing()), reason=_browser_mis
 
 @pytest.fixture(scope="module")
 def exported(tiny_weights, tmp_path_factory):
-    """The tiny graph model in a fresh folder with its <stem>.onnx beside it."""
+    """The tiny graph model in a fresh folder with its <stem>.onnx beside it and a shape prior (fitted on
+    the synthetic shapes) named in its JSON, so that the page's port of the prior runs in every test."""
+    import json
+
+    from conftest import synthetic_shapes
     from core.export_onnx import main as export_main
+    from core.shape_prior import META_KEY, ShapePrior
 
     d = tmp_path_factory.mktemp("browser_onnx")
     for f in (tiny_weights, tiny_weights.with_suffix(".json")):
         shutil.copy(f, d / f.name)
     weights = d / tiny_weights.name
     assert export_main(["--weights", str(weights)]) == 0
+    ShapePrior.fit(synthetic_shapes(64)).save(d / "prior.json")
+    meta = json.loads(weights.with_suffix(".json").read_text())
+    weights.with_suffix(".json").write_text(json.dumps({**meta, META_KEY: "prior.json"}))
     return weights
 
 
@@ -89,6 +97,8 @@ def test_routes_serve_only_named_files(client, page_spec):
     assert cfg["default"] == "tiny_graph" and cfg["models"][0]["onnx"] == "models/tiny_graph.onnx"
     meta = client.get(f"{bw.ROUTE}/models/tiny_graph.json").json()
     assert meta["input_size"] == 64 and len(meta["neighbours"]) == meta["num_landmarks"] ** 2
+    prior = meta["shape_prior"]  # what FaceAligner applies, for the page's shape_prior.js
+    assert len(prior["mean"]) == 2 * meta["num_landmarks"] and len(prior["modes"]) == 2 * 68 * len(prior["variances"])
     onnx = page_spec.models[0].onnx
     assert client.get(f"{bw.ROUTE}/models/tiny_graph.onnx").content == onnx.read_bytes()
     assert len(client.get(f"{bw.ROUTE}/models/detector.onnx").content) == bw.DETECTOR_ONNX.stat().st_size
@@ -280,6 +290,38 @@ def test_page_matches_python_onnx_path(browser, server, exported, mode):
     print(f"parity ({mode}): {len(frames)} frames, {len(dists)} faces, {ref._video.detector_calls} detector calls, "
           f"{ref._video.model_passes} model passes; median {np.median(d):.4f} px, max {d.max():.4f} px")
     assert np.median(d) < PARITY_PX and d.max() < 5 * PARITY_PX
+    pg.context.close()
+
+
+@needs_browser
+def test_page_shape_prior_is_pythons(browser, server):
+    """shape_prior.js against core.shape_prior.ShapePrior.refine on noisy faces in image pixels with
+    an uncertain, displaced point each (and a face with a non-finite covariance, left as it is)."""
+    from conftest import synthetic_shapes
+    from core.shape_prior import ShapePrior
+
+    prior = ShapePrior.fit(synthetic_shapes(64))
+    rng = np.random.default_rng(4)
+    pts = synthetic_shapes(3, seed=9).astype(np.float64) * 300 + 50 + rng.normal(0, 2, (3, 68, 2))
+    a = rng.normal(0, 1.5, (3, 68, 2, 2))
+    cov = np.einsum("bnij,bnkj->bnik", a, a) + np.eye(2)
+    pts[:, 10] += 25
+    cov[:, 10] *= 100
+    cov[2, 3, 0, 0] = np.nan
+    want = prior.refine(pts, cov)
+    _, b = browser
+    pg = _new_page(b)
+    pg.goto(server, wait_until="domcontentloaded")
+    got = pg.evaluate("""async ([spec, faces]) => {
+      const { ShapePrior } = await import(new URL("static/shape_prior.js", location.href).href);
+      const prior = new ShapePrior(spec);
+      return faces.map(([p, c]) => Array.from(prior.refine(Float64Array.from(p), Float64Array.from(c))));
+    }""", [{"mean": prior.mean.ravel().tolist(), "modes": prior.modes.ravel().tolist(),
+            "variances": prior.variances.tolist()},
+           [[p.ravel().tolist(), c.ravel().tolist()] for p, c in zip(pts, cov)]])
+    got = np.asarray(got).reshape(3, 68, 2)
+    assert np.abs(got - want).max() < 1e-6 and np.array_equal(got[2], pts[2])
+    assert np.abs(want[:2, 10] - pts[:2, 10]).max() > 5  # the uncertain point moved
     pg.context.close()
 
 

@@ -216,3 +216,24 @@ def test_protocol_hidden_marks_the_landmarks_the_occluded_crops_paint_black(data
         not_black_before = (clean[xy[:, 1], xy[:, 0]] != 0).any(-1)
         black_now = (crop[xy[:, 1], xy[:, 0]] == 0).all(-1)
         np.testing.assert_array_equal(hidden[i] & not_black_before, black_now & not_black_before)
+
+
+def test_the_shape_prior_the_json_names_is_applied_unless_refused(tmp_path, data_root, tiny_weights):
+    """evaluate() scores a model as FaceAligner runs it: with the shape prior its JSON names
+    (core.shape_prior), recorded in the result; --no-shape-prior scores the raw points."""
+    import shutil
+
+    from core.shape_prior import META_KEY, ShapePrior
+
+    for suffix in (".safetensors", ".json"):
+        shutil.copy(Path(tiny_weights).with_suffix(suffix), tmp_path / f"m{suffix}")
+    prior = ShapePrior.fit(synthetic_shapes(64))
+    prior.save(tmp_path / "prior.json")
+    meta = json.loads((tmp_path / "m.json").read_text())
+    (tmp_path / "m.json").write_text(json.dumps({**meta, META_KEY: "prior.json"}))
+    on = _run(tmp_path, data_root, tmp_path / "m.safetensors", name="on.json")
+    off = _run(tmp_path, data_root, tmp_path / "m.safetensors", "--no-shape-prior", name="off.json")
+    plain = _run(tmp_path, data_root, tiny_weights, name="plain.json")
+    assert on["shape_prior"] == prior.info and off["shape_prior"] is None and plain["shape_prior"] is None
+    assert off["nme_per_face"] == pytest.approx(plain["nme_per_face"], abs=1e-7)
+    assert on["nme_per_face"] != pytest.approx(off["nme_per_face"], abs=1e-5)

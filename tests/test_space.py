@@ -22,6 +22,9 @@ def onnx_models(tiny_weights, tiny_fc_weights, tmp_path_factory):
     """The tiny graph and FC models in one folder, each with its <stem>.onnx."""
     from core.export_onnx import main as export
 
+    from conftest import synthetic_shapes
+    from core.shape_prior import META_KEY, ShapePrior
+
     d = tmp_path_factory.mktemp("space_models")
     out = []
     for w in (tiny_weights, tiny_fc_weights):
@@ -29,6 +32,9 @@ def onnx_models(tiny_weights, tiny_fc_weights, tmp_path_factory):
             shutil.copy(w.with_suffix(suffix), d / f"{w.stem}{suffix}")
         assert export(["--weights", str(d / f"{w.stem}.safetensors")]) == 0
         out.append(d / f"{w.stem}.safetensors")
+    ShapePrior.fit(synthetic_shapes(64)).save(d / "prior.json")  # the graph model names a shape prior
+    meta = json.loads((d / "tiny_graph.json").read_text())
+    (d / "tiny_graph.json").write_text(json.dumps({**meta, META_KEY: "prior.json"}))
     return out
 
 
@@ -45,6 +51,7 @@ def test_built_space_passes_the_check(space, onnx_models):
     names = check_space.requirement_names(space / "requirements.txt")
     assert "onnxruntime" in names and not {"torch", "onnxruntime-gpu"} & set(names)
     assert (space / "weights" / "tiny_graph.onnx").is_file() and (space / "app" / "tabs" / "upload.py").is_file()
+    assert (space / "weights" / "prior.json").is_file()  # the shape prior tiny_graph.json names
     assert not list((space / "weights").glob("*.safetensors"))  # ONNX only: the Space has no torch to read them
     from app.browser_webcam import page_files
 
@@ -65,6 +72,7 @@ def test_built_space_passes_the_check(space, onnx_models):
     ("no_onnx", "cannot run"),
     ("no_front_matter", "no front matter"),
     ("no_runtime", "in-browser webcam tab cannot run"),
+    ("no_prior", "names it as its shape prior"),
 ])
 def test_check_catches_what_a_push_would_regret(space, breakage, message):
     if breakage == "big":
@@ -83,6 +91,8 @@ def test_check_catches_what_a_push_would_regret(space, breakage, message):
         shutil.copy(ROOT / "app" / "examples" / "astronaut.jpg", space / "core" / "photo.jpg")
     elif breakage == "no_onnx":
         (space / "weights" / "tiny_fc.onnx").unlink()
+    elif breakage == "no_prior":
+        (space / "weights" / "prior.json").unlink()
     elif breakage == "no_runtime":
         (space / "app" / "static" / "vendor" / "onnxruntime-web" / "ort-wasm-simd-threaded.wasm.gz").unlink()
     elif breakage == "no_front_matter":

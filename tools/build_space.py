@@ -15,6 +15,7 @@ through LFS / Xet. Nothing from ../shared is copied (only the listed paths of th
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -24,6 +25,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from core.runners import onnx_path_for  # noqa: E402 (after the path setup)
+from core.shape_prior import META_KEY as PRIOR_KEY  # noqa: E402
 
 CODE_DIRS = ("app", "core")  # *.py files, recursively
 FILES = ("launch_app.py", "README.md", "LICENSE", "packages.txt")
@@ -64,6 +66,10 @@ def space_files(models: list[Path], root: Path = ROOT) -> dict[str, Path]:
             f = stem.parent / (stem.name + suffix)
             if f.is_file() and not (onnx_only and suffix == ".safetensors"):
                 out[f"weights/{f.name}"] = f
+        js = stem.parent / (stem.name + ".json")
+        prior = json.loads(js.read_text()).get(PRIOR_KEY) if js.is_file() else None
+        if prior and (stem.parent / prior).is_file():  # the shape prior the model's JSON names
+            out[f"weights/{prior}"] = stem.parent / prior
     out["requirements.txt"] = root / "space" / "requirements.txt"
     out[".gitattributes"] = root / "space" / ".gitattributes"
     return out

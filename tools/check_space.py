@@ -8,7 +8,8 @@
 - Files: every file over 10 MiB and every binary file matches an LFS pattern of .gitattributes
   (the Hub refuses them otherwise); no symlinks; no research data (../shared, faces68, .pts /
   .jsonl label files) and no images outside app/examples and docs.
-- Models: each weights/<stem>.json has its <stem>.onnx (the Space has no torch to run it otherwise).
+- Models: each weights/<stem>.json has its <stem>.onnx (the Space has no torch to run it otherwise) and
+  the shape prior it names (core.shape_prior).
 - In-browser webcam: where the folder has app/browser_webcam.py, every file of its page
   (app.browser_webcam.page_files: HTML/JS, detector, ONNX Runtime Web) is there.
 - --python PY: with that interpreter (a venv made from the Space's requirements.txt), load the
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+import json
 import re
 import subprocess
 import sys
@@ -120,6 +122,17 @@ def check(folder: Path) -> list[str]:
                             "docs may be pushed (check its licence)")
     for meta in sorted((folder / "weights").glob("*.json")):
         stem = meta.with_suffix("")
+        try:
+            info = json.loads(meta.read_text())
+        except ValueError:
+            problems.append(f"weights/{meta.name}: not valid JSON")
+            continue
+        if "input_size" not in info:  # not a model's metadata (e.g. the shape prior a model names)
+            continue
+        prior = info.get("shape_prior")
+        if prior and not (folder / "weights" / prior).is_file():
+            problems.append(f"weights/{prior} is missing: weights/{meta.name} names it as its shape prior "
+                            "(python tools/build_space.py copies it)")
         if not stem.with_suffix(".onnx").is_file() and "torch" not in reqs:
             problems.append(f"weights/{stem.name}.onnx is missing: without torch the Space cannot run "
                             f"{stem.name} (python -m core.export_onnx --weights {stem.name}.safetensors)")

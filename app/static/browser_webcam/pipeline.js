@@ -4,6 +4,7 @@
 // image mode crops from the detector's box with two passes. Points are interleaved x, y in image pixels.
 import { boxCrop, landmarkBox } from "./boxes.js";
 import { cropMatrix, invertAffine, warpCrop } from "./imgproc.js";
+import { ShapePrior } from "./shape_prior.js";
 import { TrackingConfig, VideoTracker } from "./tracking.js";
 
 export const REFINE_PASSES = 2; // image mode: detector crop, then a re-crop around the predicted landmarks
@@ -16,8 +17,9 @@ function median(values) {
 
 export class Aligner {
   /** ort: the onnxruntime-web module; session: the landmark model; meta: {input_size, num_landmarks,
-   * max_ratio} (max_ratio: the model's uncertainty ratio at confidence 0.5, where video mode loses a
-   * track, as FaceAligner; null: none). */
+   * max_ratio[, shape_prior]} (max_ratio: the model's uncertainty ratio at confidence 0.5, where video
+   * mode loses a track, as FaceAligner; null: none; shape_prior: the points go to their MAP estimate
+   * under it, shape_prior.js, as FaceAligner's). */
   constructor(ort, session, meta, detector, { maxFaces = 4, video = true, tracking = null } = {}) {
     Object.assign(this, { ort, session, detector, maxFaces, video });
     this.maxRatio = meta.max_ratio ?? null;
@@ -26,6 +28,7 @@ export class Aligner {
     this.tracking = tracking instanceof TrackingConfig ? tracking : new TrackingConfig(tracking || {});
     this.refinePasses = REFINE_PASSES;
     this.hasCov = session.outputNames.includes("cov");
+    this.prior = meta.shape_prior && this.hasCov ? new ShapePrior(meta.shape_prior) : null;
     this.modelMs = 0; // model time of the last frame (all calls)
     this.reset();
   }
@@ -85,7 +88,7 @@ export class Aligner {
         }
         sigma = median(sd);
       }
-      return { pts, cov, adj, sigma };
+      return { pts: this.prior ? this.prior.refine(pts, cov) : pts, cov, adj, sigma };
     });
   }
 

@@ -1,0 +1,211 @@
+"""A statistical shape prior fused with the model's per-point Gaussians (maximum a posteriori).
+
+The model gives every landmark a mean p_i and a covariance Sigma_i (calibrated by core.calibrate); a
+point it cannot see (an occluder, blur) gets a wide ellipse. The prior is a point distribution model of
+the training shapes: after generalised Procrustes alignment (mirror images included),
+y = m + sum_k b_k P_k with b_k ~ N(0, lambda_k) (PCA, the modes that keep VARIANCE_KEPT of the variance).
+A face is x = a y + c y_perp + t (a similarity: scale, rotation, translation, flat prior), and
+
+    (a, c, t, b)* = argmin  sum_i (p_i - x_i)^T Sigma_i^-1 (p_i - x_i)  +  sum_k b_k^2 / lambda_k
+
+(Gauss-Newton from the similarity fit of the mean shape; two steps converge). The returned points are
+x*: confident points stay where the model put them, uncertain ones follow the shape of the confident
+ones. Covariances are left as the model gave them. Nothing here is tuned on validation: the prior's
+weight is the Bayesian one (1) and the modes are fixed by VARIANCE_KEPT.
+
+    python -m core.shape_prior --data ../shared/data/faces68 --weights weights/sdfl_flagship.safetensors \
+        --out weights/shape_prior.json      # fitted on that model's training split (not its validation)
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .landmarks import MIRROR_PERMUTATION
+
+VARIANCE_KEPT = 0.995  # share of the aligned training shapes' variance the modes keep
+PROCRUSTES_ITERS = 10
+GN_STEPS = 2  # Gauss-Newton steps after the similarity fit (validation: a third changes < 0.001 points)
+META_KEY = "shape_prior"  # <stem>.json key naming the prior's file, relative to the weights' folder
+
+
+def _perp(v: np.ndarray) -> np.ndarray:
+    """Each 2-vector turned by +90 degrees."""
+    return np.stack([-v[..., 1], v[..., 0]], -1)
+
+
+def procrustes(shapes: np.ndarray, iters: int = PROCRUSTES_ITERS) -> tuple[np.ndarray, np.ndarray]:
+    """Generalised Procrustes analysis of (F, N, 2) shapes: (mean (N, 2), centred and of unit norm;
+    every shape aligned to it by scale and rotation, (F, N, 2))."""
+    x = shapes - shapes.mean(1, keepdims=True)
+    x = x / np.sqrt((x ** 2).sum((1, 2), keepdims=True))
+    mean, aligned = x[0], x
+    for _ in range(iters):
+        n2 = (x ** 2).sum((1, 2))
+        a = (x * mean).sum((1, 2)) / n2
+        c = (x[..., 0] * mean[:, 1] - x[..., 1] * mean[:, 0]).sum(1) / n2
+        aligned = a[:, None, None] * x + c[:, None, None] * _perp(x)
+        mean = aligned.mean(0)
+        mean = mean - mean.mean(0)
+        mean = mean / np.sqrt((mean ** 2).sum())
+    return mean, aligned
+
+
+@dataclasses.dataclass
+class ShapePrior:
+    mean: np.ndarray  # (N, 2), centred, unit norm
+    modes: np.ndarray  # (K, N, 2), orthonormal
+    variances: np.ndarray  # (K,)
+    info: dict = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def fit(cls, shapes: np.ndarray, mirror: bool = True, variance_kept: float = VARIANCE_KEPT,
+            info: dict | None = None) -> "ShapePrior":
+        """PCA of (F, N, 2) landmark sets (any frame) after Procrustes alignment; mirror: add every
+        shape's mirror image (left and right points swapped)."""
+        shapes = np.asarray(shapes, dtype=np.float64)
+        if shapes.ndim != 3 or shapes.shape[2] != 2 or len(shapes) < 3:
+            raise ValueError(f"need (F >= 3, N, 2) shapes, got {shapes.shape}")
+        if mirror:
+            flipped = shapes * [-1.0, 1.0]
+            shapes = np.concatenate([shapes, flipped[:, MIRROR_PERMUTATION]])
+        mean, aligned = procrustes(shapes)
+        _, s, vt = np.linalg.svd((aligned - mean).reshape(len(aligned), -1), full_matrices=False)
+        var = s ** 2 / len(aligned)
+        k = int(np.searchsorted(np.cumsum(var) / var.sum(), variance_kept) + 1)
+        info = {"faces": int(len(shapes) // (2 if mirror else 1)), "mirror": mirror,
+                "variance_kept": variance_kept, "modes": k, **(info or {})}
+        return cls(mean, vt[:k].reshape(k, -1, 2), var[:k], info)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps({
+            "info": self.info, "mean": np.round(self.mean, 7).tolist(),
+            "modes": np.round(self.modes, 7).tolist(), "variances": [float(f"{v:.7g}") for v in self.variances]}))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "ShapePrior":
+        try:
+            d = json.loads(Path(path).read_text())
+            prior = cls(np.asarray(d["mean"], float), np.asarray(d["modes"], float),
+                        np.asarray(d["variances"], float), d.get("info", {}))
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise ValueError(f"{path}: not a shape prior ({e})") from e
+        n = len(prior.mean)
+        if prior.mean.shape != (n, 2) or prior.modes.shape != (len(prior.variances), n, 2) \
+                or not np.all(prior.variances > 0):
+            raise ValueError(f"{path}: inconsistent shape prior (mean {prior.mean.shape}, modes "
+                             f"{prior.modes.shape}, variances {prior.variances.shape})")
+        return prior
+
+    def refine(self, coords: np.ndarray, cov: np.ndarray, steps: int = GN_STEPS) -> np.ndarray:
+        """(B, N, 2) points with (B, N, 2, 2) covariances (any frame, any unit) -> the MAP points x*
+        (module docstring), same dtype. A face whose points or covariances are not finite and positive
+        definite is returned unchanged."""
+        p = np.asarray(coords, dtype=np.float64)
+        c = np.asarray(cov, dtype=np.float64)
+        if p.shape[1:] != self.mean.shape or c.shape != p.shape + (2,):
+            raise ValueError(f"coords {p.shape} / cov {c.shape} do not match a {len(self.mean)}-point prior")
+        ok = np.isfinite(p).all((1, 2)) & np.isfinite(c).all((1, 2, 3))
+        det = c[..., 0, 0] * c[..., 1, 1] - c[..., 0, 1] * c[..., 1, 0]
+        ok &= ((c[..., 0, 0] > 0) & (det > 0)).all(1)
+        out = np.array(coords, copy=True)
+        if ok.any():
+            out[ok] = self._map(p[ok], c[ok], steps).astype(out.dtype)
+        return out
+
+    def _map(self, p: np.ndarray, cov: np.ndarray, steps: int) -> np.ndarray:
+        nb, n, k = len(p), len(self.mean), len(self.variances)
+        # whitening: cov = C C^T (Cholesky); residuals and Jacobian rows are premultiplied by W = C^-1
+        l11 = np.sqrt(cov[..., 0, 0])
+        l21 = cov[..., 1, 0] / l11
+        l22 = np.sqrt(np.maximum(cov[..., 1, 1] - l21 ** 2, 1e-12 * cov[..., 1, 1]))
+        w = np.zeros(cov.shape)
+        w[..., 0, 0], w[..., 1, 1], w[..., 1, 0] = 1 / l11, 1 / l22, -l21 / (l11 * l22)
+        flat = self.modes.reshape(k, 2 * n)
+        px, py = self.modes[..., 0].T, self.modes[..., 1].T  # (N, K); W is lower triangular:
+        w00, w10, w11 = w[..., 0, 0, None], w[..., 1, 0, None], w[..., 1, 1, None]
+        w_modes = np.stack([w00 * px, w10 * px + w11 * py], 2)  # (B, N, 2, K): W P
+        w_modes_perp = np.stack([-w00 * py, w11 * px - w10 * py], 2)  # W P_perp
+        w_shift = w  # what t_x, t_y move: W e_x, W e_y
+        theta, b = np.tile([1.0, 0.0, 0.0, 0.0], (nb, 1)), np.zeros((nb, k))
+        ridge = np.diag(np.concatenate([np.zeros(4), 1.0 / self.variances]))
+        for step in range(steps + 1):
+            y = self.mean + (b @ flat).reshape(nb, n, 2)
+            a, c = theta[:, 0, None, None], theta[:, 1, None, None]
+            r = p - (a * y + c * _perp(y) + theta[:, None, 2:])
+            parts = [np.matmul(w, y[..., None]), np.matmul(w, _perp(y)[..., None]), w_shift]
+            if step:  # step 0: the similarity alone (b = 0)
+                parts.append(a[..., None] * w_modes + c[..., None] * w_modes_perp)
+            jw = np.concatenate(parts, -1).reshape(nb, 2 * n, -1)
+            rw = np.matmul(w, r[..., None]).reshape(nb, 2 * n, 1)
+            h = np.matmul(jw.transpose(0, 2, 1), jw)
+            g = np.matmul(jw.transpose(0, 2, 1), rw)[..., 0]
+            if step:
+                h = h + ridge
+                g[:, 4:] -= b / self.variances
+            h += 1e-12 * np.trace(h, axis1=1, axis2=2)[:, None, None] * np.eye(h.shape[-1])
+            dz = np.linalg.solve(h, g[..., None])[..., 0]
+            theta = theta + dz[:, :4]
+            if step:
+                b = b + dz[:, 4:]
+        y = self.mean + (b @ flat).reshape(nb, n, 2)
+        a, c = theta[:, 0, None, None], theta[:, 1, None, None]
+        return a * y + c * _perp(y) + theta[:, None, 2:]
+
+
+def prior_for(weights: str | Path, meta: dict) -> ShapePrior | None:
+    """The shape prior a model's <stem>.json names (META_KEY), or None."""
+    name = meta.get(META_KEY)
+    if not name:
+        return None
+    return ShapePrior.load(Path(weights).parent / name)
+
+
+class ShapePriorRunner:
+    """A model runner (x (B, 3, S, S) -> numpy dict with "coords" and "cov") whose coords are the
+    prior's MAP points; runners without "cov" are not wrapped (nothing to weigh the points by)."""
+
+    def __init__(self, runner, prior: ShapePrior):
+        self.runner, self.prior = runner, prior
+        for name in ("provider", "device_name", "outputs", "input_shape", "meta"):
+            if hasattr(runner, name):
+                setattr(self, name, getattr(runner, name))
+
+    def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        out = dict(self.runner(x))
+        out["coords"] = self.prior.refine(out["coords"], out["cov"])
+        return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", required=True, help="faces68 folder (train.jsonl)")
+    ap.add_argument("--weights", required=True, help="the model whose training split the prior is fitted on")
+    ap.add_argument("--out", required=True, help="the prior's JSON file (put it beside the weights)")
+    ap.add_argument("--link", action="store_true", help=f"also name it in the weights' <stem>.json ({META_KEY!r})")
+    args = ap.parse_args(argv)
+    from .checkpoint import read_meta, stem_paths, training_data_config
+    from .data import train_val_split
+
+    meta = read_meta(args.weights)
+    train, val = train_val_split(training_data_config(meta), args.data)
+    prior = ShapePrior.fit(np.stack([r.landmarks for r in train]),
+                           info={"fitted_on": f"faces68 train minus the validation split of {Path(args.weights).name}",
+                                 "validation_faces_left_out": len(val)})
+    prior.save(args.out)
+    print(json.dumps(prior.info))
+    if args.link:
+        js = stem_paths(args.weights)[1]
+        meta[META_KEY] = Path(args.out).name
+        js.write_text(json.dumps(meta, indent=1))
+        print(f"{js}: {META_KEY} = {Path(args.out).name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,161 @@
+"""core.shape_prior: the point distribution model, its MAP fusion with the model's Gaussians, and where
+the pipeline applies it (FaceAligner, core.evaluate)."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from conftest import synthetic_shapes
+from core.shape_prior import META_KEY, ShapePrior, ShapePriorRunner, prior_for
+
+N = 68
+
+
+def _shapes(n=400, seed=0):
+    """Faces with two real modes of variation (mouth opening, face width) under random similarities."""
+    rng = np.random.default_rng(seed)
+    base = synthetic_shapes(n, seed).astype(np.float64)
+    mouth = np.zeros((N, 2))
+    mouth[57:60, 1] = mouth[65:68, 1] = 0.04
+    width = np.zeros((N, 2))
+    width[:17, 0] = np.linspace(-0.05, 0.05, 17)
+    return base + rng.normal(0, 1, (n, 1, 1)) * mouth + rng.normal(0, 1, (n, 1, 1)) * width
+
+
+def _sim(points, scale, angle, shift):
+    r = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]) * scale
+    return points @ r.T + shift, r
+
+
+@pytest.fixture(scope="module")
+def prior():
+    return ShapePrior.fit(_shapes())
+
+
+def test_fit_finds_a_unit_mean_and_orthonormal_modes(prior):
+    assert prior.mean.shape == (N, 2) and np.allclose(prior.mean.mean(0), 0, atol=1e-9)
+    assert np.isclose((prior.mean ** 2).sum(), 1.0)
+    flat = prior.modes.reshape(len(prior.variances), -1)
+    assert np.allclose(flat @ flat.T, np.eye(len(flat)), atol=1e-8)
+    assert np.all(np.diff(prior.variances) <= 0) and prior.info["faces"] == 400 and prior.info["mirror"]
+
+
+def test_a_point_the_model_is_unsure_of_follows_the_others(prior):
+    truth = _shapes(1, seed=7)[0]
+    cov = np.tile(np.eye(2) * 0.002 ** 2, (N, 1, 1))
+    pred = truth.copy()
+    pred[8] += [0.08, -0.06]  # the chin tip, pushed off by an "occluder" ...
+    cov[8] = np.eye(2) * 0.05 ** 2  # ... and the model says it is unsure there
+    out = prior.refine(pred[None], cov[None])[0]
+    assert np.linalg.norm(out[8] - truth[8]) < 0.25 * np.linalg.norm(pred[8] - truth[8])
+    others = np.delete(np.arange(N), 8)
+    assert np.abs(out[others] - truth[others]).max() < 0.01  # confident points stay put
+
+
+def test_confidently_wrong_points_are_kept_by_their_weight(prior):
+    """The same displaced chin with a tight covariance: the fit follows it (the prior is weighed
+    against the model's confidence, not imposed)."""
+    truth = _shapes(1, seed=7)[0]
+    cov = np.tile(np.eye(2) * 0.002 ** 2, (N, 1, 1))
+    pred = truth.copy()
+    pred[8] += [0.08, -0.06]
+    out = prior.refine(pred[None], cov[None])[0]
+    assert np.linalg.norm(out[8] - pred[8]) < 0.5 * np.linalg.norm(pred[8] - truth[8])
+
+
+def test_refine_is_equivariant_to_similarities(prior):
+    rng = np.random.default_rng(3)
+    pred = _shapes(2, seed=11) + rng.normal(0, 0.01, (2, N, 2))
+    cov = np.einsum("bnij,bnkj->bnik", *(2 * [rng.normal(0, 0.01, (2, N, 2, 2))])) + 1e-5 * np.eye(2)
+    moved, r = _sim(pred, 3.0, 0.4, [10.0, -4.0])
+    moved_cov = 9.0 * np.einsum("ij,bnjk,lk->bnil", r / 3.0, cov, r / 3.0)
+    assert np.allclose(prior.refine(moved, moved_cov), _sim(prior.refine(pred, cov), 3.0, 0.4, [10.0, -4.0])[0],
+                       atol=1e-6)
+
+
+def test_bad_faces_pass_through_unchanged_and_bad_shapes_are_refused(prior):
+    pred = _shapes(3, seed=2).astype(np.float32)
+    cov = np.tile(np.eye(2) * 1e-4, (3, N, 1, 1)).astype(np.float32)
+    cov[1, 5] = [[1e-4, 0], [0, -1e-4]]  # not positive definite
+    pred[2, 3] = np.nan
+    out = prior.refine(pred, cov)
+    assert out.dtype == np.float32 and np.array_equal(out[1], pred[1])
+    assert np.array_equal(out[2], pred[2], equal_nan=True) and not np.array_equal(out[0], pred[0])
+    with pytest.raises(ValueError, match="do not match"):
+        prior.refine(pred[:, :60], cov[:, :60])
+
+
+def test_save_load_round_trip_and_clear_errors(prior, tmp_path):
+    path = tmp_path / "prior.json"
+    prior.save(path)
+    back = ShapePrior.load(path)
+    assert back.info == prior.info and np.allclose(back.modes, prior.modes, atol=1e-6)
+    pred = _shapes(2, seed=5)
+    cov = np.tile(np.eye(2) * 1e-4, (2, N, 1, 1))
+    assert np.allclose(back.refine(pred, cov), prior.refine(pred, cov), atol=1e-5)
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(ValueError, match="bad.json: not a shape prior"):
+        ShapePrior.load(tmp_path / "bad.json")
+    d = json.loads(path.read_text())
+    d["variances"] = d["variances"][:-1]
+    (tmp_path / "short.json").write_text(json.dumps(d))
+    with pytest.raises(ValueError, match="inconsistent"):
+        ShapePrior.load(tmp_path / "short.json")
+
+
+class _Runner:
+    outputs = ["coords", "adjacency", "cov"]
+
+    def __call__(self, x):
+        pts = np.tile(synthetic_shapes(1)[0], (len(x), 1, 1))
+        pts[:, 8] += 0.1
+        cov = np.tile(np.eye(2, dtype=np.float32) * 1e-5, (len(x), N, 1, 1))
+        cov[:, 8] *= 1e4
+        return {"coords": pts, "adjacency": np.zeros((len(x), N, N), np.float32), "cov": cov}
+
+
+def test_runner_moves_only_the_coordinates(prior):
+    raw = _Runner()(np.zeros((2, 3, 8, 8), np.float32))
+    out = ShapePriorRunner(_Runner(), prior)(np.zeros((2, 3, 8, 8), np.float32))
+    assert np.array_equal(out["cov"], raw["cov"]) and np.array_equal(out["adjacency"], raw["adjacency"])
+    assert np.abs(out["coords"][:, 8] - raw["coords"][:, 8]).max() > 0.05
+
+
+def _linked_copy(weights, prior, tmp_path):
+    """The tiny model copied with a prior file named in its JSON."""
+    for suffix in (".safetensors", ".json"):
+        shutil.copy(weights.with_suffix(suffix), tmp_path / f"m{suffix}")
+    prior.save(tmp_path / "prior.json")
+    meta = json.loads((tmp_path / "m.json").read_text())
+    meta[META_KEY] = "prior.json"
+    (tmp_path / "m.json").write_text(json.dumps(meta))
+    return tmp_path / "m.safetensors"
+
+
+def test_face_aligner_applies_the_prior_its_json_names(tiny_heatmap_weights, prior, tmp_path, astronaut):
+    from core.inference import FaceAligner
+
+    linked = _linked_copy(tiny_heatmap_weights, prior, tmp_path)
+    assert prior_for(tiny_heatmap_weights, json.loads(tiny_heatmap_weights.with_suffix(".json").read_text())) is None
+    on = FaceAligner(linked, backend="torch", detector="none")
+    off = FaceAligner(linked, backend="torch", detector="none", shape_prior=False)
+    assert isinstance(on.runner, ShapePriorRunner) and on.shape_prior.info == prior.info
+    assert off.shape_prior is None and not isinstance(off.runner, ShapePriorRunner)
+    x = np.random.default_rng(0).random((2, 3, on.input_size, on.input_size), dtype=np.float32)
+    raw, fused = off.runner(x), on.runner(x)
+    assert np.allclose(fused["coords"], prior.refine(raw["coords"], raw["cov"]), atol=1e-6)
+    assert np.array_equal(fused["cov"], raw["cov"])
+    face = on.predict(astronaut, boxes=np.array([[150, 120, 360, 380]], np.float32))[0]
+    assert np.isfinite(face.landmarks).all() and face.covariance is not None
+
+
+def test_a_missing_prior_file_is_a_clear_error(tiny_heatmap_weights, prior, tmp_path):
+    from core.inference import FaceAligner
+
+    linked = _linked_copy(tiny_heatmap_weights, prior, tmp_path)
+    (tmp_path / "prior.json").unlink()
+    with pytest.raises(ValueError, match="prior.json: not a shape prior"):
+        FaceAligner(linked, backend="torch", detector="none")
