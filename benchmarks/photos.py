@@ -161,6 +161,7 @@ def crop_reference(weights, data: Path, split: str, records) -> dict | None:
     from core.data import load_jsonl
     from core.evaluate import predict_records
     from core.metrics import nme
+    from core.shape_prior import prior_for
 
     first = json.loads((data / f"{split}.jsonl").read_text().splitlines()[0])
     crops = data / f"{first.get('split_of_crops', '')}.jsonl"
@@ -168,8 +169,9 @@ def crop_reference(weights, data: Path, split: str, records) -> dict | None:
         return None
     keep = {f"{r.source}_{i}" for r in records for i in r.ids}
     recs = [r for r in load_jsonl(crops) if Path(r.image).stem in keep]
-    model, _ = load_model(weights)
-    pred, gt, _ = predict_records(model, recs)
+    model, meta = load_model(weights)
+    prior = prior_for(weights, meta) if model.cfg.uncertainty else None  # as FaceAligner and core.evaluate
+    pred, gt, _ = predict_records(model, recs, prior=prior)
     e = nme(pred, gt)
     return {"faces": len(recs), "nme": float(e.mean()), "split": crops.stem}
 
