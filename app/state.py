@@ -72,6 +72,8 @@ class Models:
     accurate: Any = None
     accurate_weights: str = ""
     locks: dict[int, threading.Lock] = field(default_factory=dict)
+    graph_raw: Any = None  # `graph` / `fc` without their shape prior (the occlusion demo's switch); None: same
+    fc_raw: Any = None
 
     @property
     def photo(self) -> Any:
@@ -130,8 +132,10 @@ def load_models(graph_weights=None, fc_weights=None, *, accurate_weights=None, w
     video = [FaceAligner(weights=webcam_weights, video=True, precision=webcam_precision, **kw)
              for _ in range(max(1, webcam_slots))]
     accurate = FaceAligner(weights=accurate_weights, video=False, **kw) if accurate_weights else None
+    raw = [FaceAligner(weights=w, video=False, shape_prior=False, **kw) if a.shape_prior is not None else a
+           for a, w in ((graph, graph_weights), (fc, fc_weights))]
     return Models(graph, fc, video, str(graph_weights), str(fc_weights), accurate,
-                  str(accurate_weights) if accurate_weights else "")
+                  str(accurate_weights) if accurate_weights else "", graph_raw=raw[0], fc_raw=raw[1])
 
 
 class VideoPool:

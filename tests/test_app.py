@@ -307,6 +307,41 @@ def test_occlusion_error_against_ground_truth(demo, tmp_path):
     assert st2 is st
 
 
+def test_occlusion_shape_prior_switch(tiny_weights, tiny_fc_weights, tmp_path):
+    """With a shape prior named in the models' JSON the occlusion demo runs both models with it and
+    draws where it moved each point (PRIOR_COLOR lines); switched off, it runs the raw models (the
+    same weights without the prior) and draws no such line."""
+    import shutil
+
+    from app.tabs.occlusion import PRIOR_COLOR
+    from app.ui import LandmarkApp, load_models
+    from conftest import synthetic_shapes
+    from core.shape_prior import META_KEY, ShapePrior
+
+    tall = synthetic_shapes(64) * [1.0, 1.4]  # faces longer than the tiny models' mean shape: the prior moves points
+    ShapePrior.fit(tall).save(tmp_path / "prior.json")
+    linked = []
+    for w in (tiny_weights, tiny_fc_weights):
+        for suffix in (".safetensors", ".json"):
+            shutil.copy(w.with_suffix(suffix), tmp_path / f"{w.stem}{suffix}")
+        meta = json.loads((tmp_path / f"{w.stem}.json").read_text())
+        (tmp_path / f"{w.stem}.json").write_text(json.dumps({**meta, META_KEY: "prior.json"}))
+        linked.append(tmp_path / f"{w.stem}.safetensors")
+    models = load_models(*linked, webcam_slots=1)
+    assert models.graph.shape_prior is not None and models.graph_raw.shape_prior is None
+    app = LandmarkApp(models, results_dir=tmp_path)
+    args = (str(ASTRONAUT), "box", 0.5, 0.7, 0.6, 0.3, 0, 3, "gray", None, None)
+    on, off = app.run_occlusion(*args, True), app.run_occlusion(*args, False)
+    assert "shape prior on" in on[5] and "shape prior off" in off[5]
+    assert on[-1]["key"] != off[-1]["key"]  # clean predictions cached per setting
+    assert not np.allclose(on[-1]["graph"][0]["landmarks"], off[-1]["graph"][0]["landmarks"])
+
+    def prior_pixels(img):
+        return int(np.all(np.abs(img.astype(int) - PRIOR_COLOR) <= 30, axis=-1).sum())
+
+    assert prior_pixels(on[0]) > 20 and prior_pixels(off[0]) < prior_pixels(on[0]) / 4
+
+
 def test_app_modules_are_small():
     for f in sorted((ROOT / "app").rglob("*.py")):
         n = len(f.read_text().splitlines())
@@ -382,3 +417,4 @@ def test_upload_over_size_limit_is_refused(client, tmp_path):
         _landmarks(client, big)
     assert "size" in str(err.value).lower() or "large" in str(err.value).lower() or "413" in str(err.value)
     assert len(_landmarks(client, ASTRONAUT)["faces"]) >= 1
+

@@ -23,6 +23,7 @@ from ..occlusion_metrics import match_truth, model_result, model_text, reading
 from ..state import ASTRONAUT, FILLS, OCCLUDERS, OCCLUSION_VIEW_SIDE, OCCLUSION_WORK_SIDE, STATE_TTL
 
 TRUTH_COLOR = (255, 255, 255)
+PRIOR_COLOR = (255, 0, 255)  # the shape prior's move: from the model's own point to the one shown
 GRAPH_NAME, FC_NAME = "Landmark graph (flagship)", "FC layers, same features (baseline)"
 
 
@@ -38,25 +39,44 @@ LEGEND = f"""**In the images**
 
 {_swatch(ov.REFERENCE_COLOR, "○")} the same model on the clean photo
 
+{_swatch(PRIOR_COLOR, "╱")} where the shape prior moved the model's own point (switch it off to see the raw models)
+
 {_swatch(TRUTH_COLOR, "✚")} ground truth (with a landmark file)
 
 Flat gray / black / noise: the occluder. Sizes are relative to each face box (0..1)."""
 
 
+def _draw_moves(image: np.ndarray, raw: list[dict], shown: list[dict], s: float, off) -> np.ndarray:
+    """A line from each raw model point to the point shown (after the shape prior), where it moved."""
+    out = image.copy()
+    for r, f in zip(raw, shown):
+        for a, b in zip((r["landmarks"] - off) * s, (f["landmarks"] - off) * s):
+            if np.all(np.isfinite(a)) and np.all(np.isfinite(b)) and np.hypot(*(a - b)) >= 1.0:
+                cv2.line(out, tuple(np.round(a).astype(int)), tuple(np.round(b).astype(int)), PRIOR_COLOR, 2,
+                         cv2.LINE_AA)
+    return out
+
+
 class OcclusionTab:
     """Occlusion handlers (a mixin of app.ui.LandmarkApp: uses self.models, self.predict)."""
 
-    def _clean_predictions(self, image: str, state: dict | None) -> dict:
-        key = (str(image), os.path.getmtime(image) if os.path.exists(str(image)) else 0)
+    def _pair(self, prior: bool) -> tuple:
+        """(graph, FC) aligners with their shape prior, or without it (the raw models)."""
+        m = self.models
+        return (m.graph, m.fc) if prior else (m.graph_raw or m.graph, m.fc_raw or m.fc)
+
+    def _clean_predictions(self, image: str, state: dict | None, prior: bool = True) -> dict:
+        key = (str(image), os.path.getmtime(image) if os.path.exists(str(image)) else 0, bool(prior))
         if state and state.get("key") == key:
             return state
         img, scale = read_image_file(image, self.max_pixels)
         img, s = fit_within(img, OCCLUSION_WORK_SIDE)  # the state holds this copy: keep it small
-        faces_g = self.predict(self.models.graph, img)
+        graph, fc = self._pair(prior)
+        faces_g = self.predict(graph, img)
         if not faces_g:
             raise UserInputError("No face found in the image: the occlusion demo needs at least one face.")
         boxes = np.stack([face_view(f)["box"] for f in faces_g])
-        faces_f = self.predict(self.models.fc, img, boxes=boxes)
+        faces_f = self.predict(fc, img, boxes=boxes)
         return {"key": key, "image": img, "boxes": boxes, "px": scale / s,  # file pixels per working pixel
                 "graph": [face_view(f) for f in faces_g], "fc": [face_view(f) for f in faces_f]}
 
@@ -76,14 +96,16 @@ class OcclusionTab:
         return occluders.apply_occlusion(img, mask, fill, int(seed))
 
     def run_occlusion(self, image: str | None, kind: str, x: float, y: float, w: float, h: float, seed: float,
-                      count: float, fill: str, state: dict | None, truth: str | None = None) -> tuple:
+                      count: float, fill: str, state: dict | None, truth: str | None = None,
+                      prior: bool = True) -> tuple:
         """-> (graph image, graph text, fc image, fc text, per-landmark fig, reading + status, state).
-        truth: an optional .pts / .json file with the photo's 68 labelled points per face."""
+        truth: an optional .pts / .json file with the photo's 68 labelled points per face; prior: both
+        models with their shape prior (core.shape_prior; the lines show what it moved) or raw."""
         empty = (None, "", None, "", plots.message_figure("No result yet.", "Per-landmark error"))
         if not image:
             return (*empty, "Upload a photo or pick an example.", state)
         try:
-            st = self._clean_predictions(image, state)
+            st = self._clean_predictions(image, state, prior)
             gt = read_landmarks_file(truth, st["px"])
         except UserInputError as e:
             gr.Warning(str(e), title="Bad input")
@@ -91,10 +113,15 @@ class OcclusionTab:
         img, boxes = st["image"], st["boxes"]
         mask = self.occlusion_mask(img.shape, boxes, kind, x, y, w, h, int(seed), int(count))
         occluded = occluders.apply_occlusion(img, mask, fill, int(seed))
+        graph, fc = self._pair(prior)
         t0 = time.perf_counter()
-        occ_g = [face_view(f) for f in self.predict(self.models.graph, occluded, boxes=boxes)]
-        occ_f = [face_view(f) for f in self.predict(self.models.fc, occluded, boxes=boxes)]
+        occ_g = [face_view(f) for f in self.predict(graph, occluded, boxes=boxes)]
+        occ_f = [face_view(f) for f in self.predict(fc, occluded, boxes=boxes)]
         latency = (time.perf_counter() - t0) * 1000.0
+        raw = [None, None]  # the raw models' points on the occluded photo, to draw the prior's moves
+        for i, (with_prior, without) in enumerate(((graph, self.models.graph_raw), (fc, self.models.fc_raw))):
+            if prior and without is not None and without is not with_prior:
+                raw[i] = [face_view(f) for f in self.predict(without, occluded, boxes=boxes)]
         truths = match_truth(gt, st["graph"])
         ref = [t if t is not None else c["landmarks"] for t, c in zip(truths, st["graph"])]
         hh, ww = mask.shape
@@ -112,13 +139,15 @@ class OcclusionTab:
             s = disp.shape[1] / (rx1 - rx0)
         off = (rx0, ry0)
         images, results = [], []
-        for name, clean, occ, nb in ((GRAPH_NAME, st["graph"], occ_g, self.neighbours),
-                                     (FC_NAME, st["fc"], occ_f, self.fc_neighbours)):
+        for name, clean, occ, nb, moved in ((GRAPH_NAME, st["graph"], occ_g, self.neighbours, raw[0]),
+                                            (FC_NAME, st["fc"], occ_f, self.fc_neighbours, raw[1])):
             out = disp
             for c, o, t in zip(clean, occ, truths):
                 out = ov.draw_points(out, (c["landmarks"] - off) * s, ov.REFERENCE_COLOR, hollow=True)
                 out = ov.draw_face(out, ov.scale_face(o, s, off), nb,
                                    ov.OverlayOptions(points=True, box=True, ellipses=True))
+            if moved is not None:  # on top: where the prior moved each point
+                out = _draw_moves(out, moved, occ, s, off)
                 if t is not None:
                     out = ov.draw_points(out, (t - off) * s, TRUTH_COLOR, radius=1.5)
             images.append(out)
@@ -129,7 +158,8 @@ class OcclusionTab:
         fig = plots.displacement_chart({r.name: r.per_landmark for r in results}, None,
                                        f"{what}, per landmark" + (" (face #0)" if len(boxes) > 1 else ""),
                                        yaxis_title="error (px)" if with_truth else "movement (px)")
-        status = (f"{reading(g, f)}\n\n{len(boxes)} face(s) · occluder: {kind} · both models ran on the same "
+        status = (f"{reading(g, f)}\n\n{len(boxes)} face(s) · occluder: {kind} · shape prior "
+                  f"{'on' if prior else 'off (raw models)'} · both models ran on the same "
                   f"occluded image with the boxes found on the clean one ({latency:.0f} ms for both)"
                   + ("" if with_truth or truth else " · no landmark file: numbers are movement, not error"))
         return images[0], model_text(g), images[1], model_text(f), fig, status, st
@@ -140,15 +170,15 @@ def build_occlusion_tab(app, examples: list[str]) -> None:
     a value typed into their box (change); opening the tab runs the comparison once."""
 
     @handler
-    def occlusion(image, kind, x, y, w, h, seed, count, fill, state, truth) -> tuple:
-        return app.run_occlusion(image, kind, x, y, w, h, seed, count, fill, state, truth)
+    def occlusion(image, kind, x, y, w, h, seed, count, fill, state, truth, prior) -> tuple:
+        return app.run_occlusion(image, kind, x, y, w, h, seed, count, fill, state, truth, prior)
 
     @handler
-    def occlusion_first(image, kind, x, y, w, h, seed, count, fill, state, truth) -> tuple:
+    def occlusion_first(image, kind, x, y, w, h, seed, count, fill, state, truth, prior) -> tuple:
         """Opening the tab runs the comparison once (not again while a result is shown)."""
         if state:
             return (gr.skip(),) * 7
-        return app.run_occlusion(image, kind, x, y, w, h, seed, count, fill, state, truth)
+        return app.run_occlusion(image, kind, x, y, w, h, seed, count, fill, state, truth, prior)
 
     with gr.Tab("Occlusion", id="occlusion") as oc_tab:
         gr.Markdown("Hide part of the face and compare the flagship's **landmark graph** with **FC layers** on the "
@@ -175,6 +205,8 @@ def build_occlusion_tab(app, examples: list[str]) -> None:
                     oc_seed = gr.Slider(0, 999, 0, step=1, label="seed (random)")
                     oc_count = gr.Slider(1, 8, 3, step=1, label="occluders (random)")
                 oc_fill = gr.Radio(FILLS, value="gray", label="Fill")
+                oc_prior = gr.Checkbox(True, label="Shape prior", elem_id="occlusion-prior",
+                                       info="points the model is unsure of follow the shape of the others")
                 oc_btn = gr.Button("Compare", variant="primary")
         oc_status = gr.Markdown(elem_id="occlusion-status")
         with gr.Row(equal_height=False):
@@ -188,11 +220,11 @@ def build_occlusion_tab(app, examples: list[str]) -> None:
                 gr.Markdown(LEGEND, elem_id="occlusion-legend")
         oc_plot = gr.Plot(label="Per landmark")
         oc_state = gr.State(None, time_to_live=STATE_TTL)
-        oc_inputs = [oc_in, oc_kind, oc_x, oc_y, oc_w, oc_h, oc_seed, oc_count, oc_fill, oc_state, oc_truth]
+        oc_inputs = [oc_in, oc_kind, oc_x, oc_y, oc_w, oc_h, oc_seed, oc_count, oc_fill, oc_state, oc_truth, oc_prior]
         oc_outputs = [oc_g, oc_g_txt, oc_f, oc_f_txt, oc_plot, oc_status, oc_state]
         oc_btn.click(occlusion, oc_inputs, oc_outputs, api_visibility="undocumented")
         oc_tab.select(occlusion_first, oc_inputs, oc_outputs, api_visibility="undocumented")
-        for comp in (oc_in, oc_kind, oc_fill, oc_truth):
+        for comp in (oc_in, oc_kind, oc_fill, oc_truth, oc_prior):
             comp.change(occlusion, oc_inputs, oc_outputs, api_visibility="undocumented",
                         trigger_mode="always_last", concurrency_id="occlusion")
         for comp in (oc_x, oc_y, oc_w, oc_h, oc_seed, oc_count):  # drag (release) and typed value + Enter
