@@ -10,7 +10,6 @@ app's limit). Bombs declare their size in a real header and carry at most a few 
 (the PNG one is a genuine compressed bomb), so refusing them must cost no memory."""
 from __future__ import annotations
 
-import io
 import struct
 import sys
 import zlib

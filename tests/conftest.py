@@ -50,6 +50,25 @@ def synthetic_shapes(n_faces: int = 64, seed: int = 0) -> np.ndarray:
     return np.stack(out).astype(np.float32)
 
 
+def link_prior(weights: Path, folder: Path, shapes: np.ndarray | None = None, name: str = "prior.json") -> Path:
+    """`weights` (<stem>.safetensors + .json, and any <stem>.onnx) copied into `folder` (unless already
+    there) with a shape prior fitted on `shapes` (default: synthetic_shapes(64)) saved beside them
+    and named in the JSON, as the shipped models name theirs (core.shape_prior). Returns the copy."""
+    import json
+    import shutil
+
+    from core.shape_prior import META_KEY, ShapePrior
+
+    weights, folder = Path(weights), Path(folder)
+    for f in weights.parent.glob(weights.stem + ".*"):
+        if f.parent != folder and f.suffix in (".safetensors", ".json", ".onnx"):
+            shutil.copy(f, folder / f.name)
+    ShapePrior.fit(synthetic_shapes(64) if shapes is None else shapes).save(folder / name)
+    js = folder / f"{weights.stem}.json"
+    js.write_text(json.dumps({**json.loads(js.read_text()), META_KEY: name}))
+    return folder / f"{weights.stem}.safetensors"
+
+
 TINY_CONFIG = dict(input_size=64, channels=32, graph_hidden=32, graph_blocks=2, fc_hidden=32, pretrained=False)
 
 

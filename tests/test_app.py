@@ -311,22 +311,12 @@ def test_occlusion_shape_prior_switch(tiny_weights, tiny_fc_weights, tmp_path):
     """With a shape prior named in the models' JSON the occlusion demo runs both models with it and
     draws where it moved each point (PRIOR_COLOR lines); switched off, it runs the raw models (the
     same weights without the prior) and draws no such line."""
-    import shutil
-
     from app.tabs.occlusion import PRIOR_COLOR
     from app.ui import LandmarkApp, load_models
-    from conftest import synthetic_shapes
-    from core.shape_prior import META_KEY, ShapePrior
+    from conftest import link_prior, synthetic_shapes
 
     tall = synthetic_shapes(64) * [1.0, 1.4]  # faces longer than the tiny models' mean shape: the prior moves points
-    ShapePrior.fit(tall).save(tmp_path / "prior.json")
-    linked = []
-    for w in (tiny_weights, tiny_fc_weights):
-        for suffix in (".safetensors", ".json"):
-            shutil.copy(w.with_suffix(suffix), tmp_path / f"{w.stem}{suffix}")
-        meta = json.loads((tmp_path / f"{w.stem}.json").read_text())
-        (tmp_path / f"{w.stem}.json").write_text(json.dumps({**meta, META_KEY: "prior.json"}))
-        linked.append(tmp_path / f"{w.stem}.safetensors")
+    linked = [link_prior(w, tmp_path, tall) for w in (tiny_weights, tiny_fc_weights)]
     models = load_models(*linked, webcam_slots=1)
     assert models.graph.shape_prior is not None and models.graph_raw.shape_prior is None
     app = LandmarkApp(models, results_dir=tmp_path)

@@ -5,7 +5,6 @@ and nothing else may change: the path still answers a good image, no file is lef
 server's peak memory while refusing the whole corpus stays under PEAK_FACTOR x its idle memory."""
 from __future__ import annotations
 
-import json
 import os
 import socket
 import subprocess

@@ -52,20 +52,11 @@ needs_browser = pytest.mark.skipif(bool(_browser_missing()), reason=_browser_mis
 def exported(tiny_weights, tmp_path_factory):
     """The tiny graph model in a fresh folder with its <stem>.onnx beside it and a shape prior (fitted on
     the synthetic shapes) named in its JSON, so that the page's port of the prior runs in every test."""
-    import json
-
-    from conftest import synthetic_shapes
+    from conftest import link_prior
     from core.export_onnx import main as export_main
-    from core.shape_prior import META_KEY, ShapePrior
 
-    d = tmp_path_factory.mktemp("browser_onnx")
-    for f in (tiny_weights, tiny_weights.with_suffix(".json")):
-        shutil.copy(f, d / f.name)
-    weights = d / tiny_weights.name
+    weights = link_prior(tiny_weights, tmp_path_factory.mktemp("browser_onnx"))
     assert export_main(["--weights", str(weights)]) == 0
-    ShapePrior.fit(synthetic_shapes(64)).save(d / "prior.json")
-    meta = json.loads(weights.with_suffix(".json").read_text())
-    weights.with_suffix(".json").write_text(json.dumps({**meta, META_KEY: "prior.json"}))
     return weights
 
 

@@ -221,18 +221,13 @@ def test_protocol_hidden_marks_the_landmarks_the_occluded_crops_paint_black(data
 def test_the_shape_prior_the_json_names_is_applied_unless_refused(tmp_path, data_root, tiny_weights):
     """evaluate() scores a model as FaceAligner runs it: with the shape prior its JSON names
     (core.shape_prior), recorded in the result; --no-shape-prior scores the raw points."""
-    import shutil
+    from conftest import link_prior
+    from core.shape_prior import ShapePrior
 
-    from core.shape_prior import META_KEY, ShapePrior
-
-    for suffix in (".safetensors", ".json"):
-        shutil.copy(Path(tiny_weights).with_suffix(suffix), tmp_path / f"m{suffix}")
-    prior = ShapePrior.fit(synthetic_shapes(64))
-    prior.save(tmp_path / "prior.json")
-    meta = json.loads((tmp_path / "m.json").read_text())
-    (tmp_path / "m.json").write_text(json.dumps({**meta, META_KEY: "prior.json"}))
-    on = _run(tmp_path, data_root, tmp_path / "m.safetensors", name="on.json")
-    off = _run(tmp_path, data_root, tmp_path / "m.safetensors", "--no-shape-prior", name="off.json")
+    linked = link_prior(tiny_weights, tmp_path)
+    prior = ShapePrior.load(tmp_path / "prior.json")
+    on = _run(tmp_path, data_root, linked, name="on.json")
+    off = _run(tmp_path, data_root, linked, "--no-shape-prior", name="off.json")
     plain = _run(tmp_path, data_root, tiny_weights, name="plain.json")
     assert on["shape_prior"] == prior.info and off["shape_prior"] is None and plain["shape_prior"] is None
     assert off["nme_per_face"] == pytest.approx(plain["nme_per_face"], abs=1e-7)

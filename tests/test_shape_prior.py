@@ -3,13 +3,12 @@ the pipeline applies it (FaceAligner, core.evaluate)."""
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pytest
 
-from conftest import synthetic_shapes
-from core.shape_prior import META_KEY, ShapePrior, ShapePriorRunner, prior_for
+from conftest import link_prior, synthetic_shapes
+from core.shape_prior import ShapePrior, ShapePriorRunner, prior_for
 
 N = 68
 
@@ -124,21 +123,11 @@ def test_runner_moves_only_the_coordinates(prior):
     assert np.abs(out["coords"][:, 8] - raw["coords"][:, 8]).max() > 0.05
 
 
-def _linked_copy(weights, prior, tmp_path):
-    """The tiny model copied with a prior file named in its JSON."""
-    for suffix in (".safetensors", ".json"):
-        shutil.copy(weights.with_suffix(suffix), tmp_path / f"m{suffix}")
-    prior.save(tmp_path / "prior.json")
-    meta = json.loads((tmp_path / "m.json").read_text())
-    meta[META_KEY] = "prior.json"
-    (tmp_path / "m.json").write_text(json.dumps(meta))
-    return tmp_path / "m.safetensors"
-
-
-def test_face_aligner_applies_the_prior_its_json_names(tiny_heatmap_weights, prior, tmp_path, astronaut):
+def test_face_aligner_applies_the_prior_its_json_names(tiny_heatmap_weights, tmp_path, astronaut):
     from core.inference import FaceAligner
 
-    linked = _linked_copy(tiny_heatmap_weights, prior, tmp_path)
+    linked = link_prior(tiny_heatmap_weights, tmp_path)
+    prior = ShapePrior.load(tmp_path / "prior.json")
     assert prior_for(tiny_heatmap_weights, json.loads(tiny_heatmap_weights.with_suffix(".json").read_text())) is None
     on = FaceAligner(linked, backend="torch", detector="none")
     off = FaceAligner(linked, backend="torch", detector="none", shape_prior=False)
@@ -152,10 +141,10 @@ def test_face_aligner_applies_the_prior_its_json_names(tiny_heatmap_weights, pri
     assert np.isfinite(face.landmarks).all() and face.covariance is not None
 
 
-def test_a_missing_prior_file_is_a_clear_error(tiny_heatmap_weights, prior, tmp_path):
+def test_a_missing_prior_file_is_a_clear_error(tiny_heatmap_weights, tmp_path):
     from core.inference import FaceAligner
 
-    linked = _linked_copy(tiny_heatmap_weights, prior, tmp_path)
+    linked = link_prior(tiny_heatmap_weights, tmp_path)
     (tmp_path / "prior.json").unlink()
     with pytest.raises(ValueError, match="prior.json: not a shape prior"):
         FaceAligner(linked, backend="torch", detector="none")

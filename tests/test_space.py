@@ -22,8 +22,7 @@ def onnx_models(tiny_weights, tiny_fc_weights, tmp_path_factory):
     """The tiny graph and FC models in one folder, each with its <stem>.onnx."""
     from core.export_onnx import main as export
 
-    from conftest import synthetic_shapes
-    from core.shape_prior import META_KEY, ShapePrior
+    from conftest import link_prior
 
     d = tmp_path_factory.mktemp("space_models")
     out = []
@@ -32,9 +31,7 @@ def onnx_models(tiny_weights, tiny_fc_weights, tmp_path_factory):
             shutil.copy(w.with_suffix(suffix), d / f"{w.stem}{suffix}")
         assert export(["--weights", str(d / f"{w.stem}.safetensors")]) == 0
         out.append(d / f"{w.stem}.safetensors")
-    ShapePrior.fit(synthetic_shapes(64)).save(d / "prior.json")  # the graph model names a shape prior
-    meta = json.loads((d / "tiny_graph.json").read_text())
-    (d / "tiny_graph.json").write_text(json.dumps({**meta, META_KEY: "prior.json"}))
+    link_prior(out[0], d)  # the graph model names a shape prior
     return out
 
 
