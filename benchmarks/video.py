@@ -31,11 +31,11 @@ METHODS = ("video", "image", "mesh")
 EXTRA_FPS = 10  # the YouTube frames have no timestamps: played at this rate
 
 
-def build_methods(weights, precision: str, threads: int) -> dict:
+def build_methods(weights, precision: str, threads: int, shape_prior: bool = True) -> dict:
     from core.facemesh import MeshAligner
     from core.inference import FaceAligner
 
-    kw = dict(backend="onnx", threads=threads, precision=precision)
+    kw = dict(backend="onnx", threads=threads, precision=precision, shape_prior=shape_prior)
     return {"video": FaceAligner(weights, video=True, **kw),
             "video_raw": FaceAligner(weights, video=True, tracking={"smooth": False}, **kw),
             "image": FaceAligner(weights, video=False, **kw),
@@ -124,6 +124,7 @@ def main(argv=None) -> int:
     ap.add_argument("--weights", default=str(DEFAULT_WEIGHTS))
     ap.add_argument("--precision", default="int8", choices=["fp32", "int8"], help="the app's webcam uses int8 on a CPU")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--no-shape-prior", action="store_true", help="our methods without the model's shape prior")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "video.json"))
     ap.add_argument("--md", default=str(ROOT / "docs" / "VIDEO.md"))
@@ -141,7 +142,7 @@ def main(argv=None) -> int:
     data = Path(args.data)
     motions = [m for m in args.motions.split(",") if m]
     rates = [float(f) for f in args.fps.split(",") if f]
-    methods = build_methods(args.weights, args.precision, args.threads)
+    methods = build_methods(args.weights, args.precision, args.threads, not args.no_shape_prior)
     recs = pick_faces(args.split, args.faces, data, args.seed)
     sprites = [vp.make_sprite(read_image(r.image), r.landmarks) for r in recs]
     bg = vp.background(args.seed)
@@ -166,7 +167,8 @@ def main(argv=None) -> int:
     table = {k: aggregate(v) for k, v in per.items()}
     meta = {"command": "python benchmarks/video.py " + " ".join(argv if argv is not None else sys.argv[1:]),
             "split": args.split, "faces": [str(r.image.name) for r in recs], "weights": Path(args.weights).name,
-            "precision": args.precision, "threads": args.threads, "duration_s": vp.DURATION_S,
+            "precision": args.precision, "threads": args.threads, "shape_prior": not args.no_shape_prior,
+            "duration_s": vp.DURATION_S,
             "frame": [vp.FRAME_W, vp.FRAME_H], "noise_std": vp.NOISE_STD, "extra_videos": args.extra,
             "seconds": round(time.time() - t_start, 1)}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
