@@ -307,31 +307,6 @@ def test_occlusion_error_against_ground_truth(demo, tmp_path):
     assert st2 is st
 
 
-def test_occlusion_shape_prior_switch(tiny_weights, tiny_fc_weights, tmp_path):
-    """With a shape prior named in the models' JSON the occlusion demo runs both models with it and
-    draws where it moved each point (PRIOR_COLOR lines); switched off, it runs the raw models (the
-    same weights without the prior) and draws no such line."""
-    from app.tabs.occlusion import PRIOR_COLOR
-    from app.ui import LandmarkApp, load_models
-    from conftest import link_prior, synthetic_shapes
-
-    tall = synthetic_shapes(64) * [1.0, 1.4]  # faces longer than the tiny models' mean shape: the prior moves points
-    linked = [link_prior(w, tmp_path, tall) for w in (tiny_weights, tiny_fc_weights)]
-    models = load_models(*linked, webcam_slots=1)
-    assert models.graph.shape_prior is not None and models.graph_raw.shape_prior is None
-    app = LandmarkApp(models, results_dir=tmp_path)
-    args = (str(ASTRONAUT), "box", 0.5, 0.7, 0.6, 0.3, 0, 3, "gray", None, None)
-    on, off = app.run_occlusion(*args, True), app.run_occlusion(*args, False)
-    assert "shape prior on" in on[5] and "shape prior off" in off[5]
-    assert on[-1]["key"] != off[-1]["key"]  # clean predictions cached per setting
-    assert not np.allclose(on[-1]["graph"][0]["landmarks"], off[-1]["graph"][0]["landmarks"])
-
-    def prior_pixels(img):
-        return int(np.all(np.abs(img.astype(int) - PRIOR_COLOR) <= 30, axis=-1).sum())
-
-    assert prior_pixels(on[0]) > 20 and prior_pixels(off[0]) < prior_pixels(on[0]) / 4
-
-
 def test_app_modules_are_small():
     for f in sorted((ROOT / "app").rglob("*.py")):
         n = len(f.read_text().splitlines())

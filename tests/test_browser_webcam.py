@@ -284,38 +284,6 @@ def test_page_matches_python_onnx_path(browser, server, exported, mode):
     pg.context.close()
 
 
-@needs_browser
-def test_page_shape_prior_is_pythons(browser, server):
-    """shape_prior.js against core.shape_prior.ShapePrior.refine on noisy faces in image pixels with
-    an uncertain, displaced point each (and a face with a non-finite covariance, left as it is)."""
-    from conftest import synthetic_shapes
-    from core.shape_prior import ShapePrior
-
-    prior = ShapePrior.fit(synthetic_shapes(64))
-    rng = np.random.default_rng(4)
-    pts = synthetic_shapes(3, seed=9).astype(np.float64) * 300 + 50 + rng.normal(0, 2, (3, 68, 2))
-    a = rng.normal(0, 1.5, (3, 68, 2, 2))
-    cov = np.einsum("bnij,bnkj->bnik", a, a) + np.eye(2)
-    pts[:, 10] += 25
-    cov[:, 10] *= 100
-    cov[2, 3, 0, 0] = np.nan
-    want = prior.refine(pts, cov)
-    _, b = browser
-    pg = _new_page(b)
-    pg.goto(server, wait_until="domcontentloaded")
-    got = pg.evaluate("""async ([spec, faces]) => {
-      const { ShapePrior } = await import(new URL("static/shape_prior.js", location.href).href);
-      const prior = new ShapePrior(spec);
-      return faces.map(([p, c]) => Array.from(prior.refine(Float64Array.from(p), Float64Array.from(c))));
-    }""", [{"mean": prior.mean.ravel().tolist(), "modes": prior.modes.ravel().tolist(),
-            "variances": prior.variances.tolist()},
-           [[p.ravel().tolist(), c.ravel().tolist()] for p, c in zip(pts, cov)]])
-    got = np.asarray(got).reshape(3, 68, 2)
-    assert np.abs(got - want).max() < 1e-6 and np.array_equal(got[2], pts[2])
-    assert np.abs(want[:2, 10] - pts[:2, 10]).max() > 5  # the uncertain point moved
-    pg.context.close()
-
-
 def _known_positions(weights) -> np.ndarray:
     """Where the clip's face landmarks are: the Python ONNX path (video mode, converged) on the
     camera frame as Chromium decodes the y4m (4:2:0) clip."""

@@ -3,6 +3,7 @@ the pipeline applies it (FaceAligner, core.evaluate)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from conftest import link_prior, synthetic_shapes
 from core.shape_prior import ShapePrior, ShapePriorRunner, prior_for
 
 N = 68
+ASTRONAUT = Path(__file__).resolve().parent.parent / "app" / "examples" / "astronaut.jpg"
 
 
 def _shapes(n=400, seed=0):
@@ -148,3 +150,27 @@ def test_a_missing_prior_file_is_a_clear_error(tiny_heatmap_weights, tmp_path):
     (tmp_path / "prior.json").unlink()
     with pytest.raises(ValueError, match="prior.json: not a shape prior"):
         FaceAligner(linked, backend="torch", detector="none")
+
+
+def test_occlusion_shape_prior_switch(tiny_weights, tiny_fc_weights, tmp_path):
+    """With a shape prior named in the models' JSON the occlusion demo runs both models with it and
+    draws where it moved each point (PRIOR_COLOR lines); switched off, it runs the raw models (the
+    same weights without the prior) and draws no such line."""
+    from app.tabs.occlusion import PRIOR_COLOR
+    from app.ui import LandmarkApp, load_models
+
+    tall = synthetic_shapes(64) * [1.0, 1.4]  # faces longer than the tiny models' mean shape: the prior moves points
+    linked = [link_prior(w, tmp_path, tall) for w in (tiny_weights, tiny_fc_weights)]
+    models = load_models(*linked, webcam_slots=1)
+    assert models.graph.shape_prior is not None and models.graph_raw.shape_prior is None
+    app = LandmarkApp(models, results_dir=tmp_path)
+    args = (str(ASTRONAUT), "box", 0.5, 0.7, 0.6, 0.3, 0, 3, "gray", None, None)
+    on, off = app.run_occlusion(*args, True), app.run_occlusion(*args, False)
+    assert "shape prior on" in on[5] and "shape prior off" in off[5]
+    assert on[-1]["key"] != off[-1]["key"]  # clean predictions cached per setting
+    assert not np.allclose(on[-1]["graph"][0]["landmarks"], off[-1]["graph"][0]["landmarks"])
+
+    def prior_pixels(img):
+        return int(np.all(np.abs(img.astype(int) - PRIOR_COLOR) <= 30, axis=-1).sum())
+
+    assert prior_pixels(on[0]) > 20 and prior_pixels(off[0]) < prior_pixels(on[0]) / 4
