@@ -10,11 +10,11 @@ A face is x = a y + c y_perp + t (a similarity: scale, rotation, translation, fl
 
 (Gauss-Newton from the similarity fit of the mean shape; two steps converge). The returned points are
 x*: confident points stay where the model put them, uncertain ones follow the shape of the confident
-ones. Covariances are left as the model gave them. Nothing here is tuned on validation: the prior's
-weight is the Bayesian one (1) and the modes are fixed by VARIANCE_KEPT.
+ones. Covariances are left as the model gave them. No knob: the prior's weight is the Bayesian one (1)
+and the modes follow VARIANCE_KEPT (validation only confirmed both sit where its curves are flat).
 
     python -m core.shape_prior --data ../shared/data/faces68 --weights weights/sdfl_flagship.safetensors \
-        --out weights/shape_prior.json      # fitted on that model's training split (not its validation)
+        --out weights/shape_prior.json --link   # the shipped file, byte for byte: the model's training split
 """
 from __future__ import annotations
 
