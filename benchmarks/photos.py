@@ -170,8 +170,7 @@ def crop_reference(weights, data: Path, split: str, records) -> dict | None:
     keep = {f"{r.source}_{i}" for r in records for i in r.ids}
     recs = [r for r in load_jsonl(crops) if Path(r.image).stem in keep]
     model, meta = load_model(weights)
-    prior = prior_for(weights, meta) if model.cfg.uncertainty else None  # as FaceAligner and core.evaluate
-    pred, gt, _ = predict_records(model, recs, prior=prior)
+    pred, gt, _ = predict_records(model, recs, prior=prior_for(weights, meta))  # as FaceAligner and core.evaluate
     e = nme(pred, gt)
     return {"faces": len(recs), "nme": float(e.mean()), "split": crops.stem}
 

@@ -34,7 +34,7 @@ def score(weights: str, data: str, seeds: int, shape_prior: bool = True) -> dict
     model, meta = load_model(weights)
     model.eval()
     _, records = train_val_split(training_data_config(meta), data)
-    prior = prior_for(weights, meta) if shape_prior and model.cfg.uncertainty else None
+    prior = prior_for(weights, meta) if shape_prior else None  # predict_records skips it without "cov"
 
     def run(**kw) -> float:
         pred, gt, _ = predict_records(model, records, prior=prior, **kw)

@@ -168,10 +168,11 @@ def run(argv, tmp: Path) -> int:
 
     import torch
 
-    from .checkpoint import DEFAULT_WEIGHTS, load_model
+    from .checkpoint import DEFAULT_WEIGHTS, load_model, read_meta
     from .export_onnx import export
     from .inference import FaceAligner
     from .runners import onnx_current, onnx_path_for
+    from .shape_prior import prior_for
 
     all_threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     weights = Path(args.weights) if args.weights else DEFAULT_WEIGHTS
@@ -214,12 +215,12 @@ def run(argv, tmp: Path) -> int:
     torch.set_num_threads(all_threads)
 
     # the shape prior's MAP fit (core.shape_prior; numpy), per face, on the model's own outputs
-    prior_fa = FaceAligner(weights, backend="onnx", detector="none", threads=1)
-    if prior_fa.shape_prior is not None:
+    prior = prior_for(weights, read_meta(weights))
+    if prior is not None and fa.has_uncertainty:
         for batch in (1, 8):
             x = np.random.default_rng(0).random((batch, 3, size, size), dtype=np.float32)
-            out = prior_fa.runner.runner(x)
-            s = summary(timed(lambda: prior_fa.shape_prior.refine(out["coords"], out["cov"]), args.runs), per=batch)
+            out = fa.runner(x)  # the last aligner above: the model alone
+            s = summary(timed(lambda: prior.refine(out["coords"], out["cov"]), args.runs), per=batch)
             res["model"][f"shape_prior_batch{batch}"] = s
             rows.append((f"shape prior per face (numpy), batch {batch}", s))
 
