@@ -29,6 +29,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from core.shape_prior import META_KEY as PRIOR_KEY  # noqa: E402 (after the path setup)
+
 LFS_LIMIT = 10 * 2**20  # bytes: larger files must go through LFS / Xet
 FORBIDDEN_REQUIREMENTS = ("torch", "torchvision", "onnxruntime-gpu", "nvidia-", "tensorflow")
 DATA_MARKERS = ("shared/data", "faces68")
@@ -129,7 +131,7 @@ def check(folder: Path) -> list[str]:
             continue
         if "input_size" not in info:  # not a model's metadata (e.g. the shape prior a model names)
             continue
-        prior = info.get("shape_prior")
+        prior = info.get(PRIOR_KEY)
         if prior and not (folder / "weights" / prior).is_file():
             problems.append(f"weights/{prior} is missing: weights/{meta.name} names it as its shape prior "
                             "(python tools/build_space.py copies it)")
