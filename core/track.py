@@ -81,6 +81,7 @@ class Track:
     misses: int = 0
     from_detection: bool = True  # box came from a detector: two passes, motion unknown
     restart: bool = True  # smoothing starts over on the next output
+    revived: bool = False  # taken up again from its remembered path on this frame (its motion was reset)
     smoother: FaceSmoother | None = None
     path: list = field(default_factory=list)  # [(t, landmark box)] of its clear frames (overlapping no other track)
     roll: float = 0.0  # degrees, eye line of the last landmarks: the crop is turned upright by it

@@ -102,6 +102,10 @@ class VideoTracker:
         c = (box[:2] + box[2:]) / 2
         return box + np.tile(np.clip(c, 0, [w - 1, h - 1]) - c, 2)
 
+    def _remembered_iou(self, box: np.ndarray, t: float) -> float:
+        """The largest overlap of `box` with the remembered path of a lost track."""
+        return max((box_iou(self._in_frame(r.remembered_box(t)), box) for r in self.lost), default=0.0)
+
     def _new_track(self, d: Detection, t: float) -> Track:
         tr = Track(self._next_id, d.box.copy(), d.score, t)
         self._next_id += 1
@@ -120,9 +124,13 @@ class VideoTracker:
             gate = self.cfg.revive_iou if self.tracks[i].id in lost else MATCH_IOU
             if iou < gate or i in used_t or j in used_d:
                 continue
+            tr, d = self.tracks[i], dets[j]
+            if tr.id in healthy and iou < KEEP_IOU and self._remembered_iou(d.box, t) > iou:
+                used_t.add(i)  # a face lost lately explains it better: it confirms this track, which keeps
+                tr.misses = 0  # its own crop, and is left to revive that face (coming back from behind this one)
+                continue
             used_t.add(i)
             used_d.add(j)
-            tr, d = self.tracks[i], dets[j]
             tr.score, tr.misses = d.score, 0
             self._det_boxes[tr.id] = d.box.copy()
             if iou < KEEP_IOU or tr.id not in healthy:
@@ -138,6 +146,7 @@ class VideoTracker:
                 self.lost.remove(best)
                 tr = best
                 tr.score, tr.misses, tr.velocity, tr.zoom_rate = d.score, 0, np.zeros(2), 0.0
+                tr.revived = True
             else:
                 tr = self._new_track(d, t)
             tr.from_detection, tr.restart = True, True
@@ -306,15 +315,20 @@ class VideoTracker:
         face in front): drop the one that jumped more (ties: the younger); it is remembered. A track
         that jumped onto the remembered path of a face lost in the last PULL_S seconds (the face
         coming back from behind it) is dropped too, not left to take that face's place; only with
-        `pull`, frames up to PULL_MAX_DT apart (at 3 fps a face's real motion jumps as far)."""
+        `pull`, frames up to PULL_MAX_DT apart (at 3 fps a face's real motion jumps as far). A track
+        revived on this frame is judged by its remembered path alone (its last box is from before it
+        was lost): the face in front, taken up again where its path says, is not a pulled track."""
         def off(tr, pb):
             return centre_offset(landmark_box(res[tr.id]["pts"]), pb)
 
         def jump(tr):
             if tr.landmarks is None:
                 return 1.0
+            drift = off(tr, tr.remembered_box(t)) * MAX_JUMP / MAX_DRIFT if tr.path else None
+            if tr.revived and drift is not None:  # its last box is old and its motion was reset: only its path predicts it
+                return drift
             j = off(tr, tr.predicted_box(t, self.cfg.predict_motion))
-            return max(j, off(tr, tr.remembered_box(t)) * MAX_JUMP / MAX_DRIFT) if tr.path else j
+            return j if drift is None else max(j, drift)
         jumps = {tr.id: jump(tr) for tr in self.tracks}
         keep: list[Track] = []
         paths = [(r.box, self._in_frame(r.remembered_box(t))) for r in self.lost if pull and t - r.t <= PULL_S]
@@ -346,7 +360,7 @@ class VideoTracker:
         if tr.smoother is None or tr.restart or gap:
             tr.smoother = FaceSmoother(fps=self.cfg.fps)
         tr.landmarks, tr.box, tr.t, tr.roll = pts, lb, t, roll_deg(pts)
-        tr.from_detection = tr.restart = False
+        tr.from_detection = tr.restart = tr.revived = False
         if all(box_iou(lb, o.box) <= OVERLAP_IOU for o in self.tracks if o is not tr):
             tr.remember(lb, t)
 

@@ -14,7 +14,8 @@ more faces than max_faces, a face hidden while the other's landmarks are pulled 
 and a zoom jump of a tracked face, a new face overlapping a
 tracked one (dropped), irregular, repeated and missing timestamps and a gap (smoothing restarted).
 Both trackers run with the uncertainty-ratio test on (MAX_RATIO, the flagship's threshold), which
-the scene crosses on frames no other test would lose."""
+the scene crosses on frames no other test would lose. Two short scenes follow: a face jumping at 3 fps
+and a crossing whose front face is lost and revived beside the other's remembered path."""
 from __future__ import annotations
 
 import math
@@ -39,8 +40,8 @@ MAX_FACES = 2
 USER_BOX = [120.0, 160.0, 270.0, 315.0]  # frame 0: the caller's box around face "a"
 PTS_TOL = 1e-6  # px: the two trackers agree up to float rounding (Math vs numpy)
 PROBE_S = (0.5, 1.0)  # s ahead: each track's predicted box, each remembered track's path, compared too
-SCORE = {"a": 0.9, "b": 0.8, "c": 0.95, "d": 0.7}  # detector scores
-MISSED = {"b": {30, 31, 40, 41}}  # frames where the detector misses a face
+SCORE = {"a": 0.9, "b": 0.8, "c": 0.95, "d": 0.7, "e": 0.8, "f": 0.9}  # detector scores
+MISSED = {"b": {30, 31, 40, 41}, "f": {33}}  # frames where the detector misses a face
 NAN = {("a", 25)}  # the model gives non-finite landmarks
 SPIKE = {("a", 20): 0.045, ("a", 62): 0.06, ("b", 50): 0.2}  # added uncertainty (crop units)
 PULL = {("a", 40): np.array([12.0, -12.0])}  # the model's landmarks pulled towards b's remembered place
@@ -88,6 +89,16 @@ def jump_faces_at(k: int) -> dict[str, tuple[float, float, float]]:
     """The second scene (3 fps): one face still for two frames, then 1.4 of its sides further right,
     past its crop and its predicted box: the new track takes the lost one's id (core.tracking._inherit)."""
     return {"a": (200.0 + (1.4 * JUMP_SIDE if k >= 2 else 0.0), 240.0, JUMP_SIDE)}
+
+
+def crossing_faces_at(k: int) -> dict[str, tuple[float, float, float]]:
+    """The third scene (30 fps), a crossing: e walks right behind f (hidden from frame 22 to 32). f is lost
+    with it on 23-25 and comes back 0.14 sides right, over e's remembered path (revived where its own path
+    says: kept, not taken for a pulled track); on 33 e comes out while the detector misses f (merged into
+    e's box, which overlaps f's track 0.46): it confirms f's track and revives e."""
+    x = 100.0 + 12.0 * k
+    out = {} if 360.0 <= x < 496.0 else {"e": (x, 240.0, 150.0)}
+    return out if 23 <= k < 26 else {**out, "f": (420.0 + (21.0 if k >= 26 else 0.0), 260.0, 150.0)}
 
 
 _PAGE_SCENE = [faces_at]  # the scene the page's exposed model and detector script
@@ -318,6 +329,33 @@ def test_page_tracker_passes_the_id_to_the_track_of_a_jumped_face(page, monkeypa
     try:
         run = PAGE_RUN.replace("new TrackingConfig()", f"new TrackingConfig({{ redetectEvery: {every} }})")
         got = page.evaluate(run, [n, W, H, None, [times(k) for k in range(n)], MAX_FACES, list(PROBE_S), MAX_RATIO])
+    finally:
+        _PAGE_SCENE[0] = faces_at
+    assert _compare(got, want) < PTS_TOL
+
+
+def test_page_tracker_keeps_the_face_in_front_of_a_crossing(page, monkeypatch):
+    """The crossing scene: both trackers keep f (id 0) from frame 26 and find e (id 1) again on the frame it
+    comes out; each of the two rules decides frames of it (checked by switching it off in Python)."""
+    n, times = 40, (lambda k: k / 30.0)
+    scene = dict(faces_at=crossing_faces_at, n=n, times=times, user_box=None)
+    want = _python_run(**scene)
+    assert [f["ids"] for f in want[26:]] == [[0]] * 7 + [[0, 1]] * 7
+    with monkeypatch.context() as m:
+        m.setattr(VideoTracker, "_remembered_iou", lambda self, box, t: 0.0)
+        assert _python_run(**scene)[33]["ids"] != [0, 1]  # without it f's track takes e's detection
+    with monkeypatch.context() as m:
+        drop = VideoTracker._drop_duplicates
+
+        def not_revived(self, res, t, pull=True):
+            for tr in self.tracks:
+                tr.revived = False
+            drop(self, res, t, pull)
+        m.setattr(VideoTracker, "_drop_duplicates", not_revived)
+        assert _python_run(**scene)[26]["ids"] == []  # judged by its stale box, f is dropped as pulled
+    _PAGE_SCENE[0] = crossing_faces_at
+    try:
+        got = page.evaluate(PAGE_RUN, [n, W, H, None, [times(k) for k in range(n)], MAX_FACES, list(PROBE_S), MAX_RATIO])
     finally:
         _PAGE_SCENE[0] = faces_at
     assert _compare(got, want) < PTS_TOL

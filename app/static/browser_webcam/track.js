@@ -64,6 +64,7 @@ export class Track {
     this.misses = 0;
     this.fromDetection = true; // box came from a detector: two passes, motion unknown
     this.restart = true; // smoothing starts over on the next output
+    this.revived = false; // taken up again from its remembered path on this frame (its motion was reset)
     this.smoother = null;
     this.path = []; // [[t, landmark box]] of its clear frames (overlapping no other track)
     this.roll = 0.0; // degrees, eye line of the last landmarks: the crop is turned upright by it

@@ -68,6 +68,11 @@ export class VideoTracker {
     return [box[0] + dx, box[1] + dy, box[2] + dx, box[3] + dy];
   }
 
+  /** The largest overlap of `box` with the remembered path of a lost track. */
+  _rememberedIou(box, t) {
+    return this.lost.reduce((m, r) => Math.max(m, boxIou(this._inFrame(r.rememberedBox(t)), box)), 0.0);
+  }
+
   _newTrack(d, t) { return new Track(this.nextId++, d.box.slice(), d.score, t); }
 
   /** Greedy IoU matching of detections to the tracks' predicted boxes; returns matched track ids.
@@ -81,8 +86,12 @@ export class VideoTracker {
     for (const [iou, i, j] of pairs) {
       const gate = lost.has(this.tracks[i].id) ? this.cfg.reviveIou : MATCH_IOU; // lost on its crop: as remembered
       if (iou < gate || usedT.has(i) || usedD.has(j)) continue;
-      usedT.add(i); usedD.add(j);
       const tr = this.tracks[i], d = dets[j];
+      if (healthy.has(tr.id) && iou < KEEP_IOU && this._rememberedIou(d.box, t) > iou) {
+        usedT.add(i); tr.misses = 0; // a face lost lately explains it better: it confirms this track (own crop kept)
+        continue; // and is left to revive that face
+      }
+      usedT.add(i); usedD.add(j);
       tr.score = d.score; tr.misses = 0;
       this.detBoxes.set(tr.id, d.box.slice());
       if (iou < KEEP_IOU || !healthy.has(tr.id)) {
@@ -103,7 +112,7 @@ export class VideoTracker {
       if (best !== null && bestIou >= this.cfg.reviveIou) {
         this.lost.splice(this.lost.indexOf(best), 1);
         tr = best;
-        tr.score = d.score; tr.misses = 0; tr.velocity = [0, 0]; tr.zoomRate = 0.0;
+        tr.score = d.score; tr.misses = 0; tr.velocity = [0, 0]; tr.zoomRate = 0.0; tr.revived = true;
       } else {
         tr = this._newTrack(d, t);
       }
@@ -271,8 +280,10 @@ export class VideoTracker {
     const off = (tr, pb) => centreOffset(landmarkBox(res.get(tr.id).pts), pb);
     const jump = (tr) => {
       if (tr.landmarks === null) return 1.0;
+      const drift = tr.path.length > 0 ? off(tr, tr.rememberedBox(t)) * MAX_JUMP / MAX_DRIFT : null;
+      if (tr.revived && drift !== null) return drift; // its last box is old, its motion reset: only its path predicts it
       const j = off(tr, tr.predictedBox(t, this.cfg.predictMotion));
-      return tr.path.length > 0 ? Math.max(j, off(tr, tr.rememberedBox(t)) * MAX_JUMP / MAX_DRIFT) : j;
+      return drift === null ? j : Math.max(j, drift);
     };
     const jumps = new Map(this.tracks.map((tr) => [tr.id, jump(tr)]));
     const keep = [];
@@ -308,7 +319,7 @@ export class VideoTracker {
     }
     if (tr.smoother === null || tr.restart || gap) tr.smoother = new FaceSmoother({ fps: this.cfg.fps });
     tr.landmarks = pts; tr.box = lb; tr.t = t; tr.roll = rollDeg(pts);
-    tr.fromDetection = false; tr.restart = false;
+    tr.fromDetection = false; tr.restart = false; tr.revived = false;
     if (this.tracks.every((o) => o === tr || boxIou(lb, o.box) <= OVERLAP_IOU)) {
       tr.remember(lb, t);
     }
