@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import ConfigError, DataConfig
-from .data import DataError, Record, load_jsonl, read_image, train_val_split
+from .data import DataError, Record, load_jsonl, read_image, split_by_photo, train_val_split
 from .image_faces import median_sigma, uncertainty_ratio
 from .landmarks import LEFT_EYE_OUTER, RIGHT_EYE_OUTER
 from .metrics import nme
@@ -101,6 +101,9 @@ def main(argv=None) -> int:
     ap.add_argument("--weights", default=None, help="teacher (default: the package default)")
     ap.add_argument("--max-flip-error", type=float, default=MAX_FLIP_ERROR)
     ap.add_argument("--max-sigma-ratio", type=float, default=MAX_SIGMA_RATIO)
+    ap.add_argument("--holdout", type=float, default=0.0,
+                    help="label only the identities that a training config's data.extra_holdout of the same share "
+                         "keeps in training (split by `photo`, seed 0), so benchmarks/unseen.py --holdout stays unseen")
     ap.add_argument("--limit", type=int, default=0)
     args = ap.parse_args(argv)
     from .inference import FaceAligner
@@ -109,6 +112,9 @@ def main(argv=None) -> int:
             records = train_val_split(DataConfig(root=args.data, train_split=args.split))[1]
         else:
             records = load_jsonl(Path(args.data) / f"{args.split}.jsonl", require_landmarks=False)
+            if not 0.0 <= args.holdout < 1.0:
+                raise ValueError(f"--holdout must be in [0, 1), got {args.holdout}")
+            records = split_by_photo(records, args.holdout, DataConfig.split_seed)[0] if args.holdout else records
         aligner = FaceAligner(args.weights)
     except (DataError, ConfigError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -106,3 +106,31 @@ def test_training_adds_pseudo_labels_with_their_weight(tmp_path):
     assert np.allclose(trainer.mean_shape, plain.mean_shape)  # graph and mean shape from labelled faces only
     assert "pseudo-labels" in trainer.data_description()
     trainer.fit()
+
+
+def test_holdout_labels_only_the_identities_training_keeps(tmp_path, monkeypatch, capsys):
+    """--holdout F labels the identities that data.extra_holdout F keeps in training (core.data.split_by_photo,
+    seed 0), so benchmarks/unseen.py --holdout F still scores people no model saw."""
+    from core.data import split_by_photo
+
+    write_split(tmp_path, n=10, split="extra", size=SIZE)
+    records = load_jsonl(tmp_path / "extra.jsonl")
+    asked = []
+
+    class Truth(FakeAligner):  # the first record's face on every image (they agree with their mirror run)
+        def __init__(self, weights=None):
+            super().__init__(records[0].landmarks)
+
+        def predict(self, img):
+            asked.append(img.shape)
+            return [FakeFace(self.truth if len(asked) % 2 else mirror_points(self.truth, img.shape[1] - 1),
+                             np.tile(np.eye(2), (68, 1, 1)).astype(np.float32))]
+
+    monkeypatch.setattr("core.inference.FaceAligner", Truth)
+    out = tmp_path / "o.jsonl"
+    assert main(["--data", str(tmp_path), "--split", "extra", "--holdout", "0.3", "--out", str(out)]) == 0
+    kept, held = split_by_photo(records, 0.3, 0)
+    assert held and len(asked) == 2 * len(kept)
+    assert {json.loads(line)["photo"] for line in out.read_text().splitlines()} == {r.photo for r in kept}
+    assert main(["--data", str(tmp_path), "--split", "extra", "--holdout", "1.5", "--out", str(out)]) == 2
+    assert "--holdout" in capsys.readouterr().err
