@@ -325,7 +325,7 @@ class VideoTracker:
             if tr.landmarks is None:
                 return 1.0
             drift = off(tr, tr.remembered_box(t)) * MAX_JUMP / MAX_DRIFT if tr.path else None
-            if tr.revived and drift is not None:  # its last box is old and its motion was reset: only its path predicts it
+            if tr.revived and drift is not None:  # its last box is old, its motion reset: only its path predicts it
                 return drift
             j = off(tr, tr.predicted_box(t, self.cfg.predict_motion))
             return j if drift is None else max(j, drift)

@@ -355,7 +355,8 @@ def test_page_tracker_keeps_the_face_in_front_of_a_crossing(page, monkeypatch):
         assert _python_run(**scene)[26]["ids"] == []  # judged by its stale box, f is dropped as pulled
     _PAGE_SCENE[0] = crossing_faces_at
     try:
-        got = page.evaluate(PAGE_RUN, [n, W, H, None, [times(k) for k in range(n)], MAX_FACES, list(PROBE_S), MAX_RATIO])
+        args = [n, W, H, None, [times(k) for k in range(n)], MAX_FACES, list(PROBE_S), MAX_RATIO]
+        got = page.evaluate(PAGE_RUN, args)
     finally:
         _PAGE_SCENE[0] = faces_at
     assert _compare(got, want) < PTS_TOL
