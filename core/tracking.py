@@ -31,7 +31,10 @@ Per frame (time t, seconds; real timestamps, or 1 / fps steps):
      kept when a face passes behind another or an occluder, found again on the frame it comes
      back); so does a track lost on its own crop (a face that moved further than predicted); a
      track whose landmarks jump onto the path of a face lost in the last PULL_S seconds (pulled
-     onto the face coming back from behind it) is dropped, as one pulled onto a tracked face is;
+     onto the face coming back from behind it) is dropped, as one pulled onto a tracked face is (a
+     track revived on this frame is judged by its remembered path: its old box is no prediction); a
+     detection that a lost face's path overlaps more than a tracked face's box confirms that track
+     (its own crop kept) and is left to revive the lost face coming back from behind it;
   6. One-Euro smoothing with one cutoff per face (core.smoothing.FaceSmoother) on the real interval
      between frames, restarted after a gap longer than `smooth_gap_s` and whenever the track
      restarts from a detection.
