@@ -105,9 +105,14 @@ class VideoTracker:
         c = (box[:2] + box[2:]) / 2
         return box + np.tile(np.clip(c, 0, [w - 1, h - 1]) - c, 2)
 
-    def _remembered_iou(self, box: np.ndarray, t: float) -> float:
-        """The largest overlap of `box` with the remembered path of a lost track."""
-        return max((box_iou(self._in_frame(r.remembered_box(t)), box) for r in self.lost), default=0.0)
+    def _best_remembered(self, box: np.ndarray, t: float) -> tuple[float, Track | None]:
+        """(overlap, track): the lost track whose remembered path overlaps `box` most (the first of equals)."""
+        return max(((box_iou(self._in_frame(r.remembered_box(t)), box), r) for r in self.lost),
+                   key=lambda p: p[0], default=(0.0, None))
+
+    def _lost_face_explains(self, box: np.ndarray, iou: float, t: float) -> bool:
+        """Whether a lost face's remembered path overlaps detection `box` more than a tracked face's box does (iou)."""
+        return self._best_remembered(box, t)[0] > iou
 
     def _new_track(self, d: Detection, t: float) -> Track:
         tr = Track(self._next_id, d.box.copy(), d.score, t)
@@ -128,7 +133,7 @@ class VideoTracker:
             if iou < gate or i in used_t or j in used_d:
                 continue
             tr, d = self.tracks[i], dets[j]
-            if tr.id in healthy and iou < KEEP_IOU and self._remembered_iou(d.box, t) > iou:
+            if tr.id in healthy and iou < KEEP_IOU and self._lost_face_explains(d.box, iou, t):
                 used_t.add(i)  # a face lost lately explains it better: it confirms this track, which keeps
                 tr.misses = 0  # its own crop, and is left to revive that face (coming back from behind this one)
                 continue
@@ -143,8 +148,7 @@ class VideoTracker:
         for d in (dets[j] for j in range(len(dets)) if j not in used_d):
             if len(self.tracks) >= self.max_faces:
                 break
-            iou, best = max(((box_iou(self._in_frame(r.remembered_box(t)), d.box), r) for r in self.lost),
-                            key=lambda p: p[0], default=(0.0, None))
+            iou, best = self._best_remembered(d.box, t)
             if best is not None and iou >= self.cfg.revive_iou:
                 self.lost.remove(best)
                 tr = best

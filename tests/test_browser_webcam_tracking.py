@@ -342,7 +342,7 @@ def test_page_tracker_keeps_the_face_in_front_of_a_crossing(page, monkeypatch):
     want = _python_run(**scene)
     assert [f["ids"] for f in want[26:]] == [[0]] * 7 + [[0, 1]] * 7
     with monkeypatch.context() as m:
-        m.setattr(VideoTracker, "_remembered_iou", lambda self, box, t: 0.0)
+        m.setattr(VideoTracker, "_lost_face_explains", lambda self, box, iou, t: False)
         assert _python_run(**scene)[33]["ids"] != [0, 1]  # without it f's track takes e's detection
     with monkeypatch.context() as m:
         drop = VideoTracker._drop_duplicates

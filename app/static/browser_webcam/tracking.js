@@ -68,10 +68,18 @@ export class VideoTracker {
     return [box[0] + dx, box[1] + dy, box[2] + dx, box[3] + dy];
   }
 
-  /** The largest overlap of `box` with the remembered path of a lost track. */
-  _rememberedIou(box, t) {
-    return this.lost.reduce((m, r) => Math.max(m, boxIou(this._inFrame(r.rememberedBox(t)), box)), 0.0);
+  /** [overlap, track]: the lost track whose remembered path overlaps `box` most (the first of equals). */
+  _bestRemembered(box, t) {
+    let best = null, bestIou = 0.0;
+    for (const r of this.lost) {
+      const v = boxIou(this._inFrame(r.rememberedBox(t)), box);
+      if (best === null || v > bestIou) { best = r; bestIou = v; }
+    }
+    return [bestIou, best];
   }
+
+  /** Whether a lost face's remembered path overlaps detection `box` more than a tracked face's box does (iou). */
+  _lostFaceExplains(box, iou, t) { return this._bestRemembered(box, t)[0] > iou; }
 
   _newTrack(d, t) { return new Track(this.nextId++, d.box.slice(), d.score, t); }
 
@@ -87,7 +95,7 @@ export class VideoTracker {
       const gate = lost.has(this.tracks[i].id) ? this.cfg.reviveIou : MATCH_IOU; // lost on its crop: as remembered
       if (iou < gate || usedT.has(i) || usedD.has(j)) continue;
       const tr = this.tracks[i], d = dets[j];
-      if (healthy.has(tr.id) && iou < KEEP_IOU && this._rememberedIou(d.box, t) > iou) {
+      if (healthy.has(tr.id) && iou < KEEP_IOU && this._lostFaceExplains(d.box, iou, t)) {
         usedT.add(i); tr.misses = 0; // a face lost lately explains it better: it confirms this track (own crop kept)
         continue; // and is left to revive that face
       }
@@ -103,11 +111,7 @@ export class VideoTracker {
       if (usedD.has(j)) continue;
       if (this.tracks.length >= this.maxFaces) break;
       const d = dets[j];
-      let best = null, bestIou = -Infinity;
-      for (const r of this.lost) { // max(): the first of equals
-        const v = boxIou(this._inFrame(r.rememberedBox(t)), d.box);
-        if (v > bestIou) { best = r; bestIou = v; }
-      }
+      const [bestIou, best] = this._bestRemembered(d.box, t);
       let tr;
       if (best !== null && bestIou >= this.cfg.reviveIou) {
         this.lost.splice(this.lost.indexOf(best), 1);
