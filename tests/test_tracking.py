@@ -1,74 +1,15 @@
-"""Video tracking (core.tracking) with a stand-in model that sees the synthetic scene: it returns
-the landmarks of the face under a crop (core.landmarks crop convention), a high uncertainty when
-no face is there, and a detector that finds the visible faces. Checks re-detection on a jump,
-no ghost faces, identity kept when two faces cross, smoothing on the real frame interval."""
+"""Video tracking (core.tracking) on the synthetic scene of tests/tracking_scene.py: re-detection on a
+jump, re-crops, no ghost faces, ids kept at 3 fps and at the frame edge, the crop turned upright,
+smoothing on the real frame interval, the config's checks. Two faces crossing: test_tracking_crossing.py."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
 from core.config import ConfigError, from_dict
-from core.detectors import Detection
 from core.tracking import TrackingConfig, VideoTracker
 from tests.synth_faces import face_points
-
-SIZE = 100  # face_points(SIZE): face ~70 px wide
-FRAME = (360, 640, 3)
-SIGMA_FACE, SIGMA_NONE = 0.01, 0.2  # crop units
-
-
-def face_at(cx, cy, noise=0.0, rng=None):
-    p = face_points(SIZE, noise=noise, rng=rng).astype(np.float64)
-    return p - (p.min(0) + p.max(0)) / 2 + [cx, cy]
-
-
-class Scene:
-    """The faces of the current frame (front face last) and a stand-in model/detector."""
-
-    def __init__(self):
-        self.faces: list[np.ndarray] = []
-        self.hidden: set[int] = set()  # faces behind another one: neither seen nor detected
-        self.undetected: set[int] = set()  # faces the model sees but the detector misses (merged into another's box)
-        self.pull = np.zeros(2)  # px added to the model's landmarks (not the detector's boxes): a pulled model
-        self.detector_calls = 0
-
-    def seen(self):
-        return [f for i, f in enumerate(self.faces) if i not in self.hidden]
-
-    def run(self, img, crops):
-        pts, sig = [], []
-        for cx, cy, side, _ in crops:  # upright faces: the crop's turn (their roll, ~0) is ignored
-            best = min(self.seen(), key=lambda f: np.hypot(*(f.mean(0) - [cx, cy])), default=None)
-            if best is not None and np.abs(best.mean(0) - [cx, cy]).max() < side / 2:
-                lo, hi = np.array([cx, cy]) - side / 2, np.array([cx, cy]) + side / 2
-                pts.append(np.clip(best + self.pull, lo + 1, hi - 1))  # the model cannot point outside its crop
-                sig.append(SIGMA_FACE)
-            else:  # nothing there: a template in the middle, very unsure
-                pts.append(face_at(cx, cy) * 0 + face_at(cx, cy))
-                sig.append(SIGMA_NONE)
-        k = len(crops)
-        return {"pts": np.stack(pts), "cov": None, "adj": np.zeros((k, 68, 68), np.float32), "sigma": np.array(sig)}
-
-    def detect(self, img):
-        self.detector_calls += 1
-        h, w = img.shape[:2]
-        out = []
-        for f in (f for i, f in enumerate(self.faces) if i not in self.hidden | self.undetected):
-            c = f.mean(0)
-            if 0 <= c[0] < w and 0 <= c[1] < h:
-                out.append(Detection(np.r_[f.min(0), f.max(0)] + [2, -2, 2, -2], 0.9))
-        return out
-
-
-def tracker(scene, **cfg):
-    return VideoTracker(scene.run, scene.detect, TrackingConfig(**cfg))
-
-
-def err(a, b):
-    return float(np.linalg.norm(np.asarray(a) - np.asarray(b), axis=1).mean())
-
-
-IMG = np.zeros(FRAME, np.uint8)
+from tests.tracking_scene import FRAME, IMG, SIGMA_NONE, SIZE, Scene, err, face_at, tracker
 
 
 def test_redetects_on_the_frame_of_a_jump():
@@ -81,7 +22,8 @@ def test_redetects_on_the_frame_of_a_jump():
     scene.faces = [face_at(450, 180)]  # the face jumps far beyond its crop
     out = vt.step(IMG, 5 / 30)
     assert scene.detector_calls == 2  # lost -> detector on this very frame
-    assert len(out) == 1 and err(out[0][2], scene.faces[0]) < 2.0  # tracked (smoothed: part of the 3 px)  # recovered at once, no ghost left behind
+    # recovered at once, no ghost left behind; tracked (smoothed: part of the 3 px)
+    assert len(out) == 1 and err(out[0][2], scene.faces[0]) < 2.0
     scene.faces = [face_at(450 + 3, 180)]
     out = vt.step(IMG, 6 / 30)
     assert len(out) == 1 and err(out[0][2], scene.faces[0]) < 2.0  # tracked (smoothed: part of the 3 px)
@@ -210,133 +152,6 @@ def test_face_back_at_the_edge_it_left_keeps_its_id():
         ids += [tr.id for tr, _, _ in out]
         t += 1 / 10
     assert ids[0] == ids[-1] and len(set(ids)) == 1, ids
-
-
-def test_identity_kept_when_two_faces_cross():
-    """Face 0 walks right, face 1 (in front, lower) walks left; while they overlap face 0 is hidden."""
-    scene = Scene()
-    vt = tracker(scene)
-    ids: dict[int, set] = {0: set(), 1: set()}
-    missing = 0
-    for k in range(60):
-        t = k / 15
-        u = k / 59
-        scene.faces = [face_at(120 + 400 * u, 150), face_at(520 - 400 * u, 200)]
-        gap = abs(scene.faces[0].mean(0)[0] - scene.faces[1].mean(0)[0])
-        scene.hidden = {0} if gap < 60 else set()
-        out = vt.step(IMG, t)
-        for tr, _, shown in out:
-            d = [err(shown, f) for f in scene.faces]
-            j = int(np.argmin(d))
-            assert d[j] < 12.0 and j not in scene.hidden  # no ghost: every output sits on a visible face
-            ids[j].add(tr.id)
-        missing = missing + 1 if len(out) < len(scene.seen()) else 0
-        assert missing <= 2  # a face back in view is found again within 2 frames
-    assert ids[0] == {0} and ids[1] == {1}  # the hidden face comes back with its own id
-
-
-@pytest.mark.parametrize("fps", [3, 10, 30])
-def test_remembered_path_ignores_the_frames_just_before_the_loss(fps):
-    """A face walks right at 85 px/s; in its last 0.1 s before the loss an occluder makes its landmark
-    box slide back and shrink (as a covered face's does). The remembered path comes from the clear frame
-    ~0.2 s before the last, its motion measured over the frames before that: the same at every rate, and
-    0.8 s later the remembered box still lies on the face's true path (a per-frame velocity average
-    followed the slide at 30 fps and missed the returning face)."""
-    from core.detectors import box_iou
-    from core.track import REMEMBER_MAX_ZOOM, Track
-
-    def box(x, side=70.0):
-        return np.array([x - side / 2, 150 - side / 2, x + side / 2, 150 + side / 2])
-
-    tr = Track(0, box(100), 1.0, 0.0)
-    t_end = 1.0
-    for k in range(int(t_end * fps) + 1):
-        t = k / fps
-        x, side = 100 + 85 * t, 70.0
-        if t > t_end - 0.1:  # being covered: slides back, shrinks
-            x, side = x - 15, 55.0
-        tr.remember(box(x, side), t)
-    _, v, z, t0 = tr.anchor
-    assert abs(v[0] - 85) < 5 and abs(v[1]) < 1e-6 and abs(z) <= REMEMBER_MAX_ZOOM
-    assert t_end - t0 >= 0.2 - 1e-9
-    t = t_end + 0.8
-    assert box_iou(tr.remembered_box(t), box(100 + 85 * t)) > 0.7
-
-
-def test_track_pulled_onto_a_face_that_just_went_behind_it_is_dropped():
-    """Face 0 goes behind face 1 (hidden: its track is lost and remembered). On the next frame the model's
-    landmarks of face 1 jump towards face 0's remembered place (pulled onto the face coming back): that
-    track is dropped for the frame instead of taking face 0's place, and face 1 gets its own id back on
-    the next frame. At 3 fps the same jump is a face's own motion: the track is kept."""
-    from core.track import MAX_JUMP, PULL_MAX_DT
-
-    for fps, dropped in ((30, True), (3, False)):
-        assert (1 / fps <= PULL_MAX_DT) == dropped
-        scene = Scene()
-        vt = tracker(scene, redetect_every=100, redetect_s=100.0, smooth=False, predict_motion=False)
-        scene.faces = [face_at(255, 180), face_at(300, 180)]
-        for k in range(4):
-            out = vt.step(IMG, k / fps)
-        assert sorted(tr.id for tr, _, _ in out) == [0, 1]
-        scene.hidden = {0}
-        out = vt.step(IMG, 4 / fps)
-        assert [tr.id for tr, _, _ in out] == [1] and [r.id for r in vt.lost] == [0]
-        scene.pull = np.array([-6.0, 0.0])  # 0.12 face widths: a jump (MAX_JUMP 0.08) onto face 0's path
-        assert 6.0 / 50 > MAX_JUMP
-        out = vt.step(IMG, 5 / fps)
-        assert ([tr.id for tr, _, _ in out] == []) == dropped
-        scene.pull = np.zeros(2)
-        out = vt.step(IMG, 6 / fps)
-        assert [tr.id for tr, _, _ in out] == [1] and err(out[0][1]["pts"], scene.faces[1]) < 1.0
-
-
-def test_face_in_front_revived_where_its_path_says_is_kept():
-    """Both faces of a crossing are lost for three frames (face 0 behind face 1, face 1 missed); face 1 comes
-    back 10 px (0.14 widths) left of where it was lost, overlapping face 0's remembered place. Its track is
-    revived from the detection: its motion was reset, so its old box is no prediction; judged by its own
-    remembered path (drift 0.14 x MAX_JUMP / MAX_DRIFT < MAX_JUMP) it is kept, not taken for a pulled track."""
-    from core.track import MAX_DRIFT, MAX_JUMP
-
-    scene = Scene()
-    vt = tracker(scene, smooth=False, predict_motion=False)
-    scene.faces = [face_at(255, 180), face_at(300, 180)]
-    for k in range(4):
-        out = vt.step(IMG, k / 30)
-    assert sorted(tr.id for tr, _, _ in out) == [0, 1]
-    scene.hidden = {0, 1}
-    for k in range(4, 7):
-        assert vt.step(IMG, k / 30) == []
-    assert sorted(r.id for r in vt.lost) == [0, 1]
-    scene.faces[1] = face_at(290, 180)
-    scene.hidden = {0}
-    assert 10 / 70 > MAX_JUMP and 10 / 70 * MAX_JUMP / MAX_DRIFT < MAX_JUMP
-    out = vt.step(IMG, 7 / 30)
-    assert [tr.id for tr, _, _ in out] == [1] and err(out[0][1]["pts"], scene.faces[1]) < 1.0
-
-
-def test_detection_of_a_face_coming_back_does_not_take_the_tracked_face_in_front():
-    """Face 0 goes behind face 1 and comes back while the detector finds only face 0 (face 1 merged into
-    its box). That detection overlaps face 1's track (IoU 0.47 >= MATCH_IOU) but face 0's remembered place
-    more: it confirms face 1's track, which keeps its own crop, and revives face 0 (before, face 1's track
-    took the detection's crop, landed on face 0 and was dropped as pulled: no face for the frame)."""
-    from core.detectors import box_iou
-    from core.track import KEEP_IOU, MATCH_IOU
-
-    scene = Scene()
-    vt = tracker(scene, smooth=False, predict_motion=False)
-    for k in range(12):  # face 0 walks up to 25 px left of face 1 (overlapping faces do not start together)
-        scene.faces = [face_at(235 + 5 * max(k - 3, 0), 180), face_at(300, 180)]
-        out = vt.step(IMG, k / 30)
-    assert sorted(tr.id for tr, _, _ in out) == [0, 1]
-    scene.hidden = {0}
-    assert [tr.id for tr, _, _ in vt.step(IMG, 12 / 30)] == [1]
-    scene.hidden, scene.undetected = set(), {1}
-    (det,) = scene.detect(IMG)
-    assert MATCH_IOU <= box_iou(det.box, vt.tracks[0].box) < KEEP_IOU
-    out = vt.step(IMG, 13 / 30)
-    assert sorted(tr.id for tr, _, _ in out) == [0, 1]
-    for tr, r, _ in out:
-        assert err(r["pts"], scene.faces[tr.id]) < 1.0
 
 
 def test_crop_turns_upright_with_the_face():
