@@ -1,6 +1,6 @@
 """Video mode through FaceAligner(video=True) on tiny models with stand-ins (a centroid model on a
 moving blob, a counting detector): tracking, reset, smoothing; the tracker's lost checks and its
-turned-crop geometry. The tracker's decisions on synthetic scenes: tests/test_tracking.py, tests/test_tracking_crossing.py."""
+turned-crop geometry. The tracker's decisions on synthetic scenes: tests/test_tracking*.py."""
 from __future__ import annotations
 
 import numpy as np
