@@ -100,14 +100,19 @@ def upright_box(pts: np.ndarray, angle: float) -> tuple[float, float, float]:
 def run_crops(aligner, img: np.ndarray, mats: list[np.ndarray], crop_units: bool = False) -> dict:
     """One batched model call on the crops of `mats`: pts (K,68,2) and cov (K,68,2,2) in photo
     pixels (cov None without uncertainty), adj (K,68,68), sigma (K,) median std in photo px (in
-    crop units, the crop side = 1, with crop_units: the video tracker's scale)."""
+    crop units, the crop side = 1, with crop_units: the video tracker's scale); with a shape prior
+    (core.shape_prior.ShapePriorRunner) also raw (K,68,2), the model's own points before it."""
     size = aligner.input_size
     crops = np.stack([warp_crop(img, m, size) for m in mats])
     out = aligner.runner(crops.transpose(0, 3, 1, 2).astype(np.float32) * np.float32(1.0 / 255.0))
     invs = np.stack([invert_affine(m) for m in mats])
     a = invs[:, :, :2]
-    pts = np.einsum("kij,knj->kni", a, out["coords"].astype(np.float64) * size) + invs[:, None, :, 2]
-    res = {"pts": pts, "adj": out["adjacency"].astype(np.float32), "cov": None, "sigma": None}
+    def to_photo(coords: np.ndarray) -> np.ndarray:
+        return np.einsum("kij,knj->kni", a, coords.astype(np.float64) * size) + invs[:, None, :, 2]
+
+    res = {"pts": to_photo(out["coords"]), "adj": out["adjacency"].astype(np.float32), "cov": None, "sigma": None}
+    if "coords_raw" in out:
+        res["raw"] = to_photo(out["coords_raw"])
     if "cov" in out:
         unit = out["cov"].astype(np.float64)
         c = unit * size * size
@@ -282,8 +287,9 @@ def predict_image(aligner, img: np.ndarray, dets: list[Detection], max_faces: in
             continue
         p, conf = res["pts"][i], confs[i]
         cov = None if res["cov"] is None else res["cov"][i].astype(np.float32)
+        raw = res["raw"][i].astype(np.float32) if "raw" in res else None
         faces.append(Face(np.asarray(d.box, np.float64), float(d.score), p.astype(np.float32), cov, res["adj"][i],
-                          confidence=conf))
+                          confidence=conf, raw_landmarks=raw))
     faces.sort(key=lambda f: (-(f.confidence if f.confidence is not None else 1.0), -f.score))
     kept: list = []
     for f in faces:

@@ -49,6 +49,7 @@ class Face:
     adjacency: np.ndarray  # (68, 68) float32 per-image edge weights (rows sum to 1 over the neighbourhood)
     track_id: int | None = None  # video mode: the same id while the same face is followed
     confidence: float | None = None  # image mode: the model's own evidence of a face (core.image_faces), 0..1
+    raw_landmarks: np.ndarray | None = None  # image mode with a shape prior: the model's own points before it
 
     def to_dict(self, adjacency: bool = False) -> dict:
         """JSON-ready dict: box, score, confidence, landmarks, covariance (lists); adjacency only if asked."""
@@ -68,10 +69,11 @@ class Face:
         file's pixels: x_file = scale (x + 0.5) - 0.5, covariance x scale^2."""
         if scale == 1.0:
             return self
+        def px(p):
+            return None if p is None else (scale * (np.asarray(p, np.float64) + 0.5) - 0.5).astype(np.float32)
         return dataclasses.replace(
-            self, box=scale * (np.asarray(self.box, np.float64) + 0.5) - 0.5,
-            landmarks=(scale * (np.asarray(self.landmarks, np.float64) + 0.5) - 0.5).astype(np.float32),
-            covariance=None if self.covariance is None
+            self, box=scale * (np.asarray(self.box, np.float64) + 0.5) - 0.5, landmarks=px(self.landmarks),
+            raw_landmarks=px(self.raw_landmarks), covariance=None if self.covariance is None
             else (np.asarray(self.covariance) * scale * scale).astype(np.float32))
 
 

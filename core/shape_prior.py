@@ -184,7 +184,8 @@ def prior_for(weights: str | Path, meta: dict) -> ShapePrior | None:
 
 class ShapePriorRunner:
     """A model runner (x (B, 3, S, S) -> numpy dict with "coords" and "cov") whose coords are the
-    prior's MAP points; runners without "cov" are not wrapped (nothing to weigh the points by)."""
+    prior's MAP points, the model's own under "coords_raw"; runners without "cov" are not wrapped
+    (nothing to weigh the points by)."""
 
     def __init__(self, runner, prior: ShapePrior):
         self.runner, self.prior = runner, prior
@@ -194,6 +195,7 @@ class ShapePriorRunner:
 
     def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
         out = dict(self.runner(x))
+        out["coords_raw"] = out["coords"]
         out["coords"] = self.prior.refine(out["coords"], out["cov"])
         return out
 

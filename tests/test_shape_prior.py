@@ -138,9 +138,16 @@ def test_face_aligner_applies_the_prior_its_json_names(tiny_heatmap_weights, tmp
     x = np.random.default_rng(0).random((2, 3, on.input_size, on.input_size), dtype=np.float32)
     raw, fused = off.runner(x), on.runner(x)
     assert np.allclose(fused["coords"], prior.refine(raw["coords"], raw["cov"]), atol=1e-6)
-    assert np.array_equal(fused["cov"], raw["cov"])
-    face = on.predict(astronaut, boxes=np.array([[150, 120, 360, 380]], np.float32))[0]
+    assert np.array_equal(fused["cov"], raw["cov"]) and np.array_equal(fused["coords_raw"], raw["coords"])
+    box = np.array([[150, 120, 360, 380]], np.float32)
+    face = on.predict(astronaut, boxes=box)[0]
     assert np.isfinite(face.landmarks).all() and face.covariance is not None
+    # the model's own points of the same pass come with the face (the occlusion tab draws the prior's moves
+    # from them: test_occlusion_shape_prior_switch); this untrained model's collapsed points pass unmoved
+    assert face.raw_landmarks.shape == (68, 2) and np.isfinite(face.raw_landmarks).all()
+    assert off.predict(astronaut, boxes=box)[0].raw_landmarks is None
+    big = face.to_file_pixels(2.0)
+    assert np.allclose(big.raw_landmarks, 2.0 * (face.raw_landmarks + 0.5) - 0.5, atol=1e-4)
 
 
 def test_a_missing_prior_file_is_a_clear_error(tiny_heatmap_weights, tmp_path):
@@ -154,8 +161,8 @@ def test_a_missing_prior_file_is_a_clear_error(tiny_heatmap_weights, tmp_path):
 
 def test_occlusion_shape_prior_switch(tiny_weights, tiny_fc_weights, tmp_path):
     """With a shape prior named in the models' JSON the occlusion demo runs both models with it and
-    draws where it moved each point (PRIOR_COLOR lines); switched off, it runs the raw models (the
-    same weights without the prior) and draws no such line."""
+    draws where it moved each point (PRIOR_COLOR lines, from each face's raw_landmarks of the same pass);
+    switched off, it runs the raw models (the same weights without the prior) and draws no such line."""
     from app.tabs.occlusion import PRIOR_COLOR
     from app.ui import LandmarkApp, load_models
 
@@ -174,3 +181,5 @@ def test_occlusion_shape_prior_switch(tiny_weights, tiny_fc_weights, tmp_path):
         return int(np.all(np.abs(img.astype(int) - PRIOR_COLOR) <= 30, axis=-1).sum())
 
     assert prior_pixels(on[0]) > 20 and prior_pixels(off[0]) < prior_pixels(on[0]) / 4
+    faces = models.graph.predict(np.asarray(on[-1]["image"]), boxes=on[-1]["boxes"])
+    assert np.abs(faces[0].raw_landmarks - faces[0].landmarks).max() > 1.0  # what the lines are drawn from

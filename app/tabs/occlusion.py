@@ -115,13 +115,12 @@ class OcclusionTab:
         occluded = occluders.apply_occlusion(img, mask, fill, int(seed))
         graph, fc = self._pair(prior)
         t0 = time.perf_counter()
-        occ_g = [face_view(f) for f in self.predict(graph, occluded, boxes=boxes)]
-        occ_f = [face_view(f) for f in self.predict(fc, occluded, boxes=boxes)]
+        faces = [self.predict(m, occluded, boxes=boxes) for m in (graph, fc)]
         latency = (time.perf_counter() - t0) * 1000.0
-        raw = [None, None]  # the raw models' points on the occluded photo, to draw the prior's moves
-        for i, (with_prior, without) in enumerate(((graph, self.models.graph_raw), (fc, self.models.fc_raw))):
-            if prior and without is not None and without is not with_prior:
-                raw[i] = [face_view(f) for f in self.predict(without, occluded, boxes=boxes)]
+        occ_g, occ_f = ([face_view(f) for f in fs] for fs in faces)
+        # the models' own points in the same pass, before the prior: where it moved each one
+        raw = [[{"landmarks": np.asarray(f.raw_landmarks, np.float64)} for f in fs]
+               if prior and fs and all(f.raw_landmarks is not None for f in fs) else None for fs in faces]
         truths = match_truth(gt, st["graph"])
         ref = [t if t is not None else c["landmarks"] for t, c in zip(truths, st["graph"])]
         hh, ww = mask.shape
