@@ -107,6 +107,7 @@ def run_crops(aligner, img: np.ndarray, mats: list[np.ndarray], crop_units: bool
     out = aligner.runner(crops.transpose(0, 3, 1, 2).astype(np.float32) * np.float32(1.0 / 255.0))
     invs = np.stack([invert_affine(m) for m in mats])
     a = invs[:, :, :2]
+
     def to_photo(coords: np.ndarray) -> np.ndarray:
         return np.einsum("kij,knj->kni", a, coords.astype(np.float64) * size) + invs[:, None, :, 2]
 
