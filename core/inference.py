@@ -69,6 +69,7 @@ class Face:
         file's pixels: x_file = scale (x + 0.5) - 0.5, covariance x scale^2."""
         if scale == 1.0:
             return self
+
         def px(p):
             return None if p is None else (scale * (np.asarray(p, np.float64) + 0.5) - 0.5).astype(np.float32)
         return dataclasses.replace(

@@ -46,11 +46,11 @@ LEGEND = f"""**In the images**
 Flat gray / black / noise: the occluder. Sizes are relative to each face box (0..1)."""
 
 
-def _draw_moves(image: np.ndarray, raw: list[dict], shown: list[dict], s: float, off) -> np.ndarray:
+def _draw_moves(image: np.ndarray, raw: list[np.ndarray], shown: list[dict], s: float, off) -> np.ndarray:
     """A line from each raw model point to the point shown (after the shape prior), where it moved."""
     out = image.copy()
     for r, f in zip(raw, shown):
-        for a, b in zip((r["landmarks"] - off) * s, (f["landmarks"] - off) * s):
+        for a, b in zip((r - off) * s, (f["landmarks"] - off) * s):
             if np.all(np.isfinite(a)) and np.all(np.isfinite(b)) and np.hypot(*(a - b)) >= 1.0:
                 cv2.line(out, tuple(np.round(a).astype(int)), tuple(np.round(b).astype(int)), PRIOR_COLOR, 2,
                          cv2.LINE_AA)
@@ -119,7 +119,7 @@ class OcclusionTab:
         latency = (time.perf_counter() - t0) * 1000.0
         occ_g, occ_f = ([face_view(f) for f in fs] for fs in faces)
         # the models' own points in the same pass, before the prior: where it moved each one
-        raw = [[{"landmarks": np.asarray(f.raw_landmarks, np.float64)} for f in fs]
+        raw = [[np.asarray(f.raw_landmarks, np.float64) for f in fs]
                if prior and fs and all(f.raw_landmarks is not None for f in fs) else None for fs in faces]
         truths = match_truth(gt, st["graph"])
         ref = [t if t is not None else c["landmarks"] for t, c in zip(truths, st["graph"])]
