@@ -136,35 +136,43 @@ class ShapePrior:
 
     def _map(self, p: np.ndarray, cov: np.ndarray, steps: int) -> np.ndarray:
         nb, n, k = len(p), len(self.mean), len(self.variances)
-        # whitening: cov = C C^T (Cholesky); residuals and Jacobian rows are premultiplied by W = C^-1
+        flat, px, py, ridge, inv_var = self._constants()
+        # whitening: cov = C C^T (Cholesky); residuals and Jacobian rows are premultiplied by W = C^-1,
+        # lower triangular: W v = (w00 v_x, w10 v_x + w11 v_y)
         l11 = np.sqrt(cov[..., 0, 0])
         l21 = cov[..., 1, 0] / l11
         l22 = np.sqrt(np.maximum(cov[..., 1, 1] - l21 ** 2, 1e-12 * cov[..., 1, 1]))
-        w = np.zeros(cov.shape)
-        w[..., 0, 0], w[..., 1, 1], w[..., 1, 0] = 1 / l11, 1 / l22, -l21 / (l11 * l22)
-        flat = self.modes.reshape(k, 2 * n)
-        px, py = self.modes[..., 0].T, self.modes[..., 1].T  # (N, K); W is lower triangular:
-        w00, w10, w11 = w[..., 0, 0, None], w[..., 1, 0, None], w[..., 1, 1, None]
-        w_modes = np.stack([w00 * px, w10 * px + w11 * py], 2)  # (B, N, 2, K): W P
-        w_modes_perp = np.stack([-w00 * py, w11 * px - w10 * py], 2)  # W P_perp
-        w_shift = w  # what t_x, t_y move: W e_x, W e_y
+        w00, w11 = 1 / l11, 1 / l22
+        w10 = -l21 * w00 * w11
+        # the whitened Jacobian J_w (B, N, 2, 4 + K): columns a, c, t_x, t_y, then the mode weights b
+        jw = np.zeros((nb, n, 2, 4 + k))
+        jw[:, :, 0, 2], jw[:, :, 1, 2], jw[:, :, 1, 3] = w00, w10, w11  # W e_x, W e_y
+        wp = (w00[..., None] * px, w10[..., None] * px + w11[..., None] * py)  # W P, per axis (B, N, K)
+        wq = (-w00[..., None] * py, w11[..., None] * px - w10[..., None] * py)  # W P_perp
+        rw = np.empty((nb, n, 2))
         theta, b = np.tile([1.0, 0.0, 0.0, 0.0], (nb, 1)), np.zeros((nb, k))
-        ridge = np.diag(np.concatenate([np.zeros(4), 1.0 / self.variances]))
         for step in range(steps + 1):
             y = self.mean + (b @ flat).reshape(nb, n, 2)
-            a, c = theta[:, 0, None, None], theta[:, 1, None, None]
-            r = p - (a * y + c * _perp(y) + theta[:, None, 2:])
-            parts = [np.matmul(w, y[..., None]), np.matmul(w, _perp(y)[..., None]), w_shift]
-            if step:  # step 0: the similarity alone (b = 0)
-                parts.append(a[..., None] * w_modes + c[..., None] * w_modes_perp)
-            jw = np.concatenate(parts, -1).reshape(nb, 2 * n, -1)
-            rw = np.matmul(w, r[..., None]).reshape(nb, 2 * n, 1)
-            h = np.matmul(jw.transpose(0, 2, 1), jw)
-            g = np.matmul(jw.transpose(0, 2, 1), rw)[..., 0]
+            yx, yy = y[..., 0], y[..., 1]  # y_perp = (-yy, yx)
+            a, c = theta[:, 0, None], theta[:, 1, None]
+            rx = p[..., 0] - (a * yx - c * yy + theta[:, 2, None])
+            ry = p[..., 1] - (a * yy + c * yx + theta[:, 3, None])
+            rw[..., 0], rw[..., 1] = w00 * rx, w10 * rx + w11 * ry
+            jw[:, :, 0, 0], jw[:, :, 1, 0] = w00 * yx, w10 * yx + w11 * yy  # W y
+            jw[:, :, 0, 1], jw[:, :, 1, 1] = -w00 * yy, w11 * yx - w10 * yy  # W y_perp
+            m = 4 + k if step else 4  # step 0: the similarity alone (b = 0)
             if step:
-                h = h + ridge
-                g[:, 4:] -= b / self.variances
-            h += 1e-12 * np.trace(h, axis1=1, axis2=2)[:, None, None] * np.eye(h.shape[-1])
+                for axis in (0, 1):
+                    np.add(a[..., None] * wp[axis], c[..., None] * wq[axis], out=jw[:, :, axis, 4:])
+            j = jw[..., :m].reshape(nb, 2 * n, m)
+            jt = j.transpose(0, 2, 1)
+            h = jt @ j
+            g = (jt @ rw.reshape(nb, 2 * n, 1))[..., 0]
+            if step:
+                h += ridge
+                g[:, 4:] -= b * inv_var
+            diag = h.reshape(nb, -1)[:, ::m + 1]  # a view of each H's diagonal
+            diag += 1e-12 * diag.sum(1, keepdims=True)
             dz = np.linalg.solve(h, g[..., None])[..., 0]
             theta = theta + dz[:, :4]
             if step:
@@ -172,6 +180,17 @@ class ShapePrior:
         y = self.mean + (b @ flat).reshape(nb, n, 2)
         a, c = theta[:, 0, None, None], theta[:, 1, None, None]
         return a * y + c * _perp(y) + theta[:, None, 2:]
+
+    def _constants(self):
+        """What every fit reuses: the modes flat (K, 2N) and per axis (N, K), the ridge diag(0, 1 / lambda)
+        and 1 / lambda (made on first use)."""
+        if getattr(self, "_cached", None) is None:
+            k = len(self.variances)
+            inv_var = 1.0 / self.variances
+            self._cached = (self.modes.reshape(k, -1), np.ascontiguousarray(self.modes[..., 0].T),
+                            np.ascontiguousarray(self.modes[..., 1].T),
+                            np.diag(np.concatenate([np.zeros(4), inv_var])), inv_var)
+        return self._cached
 
 
 def prior_for(weights: str | Path, meta: dict) -> ShapePrior | None:
