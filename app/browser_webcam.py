@@ -1,5 +1,5 @@
-"""In-browser webcam: a page where detection (BlazeFace short range), the landmark model (this
-project's ONNX export) and the overlays run in the viewer's browser through ONNX Runtime Web
+"""In-browser webcam: a page where detection (BlazeFace short range; full range when it finds none),
+the landmark model (this project's ONNX export) and the overlays run in the viewer's browser through ONNX Runtime Web
 (WebGPU where the browser has it, WASM otherwise); the server only serves files.
 
 Routes (added to the Gradio server's FastAPI app by `mount`, all under ROUTE):
@@ -7,7 +7,8 @@ Routes (added to the Gradio server's FastAPI app by `mount`, all under ROUTE):
                                cross-origin isolated and WASM may use threads)
     ROUTE/static/<file>        app/static/browser_webcam/*.js|css
     ROUTE/vendor/<file>        ONNX Runtime Web (app/static/vendor/onnxruntime-web, VENDOR_FILES)
-    ROUTE/models/<id>.onnx     the landmark models (BrowserWebcam.models) and the face detector
+    ROUTE/models/<id>.onnx     the landmark models (BrowserWebcam.models) and the face detectors
+                               (detector.onnx, detector_full.onnx)
     ROUTE/models/<id>.json     {input_size, num_landmarks, neighbours (flat N x N 0/1), max_ratio[, shape_prior]}
     ROUTE/config.json          which models and runtime builds this server has
 Only the files named here are served (no path from the request reaches the file system).
@@ -29,6 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 STATIC_DIR = Path(__file__).resolve().parent / "static" / "browser_webcam"
 VENDOR_DIR = Path(__file__).resolve().parent / "static" / "vendor" / "onnxruntime-web"
 DETECTOR_ONNX = STATIC_DIR / "models" / "face_detection_short_range.onnx"
+DETECTOR_FULL_ONNX = STATIC_DIR / "models" / "face_detection_full_range.onnx"  # loaded when short range finds none
 ROUTE = "/sdfl-browser"
 ORT_WEB_VERSION = "1.23.2"  # pinned in app/static/vendor/refresh.sh
 WASM_FILES = ("ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
@@ -95,7 +97,8 @@ class BrowserWebcam:
         return {"models": [{"id": m.id, "label": m.label, "onnx": f"models/{m.id}.onnx", "meta": f"models/{m.id}.json",
                             "bytes": m.onnx.stat().st_size} for m in self.models],
                 "default": self.models[0].id if self.models else None, "fast": self.fast,
-                "detector": "models/detector.onnx", "max_faces": self.max_faces,
+                "detector": "models/detector.onnx", "detector_full": "models/detector_full.onnx",
+                "max_faces": self.max_faces,
                 "ort": {"version": ORT_WEB_VERSION, "wasm": self.vendor_ok(WASM_FILES),
                         "webgpu": self.vendor_ok(WEBGPU_FILES)}}
 
@@ -120,6 +123,7 @@ class BrowserWebcam:
         files = {f"static/{f}": STATIC_DIR / f for f in STATIC_FILES}
         files["index.html"] = STATIC_DIR / "index.html"
         files["models/detector.onnx"] = DETECTOR_ONNX
+        files["models/detector_full.onnx"] = DETECTOR_FULL_ONNX
         files.update({f"models/{m.id}.onnx": m.onnx for m in self.models})
         files.update({f"vendor/{f}": _stored(self.vendor_dir / f) or self.vendor_dir / f for f in VENDOR_FILES})
         return {k: p.stat().st_size for k, p in files.items() if p.is_file()}
@@ -144,7 +148,7 @@ def page_files() -> list[str]:
     its HTML / JS / CSS, the face detector and ONNX Runtime Web as stored (WASM gzipped), with
     its package.json (MIT licence) and VERSION. The landmark models come from weights/.
     tools/build_space.py ships these; tools/check_space.py checks that a Space has them."""
-    files = [STATIC_DIR / "index.html", *(STATIC_DIR / f for f in STATIC_FILES), DETECTOR_ONNX]
+    files = [STATIC_DIR / "index.html", *(STATIC_DIR / f for f in STATIC_FILES), DETECTOR_ONNX, DETECTOR_FULL_ONNX]
     files += [VENDOR_DIR / vendor_stored_name(f) for f in VENDOR_FILES]
     files += [VENDOR_DIR / "package.json", VENDOR_DIR / "VERSION"]
     return [p.relative_to(ROOT).as_posix() for p in files]
@@ -187,8 +191,8 @@ def mount(app, page: BrowserWebcam, route: str = ROUTE) -> None:
 
     def model(name: str):
         stem, _, ext = name.rpartition(".")
-        if name == "detector.onnx":
-            return send(DETECTOR_ONNX)
+        if name in ("detector.onnx", "detector_full.onnx"):
+            return send(DETECTOR_ONNX if name == "detector.onnx" else DETECTOR_FULL_ONNX)
         if stem not in models or ext not in ("onnx", "json"):
             raise HTTPException(404)
         if ext == "onnx":

@@ -112,7 +112,8 @@ app = FastAPI()
 bw.mount(app, bw.BrowserWebcam.from_weights(sys.argv[1]))
 c = TestClient(app)
 out = {'page': c.get(bw.ROUTE + '/').status_code, 'ort': c.get(bw.ROUTE + '/config.json').json()['ort'],
-       'detector': len(c.get(bw.ROUTE + '/models/detector.onnx').content)}
+       'detector': len(c.get(bw.ROUTE + '/models/detector.onnx').content),
+       'detector_full': len(c.get(bw.ROUTE + '/models/detector_full.onnx').content)}
 for name in bw.VENDOR_FILES:
     zipped = c.get(f'{bw.ROUTE}/vendor/{name}', headers={'Accept-Encoding': 'gzip'})
     plain = c.get(f'{bw.ROUTE}/vendor/{name}', headers={'Accept-Encoding': 'identity'})
@@ -123,7 +124,7 @@ print(json.dumps(out))
 
 
 def test_built_space_serves_the_in_browser_webcam(space, onnx_models):
-    """The Space's own copy of the app serves the page, the detector and ONNX Runtime Web (both
+    """The Space's own copy of the app serves the page, the detectors and ONNX Runtime Web (both
     builds; the WASM stored gzipped, sent gzipped or decompressed): no npm step on the Space."""
     from app import browser_webcam as bw
 
@@ -132,6 +133,7 @@ def test_built_space_serves_the_in_browser_webcam(space, onnx_models):
     assert r.returncode == 0, r.stderr[-2000:]
     out = json.loads(r.stdout.strip().splitlines()[-1])
     assert out.pop("page") == 200 and out.pop("detector") == bw.DETECTOR_ONNX.stat().st_size
+    assert out.pop("detector_full") == bw.DETECTOR_FULL_ONNX.stat().st_size
     assert out.pop("ort") == {"version": bw.ORT_WEB_VERSION, "wasm": True, "webgpu": True}
     assert out == {name: [200, 200, True, True] for name in bw.VENDOR_FILES}
 

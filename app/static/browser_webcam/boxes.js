@@ -1,12 +1,12 @@
-// Box geometry, ported from core/detectors.py (box_iou, nms, the MediaPipe short-range box
-// calibration) and core/tracking.py (landmark_box, in_crop, _side, _side_box). Boxes are [x0, y0, x1, y1]; points are
+// Box geometry, ported from core/detectors.py (box_iou, nms, the MediaPipe box calibrations) and core/tracking.py (landmark_box, in_crop, _side, _side_box). Boxes are [x0, y0, x1, y1]; points are
 // interleaved x, y (Float64Array).
 
 import { CROP_SCALE, cropFromBox } from "./imgproc.js";
 
 export const NMS_IOU = 0.4; // overlapping detections of one face are merged
-// MP_SHORT_CALIBRATION: landmark box from a BlazeFace short-range box
+// landmark box from a BlazeFace short-range / full-range box (core.detectors.MP_*_CALIBRATION)
 export const MP_SHORT_CALIBRATION = { dx: -0.0049, dy: 0.0433, sw: 0.9629, sh: 0.9330 };
+export const MP_FULL_CALIBRATION = { dx: 0.0015, dy: 0.0827, sw: 0.9080, sh: 0.8836 };
 
 /** BoxCalibration.apply: centre (cx + dx w, cy + dy h), size (sw w, sh h). */
 export function applyCalibration(cal, box) {

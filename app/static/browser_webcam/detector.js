@@ -1,22 +1,31 @@
-// BlazeFace short range (the model MediaPipe's face_detection_short_range.tflite, converted to ONNX:
-// models/README.md) run by ONNX Runtime Web; decoding as in MediaPipe's face_detection graph
-// (SSD anchors, sigmoid scores >= 0.5, weighted NMS at IoU 0.3, letterbox removal), then the
-// calibration to a landmark box and NMS of core.detectors.MediaPipeDetector.
-import { MP_SHORT_CALIBRATION, applyCalibration, nms } from "./boxes.js";
+// BlazeFace, MediaPipe's two face detectors (face_detection_short_range.tflite, and the full-range model
+// for small and distant faces; converted to ONNX by models/convert_*.py) run by ONNX Runtime Web;
+// decoding as in MediaPipe's face_detection graphs (SSD anchors, sigmoid scores, weighted NMS at IoU
+// 0.3, letterbox removal), then the calibration to a landmark box and NMS of
+// core.detectors.MediaPipeDetector, with its "auto" rule: the full-range model runs only when the
+// short-range one finds nothing (loaded on that first need).
+import { MP_FULL_CALIBRATION, MP_SHORT_CALIBRATION, applyCalibration, nms } from "./boxes.js";
 
-export const DETECTOR_SIZE = 128;
 export const MIN_SCORE = 0.5; // core.detectors.MP_MIN_SCORE
 const SUPPRESSION_IOU = 0.3;
 
-function ssdAnchors() {
-  // strides 8, 16, 16, 16 -> a 16x16 grid with 2 anchors per cell, an 8x8 grid with 6; fixed size
+function gridAnchors(layers) {
+  // [cells per side, anchors per cell] per feature map; anchor centres in [0, 1], fixed size
   const a = [];
-  for (const [fm, n] of [[16, 2], [8, 6]]) {
+  for (const [fm, n] of layers) {
     for (let y = 0; y < fm; y++) for (let x = 0; x < fm; x++) for (let k = 0; k < n; k++) a.push([(x + 0.5) / fm, (y + 0.5) / fm]);
   }
   return a;
 }
-const ANCHORS = ssdAnchors();
+
+/** The two models: input side, anchors (short: strides 8, 16, 16, 16; full: one stride-4 map), the
+ * graph's own candidate threshold (before NMS), and the landmark-box calibration. */
+export const BLAZEFACE = {
+  short: { size: 128, anchors: gridAnchors([[16, 2], [8, 6]]), minScore: MIN_SCORE,
+           calibration: MP_SHORT_CALIBRATION, source: "blazeface_short" },
+  full: { size: 192, anchors: gridAnchors([[48, 1]]), minScore: 0.6,
+          calibration: MP_FULL_CALIBRATION, source: "blazeface_full" },
+};
 
 function iou(a, b) {
   const ix = Math.max(0, Math.min(a[2], b[2]) - Math.max(a[0], b[0]));
@@ -40,20 +49,16 @@ function weightedNms(cands) {
   return out;
 }
 
-export class FaceDetector {
-  constructor(ort, session) {
-    this.ort = ort; this.session = session;
-    this.input = new Float32Array(3 * DETECTOR_SIZE * DETECTOR_SIZE);
-    this.ms = 0;
+/** One BlazeFace model (a spec of BLAZEFACE) on an ONNX Runtime session. */
+class BlazeFace {
+  constructor(ort, session, spec) {
+    Object.assign(this, { ort, session, spec });
+    this.input = new Float32Array(3 * spec.size * spec.size);
   }
 
-  static async create(ort, url, options) {
-    return new FaceDetector(ort, await ort.InferenceSession.create(url, options));
-  }
-
-  /** Letterboxed 128x128 input in [-1, 1] (MediaPipe's ImageToTensor: tensor pixel u <- image x = (u - pad) / s). */
+  /** Letterboxed S x S input in [-1, 1] (MediaPipe's ImageToTensor: tensor pixel u <- image x = (u - pad) / s). */
   prepare(img) {
-    const S = DETECTOR_SIZE, { data, width: w, height: h } = img, ch = img.channels || 4;
+    const S = this.spec.size, { data, width: w, height: h } = img, ch = img.channels || 4;
     const s = Math.min(S / w, S / h), pl = (S - w * s) / 2, pt = (S - h * s) / 2, plane = S * S;
     for (let v = 0; v < S; v++) {
       const y = (v - pt) / s, y0 = Math.floor(y), fy = y - y0;
@@ -75,16 +80,15 @@ export class FaceDetector {
     return { s, pl, pt, nw: w * s, nh: h * s };
   }
 
-  /** Raw BlazeFace boxes in image pixels (pixel centres at integers) with scores. */
+  /** Raw boxes in image pixels (pixel centres at integers) with scores. */
   async detectRaw(img) {
-    const S = DETECTOR_SIZE, lb = this.prepare(img), t0 = performance.now();
+    const { size: S, anchors, minScore } = this.spec, lb = this.prepare(img);
     const res = await this.session.run({ input: new this.ort.Tensor("float32", this.input, [1, 3, S, S]) });
-    this.ms = performance.now() - t0;
     const reg = res.regressors.data, cls = res.classificators.data, cands = [];
-    for (let i = 0; i < ANCHORS.length; i++) {
+    for (let i = 0; i < anchors.length; i++) {
       const score = 1 / (1 + Math.exp(-Math.max(-100, Math.min(100, cls[i]))));
-      if (score < MIN_SCORE) continue;
-      const cx = reg[i * 16] / S + ANCHORS[i][0], cy = reg[i * 16 + 1] / S + ANCHORS[i][1];
+      if (score < minScore) continue;
+      const cx = reg[i * 16] / S + anchors[i][0], cy = reg[i * 16 + 1] / S + anchors[i][1];
       const bw = reg[i * 16 + 2] / S, bh = reg[i * 16 + 3] / S;
       cands.push({ box: [cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], score });
     }
@@ -96,10 +100,44 @@ export class FaceDetector {
     }).filter((d) => d.box[2] > d.box[0] && d.box[3] > d.box[1]);
   }
 
-  /** Detections with the landmark-box estimate (core.detectors.MediaPipeDetector.detect, short range). */
+  /** Detections with the landmark-box estimate. */
   async detect(img) {
-    const raw = await this.detectRaw(img);
-    return nms(raw.map((d) => ({ box: applyCalibration(MP_SHORT_CALIBRATION, d.box), score: d.score,
-                                 rawBox: d.box, source: "blazeface_short" })));
+    const { calibration, source } = this.spec;
+    return nms((await this.detectRaw(img)).map((d) => ({ box: applyCalibration(calibration, d.box), score: d.score,
+                                                         rawBox: d.box, source })));
+  }
+}
+
+export class FaceDetector {
+  /** short: a BlazeFace short-range session; fullUrl: the full-range model, created on first need (null: none). */
+  constructor(ort, session, fullUrl = null, options = {}) {
+    Object.assign(this, { ort, fullUrl, options });
+    this.short = new BlazeFace(ort, session, BLAZEFACE.short);
+    this.full = null;
+    this.ms = 0;
+  }
+
+  static async create(ort, url, options, fullUrl = null) {
+    return new FaceDetector(ort, await ort.InferenceSession.create(url, options), fullUrl, options);
+  }
+
+  /** The full-range model (a promise, made once); null when there is none or it could not load. */
+  fullRange() {
+    if (!this.full && this.fullUrl) {
+      this.full = this.ort.InferenceSession.create(this.fullUrl, this.options)
+        .then((s) => new BlazeFace(this.ort, s, BLAZEFACE.full))
+        .catch((e) => { console.warn(`full-range face detector not loaded: ${e.message || e}`); return null; });
+    }
+    return this.full;
+  }
+
+  /** core.detectors.MediaPipeDetector("auto").detect: short range; full range when it finds nothing. */
+  async detect(img) {
+    const t0 = performance.now();
+    let dets = await this.short.detect(img);
+    const full = dets.length ? null : await this.fullRange();
+    if (full) dets = await full.detect(img);
+    this.ms = performance.now() - t0;
+    return dets;
   }
 }

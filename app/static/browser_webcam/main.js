@@ -115,8 +115,7 @@ async function loadModel(config, id) {
          `<a href="${url.href}">reload on WASM</a>).`);
     // a stalled WebGPU run keeps its runtime busy: a fresh WASM runtime (a separate module) takes over
     await loadWasmRuntime();
-    state.detector = await FaceDetector.create(state.ort, new URL(config.detector, ROOT).href,
-                                               { executionProviders: ["wasm"] });
+    state.detector = await createDetector(config);
     session = await state.ort.InferenceSession.create(new URL(spec.onnx, ROOT).href, sessionOptions());
   }
   state.model = spec;
@@ -125,6 +124,12 @@ async function loadModel(config, id) {
   Object.assign(stats, { model: spec.id, backend: state.backend === "webgpu" ? "WebGPU" : "WASM",
                          adapter: state.adapter, threads: state.threads });
   message("");
+}
+
+/** The face detector on WASM: short range now, full range (small and distant faces) on first need. */
+function createDetector(config) {
+  return FaceDetector.create(state.ort, new URL(config.detector, ROOT).href, { executionProviders: ["wasm"] },
+                             config.detector_full ? new URL(config.detector_full, ROOT).href : null);
 }
 
 /** Frame pixels for the model: the video drawn on a work canvas. */
@@ -301,8 +306,7 @@ async function main() {
   const load = () => {
     loading = loading || (async () => {
       await loadRuntime(config);
-      state.detector = await FaceDetector.create(state.ort, new URL(config.detector, ROOT).href,
-                                                 { executionProviders: ["wasm"] });
+      state.detector = await createDetector(config);
       await loadModel(config, select.value === "auto" ? config.default : select.value);
     })().catch((e) => {
       stats.error = String(e.message || e);
@@ -315,6 +319,10 @@ async function main() {
   $("start").onclick = () => (state.running ? stop() : start(config, load));
   $("mirror").onchange = () => $("canvas").classList.toggle("mirror", $("mirror").checked);
   window.sdfl = { load, predictFrame: async (...a) => { await load(); return predictFrame(...a); }, state,
+                  detect: async (rgba, width, height) => { // the face detector alone (tests)
+                    await load();
+                    return state.detector.detect({ data: rgba, width, height, channels: 4 });
+                  },
                   reset: () => state.aligner && state.aligner.reset(),
                   counters: () => state.aligner && { detectorCalls: state.aligner.tracker.detectorCalls,
                                                      modelPasses: state.aligner.tracker.modelPasses } };

@@ -36,20 +36,23 @@ def anchors() -> np.ndarray:
                      for y in range(fm) for x in range(fm) for _ in range(n)])
 
 
-def detect(session, rgb: np.ndarray, min_score: float = 0.5) -> list[tuple[np.ndarray, float]]:
-    """Raw boxes (image pixels, centres at integers) and scores, as detector.js computes them."""
+def decode(session, rgb: np.ndarray, size: int = SIZE, anchor_xy: np.ndarray | None = None,
+           min_score: float = 0.5) -> list[tuple[np.ndarray, float]]:
+    """Raw boxes (image pixels, centres at integers) and scores of a BlazeFace ONNX model with a
+    size x size input (anchor_xy: its anchor centres; default the short-range model's), as detector.js
+    computes them."""
     h, w = rgb.shape[:2]
-    s = min(SIZE / w, SIZE / h)
-    pl, pt = (SIZE - w * s) / 2, (SIZE - h * s) / 2
-    x = cv2.warpAffine(rgb, np.array([[s, 0, pl], [0, s, pt]]), (SIZE, SIZE), flags=cv2.INTER_LINEAR)
+    s = min(size / w, size / h)
+    pl, pt = (size - w * s) / 2, (size - h * s) / 2
+    x = cv2.warpAffine(rgb, np.array([[s, 0, pl], [0, s, pt]]), (size, size), flags=cv2.INTER_LINEAR)
     x = (x.astype(np.float32) / 127.5 - 1).transpose(2, 0, 1)[None]
     reg, cls = (v[0] for v in session.run(["regressors", "classificators"], {"input": x}))
     score = 1 / (1 + np.exp(-np.clip(cls[:, 0], -100, 100)))
-    a = anchors()
+    a = anchors() if anchor_xy is None else anchor_xy
     cands = []
     for i in np.where(score >= min_score)[0]:
-        cx, cy = reg[i, 0] / SIZE + a[i, 0], reg[i, 1] / SIZE + a[i, 1]
-        bw, bh = reg[i, 2] / SIZE, reg[i, 3] / SIZE
+        cx, cy = reg[i, 0] / size + a[i, 0], reg[i, 1] / size + a[i, 1]
+        bw, bh = reg[i, 2] / size, reg[i, 3] / size
         cands.append((float(score[i]), np.array([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2])))
     cands.sort(key=lambda c: -c[0])
 
@@ -66,8 +69,8 @@ def detect(session, rgb: np.ndarray, min_score: float = 0.5) -> list[tuple[np.nd
         cands = [c for c in cands if iou(cands[0][1], c[1]) <= 0.3]
         wts = np.array([c[0] for c in grp])
         b = (wts[:, None] * np.array([c[1] for c in grp])).sum(0) / wts.sum()
-        nx = (b[[0, 2]] * SIZE - pl) / (w * s) * w - 0.5
-        ny = (b[[1, 3]] * SIZE - pt) / (h * s) * h - 0.5
+        nx = (b[[0, 2]] * size - pl) / (w * s) * w - 0.5
+        ny = (b[[1, 3]] * size - pt) / (h * s) * h - 0.5
         out.append((np.array([nx[0], ny[0], nx[1], ny[1]]), grp[0][0]))
     return out
 
@@ -86,7 +89,7 @@ def main() -> int:
     for name in ("astronaut.jpg", "two_faces.jpg"):
         rgb = cv2.cvtColor(cv2.imread(str(ROOT / "app" / "examples" / name)), cv2.COLOR_BGR2RGB)
         for img in (rgb, cv2.resize(rgb, (640, 480))):
-            ours, theirs = detect(session, img), mp.detect_raw(img, 0)
+            ours, theirs = decode(session, img), mp.detect_raw(img, 0)
             if len(ours) != len(theirs):
                 print(f"{name} {img.shape}: {len(ours)} boxes, MediaPipe {len(theirs)}")
                 return 1
