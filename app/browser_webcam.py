@@ -31,6 +31,7 @@ STATIC_DIR = Path(__file__).resolve().parent / "static" / "browser_webcam"
 VENDOR_DIR = Path(__file__).resolve().parent / "static" / "vendor" / "onnxruntime-web"
 DETECTOR_ONNX = STATIC_DIR / "models" / "face_detection_short_range.onnx"
 DETECTOR_FULL_ONNX = STATIC_DIR / "models" / "face_detection_full_range.onnx"  # loaded when short range finds none
+DETECTORS = {"detector.onnx": DETECTOR_ONNX, "detector_full.onnx": DETECTOR_FULL_ONNX}  # route name -> file
 ROUTE = "/sdfl-browser"
 ORT_WEB_VERSION = "1.23.2"  # pinned in app/static/vendor/refresh.sh
 WASM_FILES = ("ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
@@ -122,8 +123,7 @@ class BrowserWebcam:
         """Bytes of every file the page may load (for the docs)."""
         files = {f"static/{f}": STATIC_DIR / f for f in STATIC_FILES}
         files["index.html"] = STATIC_DIR / "index.html"
-        files["models/detector.onnx"] = DETECTOR_ONNX
-        files["models/detector_full.onnx"] = DETECTOR_FULL_ONNX
+        files.update({f"models/{name}": path for name, path in DETECTORS.items()})
         files.update({f"models/{m.id}.onnx": m.onnx for m in self.models})
         files.update({f"vendor/{f}": _stored(self.vendor_dir / f) or self.vendor_dir / f for f in VENDOR_FILES})
         return {k: p.stat().st_size for k, p in files.items() if p.is_file()}
@@ -148,7 +148,7 @@ def page_files() -> list[str]:
     its HTML / JS / CSS, the face detector and ONNX Runtime Web as stored (WASM gzipped), with
     its package.json (MIT licence) and VERSION. The landmark models come from weights/.
     tools/build_space.py ships these; tools/check_space.py checks that a Space has them."""
-    files = [STATIC_DIR / "index.html", *(STATIC_DIR / f for f in STATIC_FILES), DETECTOR_ONNX, DETECTOR_FULL_ONNX]
+    files = [STATIC_DIR / "index.html", *(STATIC_DIR / f for f in STATIC_FILES), *DETECTORS.values()]
     files += [VENDOR_DIR / vendor_stored_name(f) for f in VENDOR_FILES]
     files += [VENDOR_DIR / "package.json", VENDOR_DIR / "VERSION"]
     return [p.relative_to(ROOT).as_posix() for p in files]
@@ -191,8 +191,8 @@ def mount(app, page: BrowserWebcam, route: str = ROUTE) -> None:
 
     def model(name: str):
         stem, _, ext = name.rpartition(".")
-        if name in ("detector.onnx", "detector_full.onnx"):
-            return send(DETECTOR_ONNX if name == "detector.onnx" else DETECTOR_FULL_ONNX)
+        if name in DETECTORS:
+            return send(DETECTORS[name])
         if stem not in models or ext not in ("onnx", "json"):
             raise HTTPException(404)
         if ext == "onnx":

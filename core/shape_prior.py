@@ -78,6 +78,19 @@ class ShapePrior:
     variances: np.ndarray  # (K,)
     info: dict = dataclasses.field(default_factory=dict)
 
+    def __post_init__(self):
+        self.mean, self.modes = np.asarray(self.mean, float), np.asarray(self.modes, float)
+        self.variances = np.asarray(self.variances, float)
+        n, k = len(self.mean), len(self.variances)
+        if self.mean.shape != (n, 2) or self.modes.shape != (k, n, 2) or not np.all(self.variances > 0):
+            raise ValueError(f"inconsistent shape prior (mean {self.mean.shape}, modes {self.modes.shape}, "
+                             f"variances {self.variances.shape})")
+        # what every fit reuses: the modes flat (K, 2N) and per axis (N, K), 1 / lambda, the ridge diag(0, 1 / lambda)
+        self._flat = self.modes.reshape(k, -1)
+        self._px, self._py = (np.ascontiguousarray(self.modes[..., axis].T) for axis in (0, 1))
+        self._inv_var = 1.0 / self.variances
+        self._ridge = np.diag(np.concatenate([np.zeros(4), self._inv_var]))
+
     @classmethod
     def fit(cls, shapes: np.ndarray, mirror: bool = True, variance_kept: float = VARIANCE_KEPT,
             info: dict | None = None) -> "ShapePrior":
@@ -106,16 +119,9 @@ class ShapePrior:
     def load(cls, path: str | Path) -> "ShapePrior":
         try:
             d = json.loads(Path(path).read_text())
-            prior = cls(np.asarray(d["mean"], float), np.asarray(d["modes"], float),
-                        np.asarray(d["variances"], float), d.get("info", {}))
+            return cls(d["mean"], d["modes"], d["variances"], d.get("info", {}))
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise ValueError(f"{path}: not a shape prior ({e})") from e
-        n = len(prior.mean)
-        if prior.mean.shape != (n, 2) or prior.modes.shape != (len(prior.variances), n, 2) \
-                or not np.all(prior.variances > 0):
-            raise ValueError(f"{path}: inconsistent shape prior (mean {prior.mean.shape}, modes "
-                             f"{prior.modes.shape}, variances {prior.variances.shape})")
-        return prior
 
     def refine(self, coords: np.ndarray, cov: np.ndarray, steps: int = GN_STEPS) -> np.ndarray:
         """(B, N, 2) points with (B, N, 2, 2) covariances (any frame, any unit) -> the MAP points x*
@@ -136,7 +142,7 @@ class ShapePrior:
 
     def _map(self, p: np.ndarray, cov: np.ndarray, steps: int) -> np.ndarray:
         nb, n, k = len(p), len(self.mean), len(self.variances)
-        flat, px, py, ridge, inv_var = self._constants()
+        flat, px, py, ridge, inv_var = self._flat, self._px, self._py, self._ridge, self._inv_var
         # whitening: cov = C C^T (Cholesky); residuals and Jacobian rows are premultiplied by W = C^-1,
         # lower triangular: W v = (w00 v_x, w10 v_x + w11 v_y)
         l11 = np.sqrt(cov[..., 0, 0])
@@ -180,17 +186,6 @@ class ShapePrior:
         y = self.mean + (b @ flat).reshape(nb, n, 2)
         a, c = theta[:, 0, None, None], theta[:, 1, None, None]
         return a * y + c * _perp(y) + theta[:, None, 2:]
-
-    def _constants(self):
-        """What every fit reuses: the modes flat (K, 2N) and per axis (N, K), the ridge diag(0, 1 / lambda)
-        and 1 / lambda (made on first use)."""
-        if getattr(self, "_cached", None) is None:
-            k = len(self.variances)
-            inv_var = 1.0 / self.variances
-            self._cached = (self.modes.reshape(k, -1), np.ascontiguousarray(self.modes[..., 0].T),
-                            np.ascontiguousarray(self.modes[..., 1].T),
-                            np.diag(np.concatenate([np.zeros(4), inv_var])), inv_var)
-        return self._cached
 
 
 def prior_for(weights: str | Path, meta: dict) -> ShapePrior | None:
