@@ -75,28 +75,41 @@ def decode(session, rgb: np.ndarray, size: int = SIZE, anchor_xy: np.ndarray | N
     return out
 
 
+def compare(session, selection: int, images, **decode_kw) -> tuple[float, int] | None:
+    """(largest box difference in px, boxes compared) between decode(session, ...) and MediaPipe's own model
+    `selection` (0 short, 1 full range) on (name, rgb) images; None (and a message) when a box count differs."""
+    from core.detectors import MediaPipeDetector
+
+    mp = MediaPipeDetector(model=("short", "full")[selection])
+    worst, compared = 0.0, 0
+    for name, img in images:
+        ours, theirs = decode(session, img, **decode_kw), mp.detect_raw(img, selection)
+        if len(ours) != len(theirs):
+            print(f"{name} {img.shape}: {len(ours)} boxes, MediaPipe {len(theirs)}")
+            return None
+        for (b, _), (c, _) in zip(sorted(ours, key=lambda t: t[0][0]), sorted(theirs, key=lambda t: t[0][0])):
+            worst, compared = max(worst, float(np.abs(b - c).max())), compared + 1
+    return worst, compared
+
+
+def examples() -> list[tuple[str, np.ndarray]]:
+    """The app's example photos (RGB)."""
+    return [(name, cv2.cvtColor(cv2.imread(str(ROOT / "app" / "examples" / name)), cv2.COLOR_BGR2RGB))
+            for name in ("astronaut.jpg", "two_faces.jpg")]
+
+
 def main() -> int:
     import onnxruntime as ort
     import tflite2onnx
 
     sys.path.insert(0, str(ROOT))
-    from core.detectors import MediaPipeDetector
-
     tflite2onnx.convert(str(source()), str(OUT))
     session = ort.InferenceSession(str(OUT), providers=["CPUExecutionProvider"])
-    mp = MediaPipeDetector(model="short")
-    worst = 0.0
-    for name in ("astronaut.jpg", "two_faces.jpg"):
-        rgb = cv2.cvtColor(cv2.imread(str(ROOT / "app" / "examples" / name)), cv2.COLOR_BGR2RGB)
-        for img in (rgb, cv2.resize(rgb, (640, 480))):
-            ours, theirs = decode(session, img), mp.detect_raw(img, 0)
-            if len(ours) != len(theirs):
-                print(f"{name} {img.shape}: {len(ours)} boxes, MediaPipe {len(theirs)}")
-                return 1
-            for (b, _), (c, _) in zip(sorted(ours, key=lambda t: t[0][0]), sorted(theirs, key=lambda t: t[0][0])):
-                worst = max(worst, float(np.abs(b - c).max()))
-    print(f"wrote {OUT} ({OUT.stat().st_size / 1e3:.0f} kB); largest box difference from MediaPipe: {worst:.2f} px")
-    return 0 if worst <= MAX_BOX_ERROR_PX else 1
+    result = compare(session, 0, [(n, img) for n, rgb in examples() for img in (rgb, cv2.resize(rgb, (640, 480)))])
+    if result is None:
+        return 1
+    print(f"wrote {OUT} ({OUT.stat().st_size / 1e3:.0f} kB); largest box difference from MediaPipe: {result[0]:.2f} px")
+    return 0 if result[0] <= MAX_BOX_ERROR_PX else 1
 
 
 if __name__ == "__main__":

@@ -169,23 +169,19 @@ def main() -> int:
 
     sys.path.insert(0, str(ROOT))
     sys.path.insert(0, str(HERE))
-    from convert_detector import decode
-    from core.detectors import MediaPipeDetector
+    from convert_detector import compare, examples
 
     onnx.save(convert(source()), str(OUT))
     session = ort.InferenceSession(str(OUT), providers=["CPUExecutionProvider"])
-    mp = MediaPipeDetector(model="full")
-    worst, compared = 0.0, 0
-    for name in ("astronaut.jpg", "two_faces.jpg"):
-        rgb = cv2.cvtColor(cv2.imread(str(ROOT / "app" / "examples" / name)), cv2.COLOR_BGR2RGB)
+    images = []
+    for name, rgb in examples():
         small = cv2.resize(rgb, (rgb.shape[1] // 3, rgb.shape[0] // 3))  # a distant face in a webcam frame
-        for img in (rgb, cv2.resize(rgb, (640, 480)), np.pad(small, ((160, 160), (240, 240), (0, 0)))):
-            ours, theirs = decode(session, img, SIZE, anchors(), MIN_SCORE), mp.detect_raw(img, 1)
-            if len(ours) != len(theirs):
-                print(f"{name} {img.shape}: {len(ours)} boxes, MediaPipe {len(theirs)}")
-                return 1
-            for (b, _), (c, _) in zip(sorted(ours, key=lambda t: t[0][0]), sorted(theirs, key=lambda t: t[0][0])):
-                worst, compared = max(worst, float(np.abs(b - c).max())), compared + 1
+        images += [(name, img) for img in (rgb, cv2.resize(rgb, (640, 480)),
+                                           np.pad(small, ((160, 160), (240, 240), (0, 0))))]
+    result = compare(session, 1, images, size=SIZE, anchor_xy=anchors(), min_score=MIN_SCORE)
+    if result is None:
+        return 1
+    worst, compared = result
     print(f"wrote {OUT} ({OUT.stat().st_size / 1e3:.0f} kB); {compared} boxes, largest difference from "
           f"MediaPipe: {worst:.2f} px")
     return 0 if worst <= MAX_BOX_ERROR_PX and compared else 1
