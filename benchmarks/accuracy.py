@@ -60,8 +60,15 @@ def dlib_predictor():
 
 
 def run_dlib(records, protocol: str, seed: int, peer) -> tuple[dict, float]:
+    """dlib_points' predictions scored: (summarize() output, share of faces its detector found)."""
+    preds, found = dlib_points(records, protocol, seed, peer)
+    return summarize(preds, np.stack([r.landmarks for r in records])), found
+
+
+def dlib_points(records, protocol: str, seed: int, peer) -> tuple[np.ndarray, float]:
     """dlib on each face's canonical crop: its own HOG detector, or, where it finds no face, the
-    square around the crop's central face region (counted in `dlib_detected`)."""
+    square around the crop's central face region (counted in `dlib_detected`): ((F, 68, 2) points in
+    the records' images, share of faces its detector found)."""
     dlib, det, pred = peer
     preds, found = [], 0
     occlusion = seed if protocol == "occlusion" else None
@@ -78,8 +85,7 @@ def run_dlib(records, protocol: str, seed: int, peer) -> tuple[dict, float]:
         shape = pred(crop, rect)
         pts = np.array([[p.x, p.y] for p in shape.parts()], np.float64)
         preds.append(apply_affine(invert_affine(m), pts))
-    gt = np.stack([r.landmarks for r in records])
-    return summarize(np.stack(preds), gt), found / len(records)
+    return np.stack(preds), found / len(records)
 
 
 def fmt(r: dict) -> str:

@@ -223,6 +223,7 @@ class DataConfig:
     # share of extra_split's identities (its `photo` field) held out of training (seed split_seed), so
     # that NME on the faces of people no model trained on stays measurable (benchmarks/unseen.py --holdout)
     extra_holdout: float = 0.0
+    extra_offsets: str = ""  # JSON {"offsets": (N, 2)}: extra_split's labels mapped by core.data.mapped_convention
     pseudo_labels: str = ""  # JSON lines of teacher labels (core.pseudo_labels), added to training
     pseudo_weight: float = 0.5
     balance: bool = False  # pose-based balancing (shape PCA, 9 bins)

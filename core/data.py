@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -76,6 +76,24 @@ def split_by_photo(records: list[Record], val_fraction: float, seed: int = 0) ->
     n_val = int(round(len(photos) * val_fraction))
     val_photos = set(photos[:n_val])
     return [r for r in records if r.photo not in val_photos], [r for r in records if r.photo in val_photos]
+
+
+def mapped_convention(records: list[Record], offsets_file: str | Path) -> list[Record]:
+    """Records whose labels follow another annotation convention, mapped onto the one a model was
+    trained in: each face's points moved by -d R^T o_i (core.metrics.in_convention with -o), o the
+    (N, 2) "offsets" of `offsets_file` (JSON; benchmarks/unseen.py --convention fits them)."""
+    from .metrics import in_convention
+
+    try:
+        o = np.asarray(json.loads(Path(offsets_file).read_text())["offsets"], np.float64)
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise DataError(f"{offsets_file}: not a convention-offsets file ({e})") from e
+    if not records:
+        return records
+    if o.shape != records[0].landmarks.shape:
+        raise DataError(f"{offsets_file}: offsets {o.shape} do not match the labels {records[0].landmarks.shape}")
+    moved = in_convention(np.stack([r.landmarks for r in records]), -o).astype(np.float32)
+    return [replace(r, landmarks=m) for r, m in zip(records, moved)]
 
 
 def train_val_split(dc: DataConfig, root: str | Path | None = None) -> tuple[list[Record], list[Record]]:

@@ -138,11 +138,12 @@ class MirrorEnsemble:
 def evaluate(weights=None, data: str | Path = "", split: str = "test", occlusion: int | None = None,
              blur: int | None = None, device: str = "cpu", batch_size: int = 32, readout: str | None = None,
              precision: str | None = None, mirror: bool = False, records: list | None = None,
-             shape_prior: bool = True) -> dict:
+             shape_prior: bool = True, keep_points: bool = False) -> dict:
     """precision None: the torch model; "fp32" / "int8": its ONNX export run by ONNX Runtime;
     mirror: the test-time mirror ensemble (MirrorEnsemble, twice the cost); records: these faces
     instead of the whole split (e.g. a held-out part of it); shape_prior: fuse the points with the
-    shape prior the model's JSON names (core.shape_prior), as FaceAligner does."""
+    shape prior the model's JSON names (core.shape_prior), as FaceAligner does; keep_points: the
+    predictions too, under "points" ((F, N, 2) image pixels)."""
     if readout and precision:
         raise ValueError("--readout changes the torch model; an ONNX export keeps the read-out it was exported with")
     model, meta = load_model(weights, device)
@@ -159,6 +160,8 @@ def evaluate(weights=None, data: str | Path = "", split: str = "test", occlusion
     res = summarize(pred, gt)
     if cov is not None:
         res["calibration"] = calibration(pred, gt, cov)
+    if keep_points:
+        res["points"] = pred
     protocol = "occlusion" if occlusion is not None else "blur" if blur is not None else "default"
     res.update({"split": split, "data": str(data), "protocol": protocol,
                 "seed": occlusion if occlusion is not None else blur,

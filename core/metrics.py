@@ -42,6 +42,32 @@ def auc(nmes, threshold: float = 0.10, steps: int = 1001) -> float:
     return float(np.trapezoid(y, x) / threshold) if hasattr(np, "trapezoid") else float(np.trapz(y, x) / threshold)
 
 
+def face_frame(points) -> tuple[np.ndarray, np.ndarray]:
+    """(R (F, 2, 2), d (F,)) of each face's own points: R turns its eye line (36 -> 45) onto +x, d is
+    its inter-ocular distance."""
+    points = np.asarray(points, np.float64)
+    v = points[:, RIGHT_EYE_OUTER] - points[:, LEFT_EYE_OUTER]
+    d = np.linalg.norm(v, axis=-1)
+    c, s = v[:, 0] / d, v[:, 1] / d
+    return np.stack([np.stack([c, s], -1), np.stack([-s, c], -1)], -2), d
+
+
+def convention_offsets(pred, gt) -> np.ndarray:
+    """(N, 2) mean offset o_i = mean_f R_f (g_fi - p_fi) / d_f, in each prediction's face frame (R, d:
+    face_frame(pred)): the constant per-landmark shift that maps a model's points onto another set of
+    labels' annotation convention (fit it on faces other than those it is scored on)."""
+    pred = np.asarray(pred, np.float64)
+    r, d = face_frame(pred)
+    return (np.einsum("fij,fnj->fni", r, np.asarray(gt, np.float64) - pred) / d[:, None, None]).mean(0)
+
+
+def in_convention(pred, offsets) -> np.ndarray:
+    """pred + d R^T o: points moved by convention_offsets' o, in each face's own frame and scale."""
+    pred = np.asarray(pred, np.float64)
+    r, d = face_frame(pred)
+    return pred + np.einsum("fji,nj->fni", r, np.asarray(offsets, np.float64)) * d[:, None, None]
+
+
 def landmark_failure_rates(pred, gt, thresholds=FAILURE_THRESHOLDS) -> dict[str, list[float]]:
     """Per landmark, share of faces whose normalised point error exceeds each threshold."""
     err = landmark_errors(pred, gt)

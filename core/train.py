@@ -27,8 +27,8 @@ from . import distributed
 from .checkpoint import (TRAIN_STATE_PREFIX, CheckpointError, load_optimizer, load_state_strict, load_tensors, model_state,
                          optimizer_tensors, read_meta, save_weights, verified_meta)
 from .config import ConfigError, ModelConfig, TrainConfig, from_dict, load_config, to_dict
-from .data import (DataError, FaceDataset, load_jsonl, normalized_shapes, pose_balance_weights, split_by_photo,
-                   train_val_split)
+from .data import (DataError, FaceDataset, load_jsonl, mapped_convention, normalized_shapes, pose_balance_weights,
+                   split_by_photo, train_val_split)
 from .ema import WeightAverage
 from .graph import neighbourhood
 from .heatmap_losses import heatmap_loss_parts
@@ -154,10 +154,11 @@ class Trainer:
         weights = np.ones(len(self.train_records))
         if dc.balance:
             weights *= pose_balance_weights(shapes)
-        added = [(root / f"{dc.extra_split}.jsonl", dc.extra_weight, dc.extra_holdout)] if dc.extra_split else []
-        added += [(Path(dc.pseudo_labels), dc.pseudo_weight, 0.0)] if dc.pseudo_labels else []
-        for path, weight, holdout in added:  # extra faces after the graph and mean shape are fixed, at their own weight
+        added = [(root / f"{dc.extra_split}.jsonl", dc.extra_weight, dc.extra_holdout, dc.extra_offsets)] * bool(dc.extra_split)
+        added += [(Path(dc.pseudo_labels), dc.pseudo_weight, 0.0, "")] if dc.pseudo_labels else []
+        for path, weight, holdout, offsets in added:  # after the graph and mean shape are fixed, at their own weight
             more = split_by_photo(load_jsonl(path), holdout, dc.split_seed)[0]
+            more = mapped_convention(more, offsets) if offsets else more
             self.train_records += more
             weights = np.r_[weights, np.full(len(more), weight)]
         self.sample_weights = weights
@@ -233,6 +234,7 @@ class Trainer:
         dc = self.cfg.data
         s = f"faces68 {dc.train_split} minus a {dc.val_fraction:.0%} validation split by photo (seed {dc.split_seed})"
         held = f", {dc.extra_holdout:.0%} of its identities held out (seed {dc.split_seed})" if dc.extra_holdout else ""
+        held += f", labels mapped by {dc.extra_offsets}" if dc.extra_offsets else ""
         s += f" + {dc.extra_split} (sampling weight {dc.extra_weight}{held})" if dc.extra_split else ""
         return s + (f" + pseudo-labels {dc.pseudo_labels} (sampling weight {dc.pseudo_weight})" if dc.pseudo_labels else "")
 

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from core.config import AugmentConfig, ConfigError, from_dict
-from core.data import (DataError, FaceDataset, Record, canonical_crop, load_jsonl, normalized_shapes,
-                       pose_balance_weights, read_image, split_by_photo)
+from core.data import (DataError, FaceDataset, Record, canonical_crop, load_jsonl, mapped_convention,
+                       normalized_shapes, pose_balance_weights, read_image, split_by_photo)
+from core.metrics import in_convention
 from core.landmarks import ANTIALIAS_BELOW, MIRROR_PERMUTATION, apply_affine, warp_crop
 from synth_faces import MIRROR_PAIRS, draw_face, face_points, face_template, write_split
 
@@ -304,6 +305,25 @@ def test_split_by_photo_keeps_photos_together(tmp_path):
 
 
 # ---------------------------------------------------------------- pose balancing
+def test_mapped_convention_moves_labels_back_by_the_offsets(tmp_path):
+    """Labels made in another convention (points o_i away, in the face's frame) come back to the
+    model's own points; a bad offsets file is a DataError naming it."""
+    rng = np.random.default_rng(0)
+    o = rng.normal(0, 0.02, (68, 2))
+    o[[36, 45]] = 0
+    faces = np.stack([face_points(200, angle_deg=a, scale=s) for a, s in ((-20, 0.9), (0, 1.0), (25, 1.1))])
+    other = in_convention(faces, o)
+    records = [Record(f"{i}.jpg", pts.astype(np.float32), str(i), "extra") for i, pts in enumerate(other)]
+    (tmp_path / "o.json").write_text(json.dumps({"offsets": o.tolist()}))
+    mapped = mapped_convention(records, tmp_path / "o.json")
+    assert np.allclose(np.stack([r.landmarks for r in mapped]), faces, atol=1e-3)
+    assert [r.photo for r in mapped] == ["0", "1", "2"] and records[0].landmarks is not mapped[0].landmarks
+    (tmp_path / "bad.json").write_text(json.dumps({"offsets": o[:10].tolist()}))
+    for name in ("bad.json", "missing.json"):
+        with pytest.raises(DataError, match=name):
+            mapped_convention(records, tmp_path / name)
+
+
 def test_pose_balance_weights():
     rng = np.random.default_rng(0)
     base = face_template()
