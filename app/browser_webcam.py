@@ -116,7 +116,9 @@ class BrowserWebcam:
             if prior is not None:
                 self._meta_cache[m.id]["shape_prior"] = {"mean": prior.mean.ravel().tolist(),
                                                          "modes": prior.modes.ravel().tolist(),  # K x 2N
-                                                         "variances": prior.variances.tolist()}
+                                                         "variances": prior.variances.tolist(),
+                                                         "offsets": None if prior.offsets is None else
+                                                         prior.offsets.ravel().tolist()}
         return self._meta_cache[m.id]
 
     def asset_sizes(self) -> dict[str, int]:

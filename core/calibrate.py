@@ -9,7 +9,12 @@ out too large. One factor s scales every covariance (the model's `cov_scale` buf
 and the app agree). With d^2 = r^T Sigma^-1 r the Mahalanobis distance of each ground-truth point,
 s minimises (P[d^2/s <= 1] - 0.393)^2 + (P[d^2/s <= 4] - 0.865)^2, the shares a 2-D Gaussian puts
 inside its 1- and 2-sigma ellipses. It is fitted on the checkpoint's own validation split (held out
-from train by photo), never on test. The weights are rewritten in place; re-export ONNX afterwards."""
+from train by photo), never on test. The weights are rewritten in place; re-export ONNX afterwards.
+
+A model whose JSON names a shape prior also gets "point_offsets" (core.shape_prior): o_i = mean over the
+validation faces of R (g_i - x_i) / d (core.metrics.convention_offsets), x the prior's MAP points with
+the new scale, R and d each face's frame and inter-ocular distance: where the labels put points that the
+model, trained on flipped crops too, cannot tell from their mirror images (docs/FLAGSHIP.md, session 24)."""
 from __future__ import annotations
 
 import argparse
@@ -21,7 +26,8 @@ import numpy as np
 from .checkpoint import DEFAULT_WEIGHTS, CheckpointError, load_model, save_weights, training_data_config
 from .data import DataError, train_val_split
 from .evaluate import predict_records
-from .metrics import GAUSSIAN_COVERAGE, calibration, mahalanobis2
+from .metrics import GAUSSIAN_COVERAGE, calibration, convention_offsets, in_convention, mahalanobis2, nme
+from .shape_prior import OFFSETS_KEY, prior_for
 
 SCALE_GRID = np.logspace(-3, 2, 1001)
 
@@ -57,6 +63,15 @@ def calibrate(weights, data: str | None = None, device: str = "cpu", reject_rati
     after = calibration(pred, gt, cov * scale / old)
     info = {"cov_scale": scale, "fitted_on": f"{dc.train_split} validation split ({len(val)} faces)",
             "val_before": before, "val_after": after}
+    meta = {k: v for k, v in meta.items() if k != OFFSETS_KEY}
+    prior = prior_for(weights, meta)
+    if prior is not None:  # the prior's points with the new scale, as FaceAligner will give them
+        pred, gt, _ = predict_records(model, val, device=device, prior=prior)
+        o = convention_offsets(pred, gt)
+        meta[OFFSETS_KEY] = np.round(o, 6).tolist()
+        info["point_offsets"] = {"mean_abs": float(np.linalg.norm(o, axis=1).mean()),
+                                 "val_nme_before": float(nme(pred, gt).mean()),
+                                 "val_nme_after_in_sample": float(nme(in_convention(pred, o), gt).mean())}
     if reject_ratio is not None:
         meta = {**meta, "reject_ratio": float(reject_ratio)}
     if max_drift is not None:

@@ -10,7 +10,10 @@ A face is x = a y + c y_perp + t (a similarity: scale, rotation, translation, fl
 
 (Gauss-Newton from the similarity fit of the mean shape; two steps converge). The returned points are
 x*: confident points stay where the model put them, uncertain ones follow the shape of the confident
-ones. Covariances are left as the model gave them. No knob: the prior's weight is the Bayesian one (1)
+ones. Covariances are left as the model gave them. A model's JSON may add "point_offsets" (core.calibrate:
+per-landmark offsets o_i fitted on its validation split, inter-ocular units in each face's frame), moved
+last: x_i* + d R^T o_i (core.metrics.in_convention; the labels' convention, e.g. where 300-W's annotators
+put points that flipped training crops leave ambiguous). No knob: the prior's weight is the Bayesian one (1)
 and the modes follow VARIANCE_KEPT (validation only confirmed both sit where its curves are flat).
 
     python -m core.shape_prior --data ../shared/data/faces68 --weights weights/sdfl_flagship.safetensors \
@@ -28,11 +31,13 @@ from pathlib import Path
 import numpy as np
 
 from .landmarks import MIRROR_PERMUTATION
+from .metrics import in_convention
 
 VARIANCE_KEPT = 0.995  # share of the aligned training shapes' variance the modes keep
 PROCRUSTES_ITERS = 10
 GN_STEPS = 2  # Gauss-Newton steps after the similarity fit (validation: a third changes < 0.001 points)
 META_KEY = "shape_prior"  # <stem>.json key naming the prior's file, relative to the weights' folder
+OFFSETS_KEY = "point_offsets"  # <stem>.json key of the model's (N, 2) offsets (core.calibrate)
 _BLAS = []  # threadpoolctl's handle on numpy's BLAS, made on first use
 
 
@@ -77,6 +82,7 @@ class ShapePrior:
     modes: np.ndarray  # (K, N, 2), orthonormal
     variances: np.ndarray  # (K,)
     info: dict = dataclasses.field(default_factory=dict)
+    offsets: np.ndarray | None = None  # (N, 2) moved last (module docstring), or None
 
     def __post_init__(self):
         self.mean, self.modes = np.asarray(self.mean, float), np.asarray(self.modes, float)
@@ -85,6 +91,10 @@ class ShapePrior:
         if self.mean.shape != (n, 2) or self.modes.shape != (k, n, 2) or not np.all(self.variances > 0):
             raise ValueError(f"inconsistent shape prior (mean {self.mean.shape}, modes {self.modes.shape}, "
                              f"variances {self.variances.shape})")
+        if self.offsets is not None:
+            self.offsets = np.asarray(self.offsets, float)
+            if self.offsets.shape != (n, 2) or not np.isfinite(self.offsets).all():
+                raise ValueError(f"point offsets of shape {self.offsets.shape} do not fit a {n}-point prior")
         # what every fit reuses: the modes flat (K, 2N) and per axis (N, K), 1 / lambda, the ridge diag(0, 1 / lambda)
         self._flat = self.modes.reshape(k, -1)
         self._px, self._py = (np.ascontiguousarray(self.modes[..., axis].T) for axis in (0, 1))
@@ -137,7 +147,8 @@ class ShapePrior:
         out = np.array(coords, copy=True)
         if ok.any():
             with _one_blas_thread():
-                out[ok] = self._map(p[ok], c[ok], steps).astype(out.dtype)
+                x = self._map(p[ok], c[ok], steps)
+            out[ok] = (x if self.offsets is None else in_convention(x, self.offsets)).astype(out.dtype)
         return out
 
     def _map(self, p: np.ndarray, cov: np.ndarray, steps: int) -> np.ndarray:
@@ -189,11 +200,12 @@ class ShapePrior:
 
 
 def prior_for(weights: str | Path, meta: dict) -> ShapePrior | None:
-    """The shape prior a model's <stem>.json names (META_KEY), or None."""
+    """The shape prior a model's <stem>.json names (META_KEY) with the model's OFFSETS_KEY, or None."""
     name = meta.get(META_KEY)
     if not name:
         return None
-    return ShapePrior.load(Path(weights).parent / name)
+    prior = ShapePrior.load(Path(weights).parent / name)
+    return dataclasses.replace(prior, offsets=meta[OFFSETS_KEY]) if meta.get(OFFSETS_KEY) else prior
 
 
 class ShapePriorRunner:

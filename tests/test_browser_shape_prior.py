@@ -63,3 +63,11 @@ def test_page_shape_prior_is_pythons(page):
     got = np.asarray(got).reshape(3, 68, 2)
     assert np.abs(got - want).max() < 1e-6 and np.array_equal(got[2], pts[2])
     assert np.abs(want[:2, 10] - pts[:2, 10]).max() > 5  # the uncertain point moved
+    # a model's point offsets (core.calibrate) move the result last, in each face's frame
+    o = rng.normal(0, 0.03, (68, 2))
+    want = ShapePrior(prior.mean, prior.modes, prior.variances, offsets=o).refine(pts, cov)
+    spec["offsets"] = o.ravel().tolist()
+    got = page.evaluate(REFINE, [spec, [[p.ravel().tolist(), c.ravel().tolist()] for p, c in zip(pts, cov)]])
+    got = np.asarray(got).reshape(3, 68, 2)
+    assert np.abs(got - want).max() < 1e-6 and np.array_equal(got[2], pts[2])
+    assert np.abs(want[:2] - prior.refine(pts, cov)[:2]).max() > 1  # the offsets moved the points

@@ -104,3 +104,29 @@ def test_calibrate_records_the_stability_threshold_that_image_mode_then_uses(str
     monkeypatch.setattr(inference, "predict_image", spy)
     al.predict(np.zeros((64, 64, 3), np.uint8))
     assert al.max_drift == 0.045 and seen["max_drift"] == 0.045
+
+
+def test_calibrate_fits_point_offsets_that_the_aligner_then_applies(straight_run, tmp_path):
+    """With a shape prior named in its JSON, calibrate also records the per-landmark offsets between the
+    prior's points and the validation labels (refitted from scratch each time); FaceAligner's prior carries
+    them, and in-sample they lower validation NME."""
+    import shutil
+
+    from conftest import link_prior
+    from core.calibrate import calibrate
+    from core.inference import FaceAligner
+
+    for suffix in (".safetensors", ".json"):
+        shutil.copy(straight_run / f"best{suffix}", tmp_path / f"mine{suffix}")
+    weights = tmp_path / "mine.safetensors"
+    info = calibrate(weights)
+    assert "point_offsets" not in info and "point_offsets" not in json.loads((tmp_path / "mine.json").read_text())
+    link_prior(weights, tmp_path)
+    info = calibrate(weights)["point_offsets"]
+    o = np.asarray(json.loads((tmp_path / "mine.json").read_text())["point_offsets"])
+    assert o.shape == (68, 2) and info["mean_abs"] == pytest.approx(np.linalg.norm(o, axis=1).mean(), abs=1e-5)
+    assert info["val_nme_after_in_sample"] <= info["val_nme_before"]
+    assert np.allclose(FaceAligner(weights, backend="torch").shape_prior.offsets, o)
+    assert np.allclose(np.asarray(json.loads((tmp_path / "mine.json").read_text())["point_offsets"]), o)
+    again = calibrate(weights)["point_offsets"]  # fitted afresh, not on top of the recorded ones
+    assert again["mean_abs"] == pytest.approx(info["mean_abs"], rel=0.05)

@@ -183,3 +183,27 @@ def test_occlusion_shape_prior_switch(tiny_weights, tiny_fc_weights, tmp_path):
     assert prior_pixels(on[0]) > 20 and prior_pixels(off[0]) < prior_pixels(on[0]) / 4
     faces = models.graph.predict(np.asarray(on[-1]["image"]), boxes=on[-1]["boxes"])
     assert np.abs(faces[0].raw_landmarks - faces[0].landmarks).max() > 1.0  # what the lines are drawn from
+
+
+def test_point_offsets_move_the_map_points_last_in_each_faces_frame(prior, tmp_path):
+    """A model's "point_offsets" (core.calibrate) come with its prior: refine gives the MAP points moved by
+    d R^T o_i (the face's own frame and scale, so turned and scaled faces move alike); offsets that do not
+    fit the prior are refused."""
+    from core.metrics import in_convention
+
+    o = np.random.default_rng(1).normal(0, 0.02, (N, 2))
+    pts = synthetic_shapes(3, seed=5).astype(np.float64) * 200 + 40
+    cov = np.tile(np.eye(2), (3, N, 1, 1)) * 4.0
+    withoff = ShapePrior(prior.mean, prior.modes, prior.variances, prior.info, offsets=o)
+    assert np.allclose(withoff.refine(pts, cov), in_convention(prior.refine(pts, cov), o), atol=1e-9)
+    turned, r = _sim(pts[0], 1.7, 0.6, np.array([30.0, -10.0]))
+    cov_t = np.einsum("ij,njk,lk->nil", r, cov[0], r)
+    moved_then_turned = _sim(withoff.refine(pts[:1], cov[:1])[0], 1.7, 0.6, np.array([30.0, -10.0]))[0]
+    assert np.allclose(withoff.refine(turned[None], cov_t[None])[0], moved_then_turned, atol=1e-4)
+    for bad in (o[:10], np.full((N, 2), np.nan)):
+        with pytest.raises(ValueError, match="offsets"):
+            ShapePrior(prior.mean, prior.modes, prior.variances, offsets=bad)
+    prior.save(tmp_path / "p.json")
+    meta = {"shape_prior": "p.json", "point_offsets": o.tolist()}
+    assert np.allclose(prior_for(tmp_path / "w.safetensors", meta).offsets, o)
+    assert prior_for(tmp_path / "w.safetensors", {"shape_prior": "p.json"}).offsets is None

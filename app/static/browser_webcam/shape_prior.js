@@ -3,7 +3,9 @@
 //   argmin_{a, c, t, b}  sum_i (p_i - x_i)^T S_i^-1 (p_i - x_i) + sum_k b_k^2 / lambda_k,
 //   x = a y + c y_perp + t,  y = mean + sum_k b_k P_k,
 // by Gauss-Newton from the similarity fit of the mean shape. Similarity-equivariant, so it runs on
-// image pixels (Python runs it on crop units: the same points). Points are interleaved x, y.
+// image pixels (Python runs it on crop units: the same points). Points are interleaved x, y. A model's
+// point offsets o_i (core.calibrate; inter-ocular units in the face's frame) move the result last:
+//   x_i + d R^T o_i,  R turning the eye line 36 -> 45 onto +x, d the inter-ocular distance.
 
 export const GN_STEPS = 2;
 
@@ -35,14 +37,16 @@ function cholSolve(h, g, n) {
 }
 
 export class ShapePrior {
-  /** {mean: 2N, modes: K x 2N (flat), variances: K}, as the model's JSON route serves them. */
-  constructor({ mean, modes, variances }) {
+  /** {mean: 2N, modes: K x 2N (flat), variances: K[, offsets: 2N]}, as the model's JSON route serves them. */
+  constructor({ mean, modes, variances, offsets = null }) {
+    this.offsets = offsets ? Float64Array.from(offsets) : null;
     this.mean = Float64Array.from(mean);
     this.modes = Float64Array.from(modes);
     this.variances = Float64Array.from(variances);
     this.n = this.mean.length / 2;
     this.k = this.variances.length;
     if (this.modes.length !== this.k * 2 * this.n) throw new Error("shape prior: modes do not match the mean");
+    if (this.offsets && this.offsets.length !== 2 * this.n) throw new Error("shape prior: offsets do not match the mean");
   }
 
   /** pts (2N) and cov (4N: c00, c01, c10, c11 per point) -> the MAP points (a new Float64Array); pts
@@ -104,6 +108,16 @@ export class ShapePrior {
     for (let i = 0; i < n; i++) {
       out[2 * i] = a * y[2 * i] - c * y[2 * i + 1] + tx;
       out[2 * i + 1] = a * y[2 * i + 1] + c * y[2 * i] + ty;
+    }
+    return this.offsets ? this.moved(out) : out;
+  }
+
+  /** Points (2N) moved by the offsets in their own face frame (eye corners 36 and 45), in place. */
+  moved(out) {
+    const vx = out[90] - out[72], vy = out[91] - out[73], o = this.offsets;
+    for (let i = 0; i < this.n; i++) {
+      out[2 * i] += vx * o[2 * i] - vy * o[2 * i + 1];
+      out[2 * i + 1] += vy * o[2 * i] + vx * o[2 * i + 1];
     }
     return out;
   }
