@@ -4,8 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.metrics import (FAILURE_THRESHOLDS, auc, ced, convention_offsets, face_frame, failure_rate, in_convention,
-                          interocular, landmark_errors, landmark_failure_rates, nme, normal_tangent_nme, summarize)
+from core.metrics import (FAILURE_THRESHOLDS, auc, ced, convention_offsets, face_frame, failure_rate,
+                          in_convention, interocular, landmark_errors, landmark_failure_rates, nme,
+                          normal_tangent_nme, summarize)
 from synth_faces import face_points
 
 
