@@ -62,10 +62,12 @@ def convention_offsets(pred, gt) -> np.ndarray:
 
 
 def in_convention(pred, offsets) -> np.ndarray:
-    """pred + d R^T o: points moved by convention_offsets' o, in each face's own frame and scale."""
+    """pred + d R^T o: points moved by convention_offsets' o, in each face's own frame and scale, i.e. by
+    (v_x o_x - v_y o_y, v_y o_x + v_x o_y) with v the eye-line vector (no division: collapsed points stay)."""
     pred = np.asarray(pred, np.float64)
-    r, d = face_frame(pred)
-    return pred + np.einsum("fji,nj->fni", r, np.asarray(offsets, np.float64)) * d[:, None, None]
+    o = np.asarray(offsets, np.float64)
+    v = (pred[:, RIGHT_EYE_OUTER] - pred[:, LEFT_EYE_OUTER])[:, None, :]
+    return pred + np.stack([v[..., 0] * o[:, 0] - v[..., 1] * o[:, 1], v[..., 1] * o[:, 0] + v[..., 0] * o[:, 1]], -1)
 
 
 def landmark_failure_rates(pred, gt, thresholds=FAILURE_THRESHOLDS) -> dict[str, list[float]]:

@@ -200,6 +200,8 @@ def test_point_offsets_move_the_map_points_last_in_each_faces_frame(prior, tmp_p
     cov_t = np.einsum("ij,njk,lk->nil", r, cov[0], r)
     moved_then_turned = _sim(withoff.refine(pts[:1], cov[:1])[0], 1.7, 0.6, np.array([30.0, -10.0]))[0]
     assert np.allclose(withoff.refine(turned[None], cov_t[None])[0], moved_then_turned, atol=1e-4)
+    collapsed = withoff.refine(np.full((1, N, 2), 5.0), cov[:1])  # an untrained model's points: no eye line
+    assert np.allclose(collapsed, prior.refine(np.full((1, N, 2), 5.0), cov[:1]), atol=1e-6)
     for bad in (o[:10], np.full((N, 2), np.nan)):
         with pytest.raises(ValueError, match="offsets"):
             ShapePrior(prior.mean, prior.modes, prior.variances, offsets=bad)
