@@ -60,15 +60,15 @@ def main(argv=None) -> int:
             offsets[name] = convention_offsets(fitted["points"], [r.landmarks for r in fit])
         r = rows[name]
         print(f"{name:36s} NME {r['nme']:.4%} FR10 {r['fr10']:.2%} ({time.time() - t:.0f} s)", flush=True)
+    gt = [r.landmarks for r in records]
     peer = None if args.no_dlib else dlib_predictor()
     if peer is not None:
         pts, found = dlib_points(records, "default", 0, peer)
         name = "dlib 68-point predictor (peer)"
-        rows[name] = {**summarize(pts, [r.landmarks for r in records]), "points": pts, "dlib_detected": found,
-                      "split": args.split, "protocol": "default"}
+        rows[name] = {**summarize(pts, gt), "points": pts, "dlib_detected": found, "split": args.split,
+                      "protocol": "default"}
         if args.convention:
             offsets[name] = convention_offsets(dlib_points(fit, "default", 0, peer)[0], [r.landmarks for r in fit])
-    gt = [r.landmarks for r in records]
     for name, o in offsets.items():  # the held-out faces' points moved into the split's convention
         per_face = nme(in_convention(rows[name]["points"], o), gt)
         rows[name]["in_convention"] = {"nme": float(per_face.mean()), "fr10": failure_rate(per_face),

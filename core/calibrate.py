@@ -65,8 +65,8 @@ def calibrate(weights, data: str | None = None, device: str = "cpu", reject_rati
             "val_before": before, "val_after": after}
     meta = {k: v for k, v in meta.items() if k != OFFSETS_KEY}
     prior = prior_for(weights, meta)
-    if prior is not None:  # the prior's points with the new scale, as FaceAligner will give them
-        pred, gt, _ = predict_records(model, val, device=device, prior=prior)
+    if prior is not None:  # the prior's points at the new scale, as FaceAligner gives them (equivariant: pixels)
+        pred = prior.refine(pred, cov * (scale / old))
         o = convention_offsets(pred, gt)
         meta[OFFSETS_KEY] = np.round(o, 6).tolist()
         info["point_offsets"] = {"mean_abs": float(np.linalg.norm(o, axis=1).mean()),

@@ -15,6 +15,7 @@ from torch.utils.data import Dataset
 from .config import AugmentConfig, DataConfig
 from .landmarks import (INPUT_SIZE, MIRROR_PERMUTATION, NUM_LANDMARKS, apply_affine, crop_from_box, crop_matrix,
                         landmark_box, warp_crop)
+from .metrics import in_convention
 
 
 class DataError(ValueError):
@@ -82,8 +83,6 @@ def mapped_convention(records: list[Record], offsets_file: str | Path) -> list[R
     """Records whose labels follow another annotation convention, mapped onto the one a model was
     trained in: each face's points moved by -d R^T o_i (core.metrics.in_convention with -o), o the
     (N, 2) "offsets" of `offsets_file` (JSON; benchmarks/unseen.py --convention fits them)."""
-    from .metrics import in_convention
-
     try:
         o = np.asarray(json.loads(Path(offsets_file).read_text())["offsets"], np.float64)
     except (OSError, ValueError, KeyError, TypeError) as e:

@@ -154,7 +154,9 @@ class Trainer:
         weights = np.ones(len(self.train_records))
         if dc.balance:
             weights *= pose_balance_weights(shapes)
-        added = [(root / f"{dc.extra_split}.jsonl", dc.extra_weight, dc.extra_holdout, dc.extra_offsets)] * bool(dc.extra_split)
+        added = []
+        if dc.extra_split:
+            added.append((root / f"{dc.extra_split}.jsonl", dc.extra_weight, dc.extra_holdout, dc.extra_offsets))
         added += [(Path(dc.pseudo_labels), dc.pseudo_weight, 0.0, "")] if dc.pseudo_labels else []
         for path, weight, holdout, offsets in added:  # after the graph and mean shape are fixed, at their own weight
             more = split_by_photo(load_jsonl(path), holdout, dc.split_seed)[0]
