@@ -4,10 +4,13 @@ from `train`; never `test`) cropped around the ground-truth landmark box as the 
 - one pass (the protocol), two and three passes (re-cropped around the previous pass's landmarks,
   as image and video mode do), the mean of the first two;
 - the mean over that crop and crops shifted by --shift of the box side left, right, up and down;
+- with --grid N: the crop moved by k / N of a decoder cell (HEATMAP_STRIDE crop pixels) in x and y,
+  k = 0..N-1: NME and mean error per sub-cell phase, and of the mean over the N x N crops;
 - with --photos SETS (benchmarks.photo_sets.VAL_SETS, e.g. val,val_rot90,val_small): image mode on
   those whole validation photos, its final landmarks (pass 2) against the mean of pass 1 and pass 2.
 
     python benchmarks/crop_shift.py --data ../shared/data/faces68 [--weights W] [--precision int8] [--shift 0.04]
+    python benchmarks/crop_shift.py --data ../shared/data/faces68 --grid 4 --precision fp32
     python benchmarks/crop_shift.py --data ../shared/data/faces68 --photos val,val_tight,val_rot90,val_mosaic,val_small
 
 Prints the NME (inter-ocular, %) of each. Validation only: the figures are for choosing, not reporting."""
@@ -26,9 +29,11 @@ from core.checkpoint import DEFAULT_WEIGHTS, read_meta, training_data_config  # 
 from core.data import read_image, train_val_split  # noqa: E402
 from core.inference import FaceAligner  # noqa: E402
 from core.metrics import landmark_errors, nme  # noqa: E402
+from core.landmarks import crop_from_box  # noqa: E402
 from core.photos import match_faces  # noqa: E402
 
 SHIFTS = ((1, 0), (-1, 0), (0, 1), (0, -1))
+HEATMAP_STRIDE = 4  # crop pixels per decoder cell (the shipped models' heatmap_stride)
 
 
 def main(argv=None) -> int:
@@ -37,6 +42,7 @@ def main(argv=None) -> int:
     ap.add_argument("--weights", default=str(DEFAULT_WEIGHTS))
     ap.add_argument("--precision", default="int8", choices=["fp32", "int8"])
     ap.add_argument("--shift", type=float, default=0.04, help="share of the landmark box side")
+    ap.add_argument("--grid", type=int, default=0, help="sub-cell phases per axis (0: off)")
     ap.add_argument("--photos", default="",
                     help="comma-separated validation photo sets: image mode, pass 2 vs mean of 1-2")
     args = ap.parse_args(argv)
@@ -44,6 +50,8 @@ def main(argv=None) -> int:
         return photo_passes(args)
     _, val = train_val_split(training_data_config(read_meta(args.weights)), args.data)  # the weights' own split
     al = FaceAligner(args.weights, detector="none", backend="onnx", threads=1, precision=args.precision)
+    if args.grid:
+        return grid_phases(al, val, args.grid)
 
     def run(img, box, passes):
         al.refine_passes = passes
@@ -65,6 +73,28 @@ def main(argv=None) -> int:
     print(f"{len(val)} validation faces, {Path(args.weights).name} ({args.precision})")
     for key, p in preds.items():
         print(f"{key:32s} NME {100 * landmark_errors(np.stack(p), gt).mean():.3f} %")
+    return 0
+
+
+def grid_phases(al, val, n: int) -> int:
+    """The protocol's crop moved by (i, j) / n of a decoder cell: where the face falls on the stride grid."""
+    al.refine_passes = 1
+    gt = np.stack([np.asarray(r.landmarks, np.float64) for r in val])
+    imgs = [read_image(r.image) for r in val]
+    preds = {}
+    for i in range(n):
+        for j in range(n):
+            out = []
+            for img, g in zip(imgs, gt):
+                box = np.r_[g.min(0), g.max(0)]
+                d = np.array([i, j]) / n * HEATMAP_STRIDE * crop_from_box(box)[2] / al.input_size  # image pixels
+                out.append(al.predict(img, boxes=[box + np.r_[d, d]])[0].landmarks.astype(np.float64))
+            preds[i, j] = np.stack(out)
+            iod = np.linalg.norm(gt[:, 36] - gt[:, 45], axis=1)[:, None, None]
+            bias = ((preds[i, j] - gt) / iod).mean((0, 1))  # mean error, inter-ocular units
+            print(f"phase ({i}/{n}, {j}/{n}) of a cell: NME {100 * nme(preds[i, j], gt).mean():.3f} %, "
+                  f"mean error x {100 * bias[0]:+.3f} y {100 * bias[1]:+.3f} % IOD", flush=True)
+    print(f"mean over the {n * n} crops: NME {100 * nme(np.mean(list(preds.values()), 0), gt).mean():.3f} %")
     return 0
 
 
