@@ -64,7 +64,7 @@ def main(argv=None) -> int:
         both = (np.array(times[f"{name} int8"]) + np.array(times[f"{name} prior"])) / np.array(times["dlib"])
         res["ratio_to_dlib"][name] = {"model": round(float(np.median(model)), 2),
                                       "model_and_prior": round(float(np.median(both)), 2),
-                                      "model_and_prior_range": [round(float(both.min()), 2), round(float(both.max()), 2)]}
+                                      "model_and_prior_range": [round(float(v), 2) for v in (both.min(), both.max())]}
         print(f"{name}: int8 model / dlib {np.median(model):.2f}x, with the prior {np.median(both):.2f}x "
               f"(rounds {both.min():.2f}-{both.max():.2f}x)")
     if args.json:
