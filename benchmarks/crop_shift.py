@@ -10,7 +10,7 @@ from `train`; never `test`) cropped around the ground-truth landmark box as the 
   those whole validation photos, its final landmarks (pass 2) against the mean of pass 1 and pass 2.
 
     python benchmarks/crop_shift.py --data ../shared/data/faces68 [--weights W] [--precision int8] [--shift 0.04]
-    python benchmarks/crop_shift.py --data ../shared/data/faces68 --grid 4 --precision fp32
+    python benchmarks/crop_shift.py --data ../shared/data/faces68 --grid 4
     python benchmarks/crop_shift.py --data ../shared/data/faces68 --photos val,val_tight,val_rot90,val_mosaic,val_small
 
 Prints the NME (inter-ocular, %) of each. Validation only: the figures are for choosing, not reporting."""
@@ -81,6 +81,7 @@ def grid_phases(al, val, n: int) -> int:
     al.refine_passes = 1
     gt = np.stack([np.asarray(r.landmarks, np.float64) for r in val])
     imgs = [read_image(r.image) for r in val]
+    iod = np.linalg.norm(gt[:, 36] - gt[:, 45], axis=1)[:, None, None]
     preds = {}
     for i in range(n):
         for j in range(n):
@@ -90,7 +91,6 @@ def grid_phases(al, val, n: int) -> int:
                 d = np.array([i, j]) / n * HEATMAP_STRIDE * crop_from_box(box)[2] / al.input_size  # image pixels
                 out.append(al.predict(img, boxes=[box + np.r_[d, d]])[0].landmarks.astype(np.float64))
             preds[i, j] = np.stack(out)
-            iod = np.linalg.norm(gt[:, 36] - gt[:, 45], axis=1)[:, None, None]
             bias = ((preds[i, j] - gt) / iod).mean((0, 1))  # mean error, inter-ocular units
             print(f"phase ({i}/{n}, {j}/{n}) of a cell: NME {100 * nme(preds[i, j], gt).mean():.3f} %, "
                   f"mean error x {100 * bias[0]:+.3f} y {100 * bias[1]:+.3f} % IOD", flush=True)

@@ -20,7 +20,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from core.bench_speed import interleaved, make_frame  # noqa: E402
+from core.bench_speed import dlib_predictor, interleaved, make_frame  # noqa: E402
 from core.checkpoint import FLAGSHIP_WEIGHTS, WEIGHTS_DIR, read_meta  # noqa: E402
 from core.inference import FaceAligner  # noqa: E402
 from core.shape_prior import prior_for  # noqa: E402
@@ -33,16 +33,9 @@ def main(argv=None) -> int:
     ap.add_argument("--runs", type=int, default=100)
     ap.add_argument("--json", default="")
     args = ap.parse_args(argv)
-    import dlib
-    import face_recognition_models
-    import cv2
-
     frame = make_frame()
     box = FaceAligner(FLAGSHIP_WEIGHTS, backend="onnx", threads=1).predict(frame)[0].box
-    gray = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
-    pred = dlib.shape_predictor(face_recognition_models.pose_predictor_model_location())
-    rect = dlib.rectangle(*(int(round(v)) for v in box))
-    fns = {"dlib": lambda: pred(gray, rect)}
+    fns = {"dlib": dlib_predictor(frame, box)[0]}
     for w in args.weights:
         fa = FaceAligner(w, backend="onnx", detector="none", threads=1, precision="int8", shape_prior=False)
         x = np.random.default_rng(0).random((1, 3, fa.input_size, fa.input_size), dtype=np.float32)

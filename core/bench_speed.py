@@ -121,25 +121,34 @@ def machine() -> dict:
     return info
 
 
-def bench_dlib(frame: np.ndarray, box, runs: int) -> dict | None:
-    """dlib's shape_predictor_68_face_landmarks (face_recognition_models) per face on the same box,
-    and dlib's HOG detector per frame; None when dlib or the model file is missing."""
-    try:
-        import dlib
-        import warnings
+def dlib_predictor(frame: np.ndarray, box):
+    """(callable running dlib's shape_predictor_68_face_landmarks (face_recognition_models) on the face in
+    `box` of `frame`, the grey frame, the model's path); ImportError when dlib or the model is missing."""
+    import dlib
+    import warnings
 
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            import face_recognition_models
-        model = face_recognition_models.pose_predictor_model_location()
-    except ImportError as e:
-        return {"available": False, "reason": f"import failed: {e}"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import face_recognition_models
+    model = face_recognition_models.pose_predictor_model_location()
     pred = dlib.shape_predictor(model)
     gray = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
     rect = dlib.rectangle(*(int(round(v)) for v in box))
+    return (lambda: pred(gray, rect)), gray, model
+
+
+def bench_dlib(frame: np.ndarray, box, runs: int) -> dict | None:
+    """dlib's 68-point shape predictor per face on the same box, and dlib's HOG detector per frame;
+    {"available": False, ...} when dlib or the model file is missing."""
+    try:
+        run, gray, model = dlib_predictor(frame, box)
+    except ImportError as e:
+        return {"available": False, "reason": f"import failed: {e}"}
+    import dlib
+
     det = dlib.get_frontal_face_detector()
     return {"available": True, "version": dlib.__version__, "model": Path(model).name,
-            "shape_predictor_per_face": summary(timed(lambda: pred(gray, rect), runs)),
+            "shape_predictor_per_face": summary(timed(run, runs)),
             "hog_detector_per_frame": summary(timed(lambda: det(gray, 0), max(10, runs // 5), 2))}
 
 
