@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 from core.checkpoint import DEFAULT_WEIGHTS, read_meta, training_data_config  # noqa: E402
 from core.data import read_image, train_val_split  # noqa: E402
 from core.inference import FaceAligner  # noqa: E402
-from core.metrics import landmark_errors, nme  # noqa: E402
+from core.metrics import interocular, landmark_errors, nme  # noqa: E402
 from core.landmarks import crop_from_box  # noqa: E402
 from core.photos import match_faces  # noqa: E402
 
@@ -81,7 +81,7 @@ def grid_phases(al, val, n: int) -> int:
     al.refine_passes = 1
     gt = np.stack([np.asarray(r.landmarks, np.float64) for r in val])
     imgs = [read_image(r.image) for r in val]
-    iod = np.linalg.norm(gt[:, 36] - gt[:, 45], axis=1)[:, None, None]
+    iod = interocular(gt)[:, None, None]
     preds = {}
     for i in range(n):
         for j in range(n):

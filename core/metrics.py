@@ -46,8 +46,7 @@ def face_frame(points) -> tuple[np.ndarray, np.ndarray]:
     """(R (F, 2, 2), d (F,)) of each face's own points: R turns its eye line (36 -> 45) onto +x, d is
     its inter-ocular distance."""
     points = np.asarray(points, np.float64)
-    v = points[:, RIGHT_EYE_OUTER] - points[:, LEFT_EYE_OUTER]
-    d = np.linalg.norm(v, axis=-1)
+    v, d = points[:, RIGHT_EYE_OUTER] - points[:, LEFT_EYE_OUTER], interocular(points)
     c, s = v[:, 0] / d, v[:, 1] / d
     return np.stack([np.stack([c, s], -1), np.stack([-s, c], -1)], -2), d
 
