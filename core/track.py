@@ -85,6 +85,7 @@ class Track:
     smoother: FaceSmoother | None = None
     path: list = field(default_factory=list)  # [(t, landmark box)] of its clear frames (overlapping no other track)
     roll: float = 0.0  # degrees, eye line of the last landmarks: the crop is turned upright by it
+    left_box: np.ndarray | None = None  # lost while its motion took it over the frame's edge: where it left
 
     def remember(self, box: np.ndarray, t: float) -> None:
         """Keep a clear frame's landmark box on the path (the last PATH_S seconds of them)."""
@@ -110,7 +111,10 @@ class Track:
         return self.path[a][1], v, z, self.path[a][0]
 
     def remembered_box(self, t: float) -> np.ndarray:
-        """Predicted box from the anchor (a lost track's last trustworthy state)."""
+        """Predicted box from the anchor (a lost track's last trustworthy state); a face that left over the
+        frame's edge is expected back where it left (left_box)."""
+        if self.left_box is not None:
+            return self.left_box.copy()
         if not self.path:
             return self.predicted_box(t)
         box, v, z, t0 = self.anchor

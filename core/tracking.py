@@ -27,7 +27,8 @@ Per frame (time t, seconds; real timestamps, or 1 / fps steps):
   5. a dropped track is remembered for `lost_keep_s`, and meanwhile the detector runs on every
      frame: a new detection on its remembered path (Track.anchor: its clear frame ANCHOR_LAG_S
      before the last one, moving as it did over the frames before that; held inside the frame: a
-     face that left at an edge comes back there) takes its id again from `revive_iou` (identity
+     face that left at an edge comes back there; one whose motion took it over the edge is expected
+     where it left, Track.left_box) takes its id again from `revive_iou` (identity
      kept when a face passes behind another or an occluder, found again on the frame it comes
      back); so does a track lost on its own crop (a face that moved further than predicted); a
      track whose landmarks jump onto the path of a face lost in the last PULL_S seconds (pulled
@@ -79,6 +80,7 @@ class VideoTracker:
         self._last_detect_t = -math.inf
         self._det_boxes: dict[int, np.ndarray] = {}
         self._crops: dict[int, np.ndarray] = {}  # this frame's crop [cx, cy, side, angle] per track
+        self._inherited: dict[int, Track] = {}  # this frame's lost track whose id a new track took (_inherit)
         self._frame_wh: tuple[int, int] = (1, 1)  # this frame's width and height
         self.detector_calls = 0
         self.model_passes = 0
@@ -221,6 +223,7 @@ class VideoTracker:
         detected = user is not None or not self.tracks or due
         matched: set[int] = set()
         self._det_boxes = {}  # this frame's detection matched to each track
+        self._inherited = {}
         if detected:
             matched = self._associate(self._detect(img, user), t, boxes, healthy)
             self._last_detect_frame, self._last_detect_t = self._frame, t
@@ -289,14 +292,19 @@ class VideoTracker:
         self.tracks.remove(tr)
         if tr.landmarks is not None:  # remembered on its path (box and velocity of its last good frame)
             tr.smoother, tr.restart = None, True
+            pb, (w, h) = tr.predicted_box(self._t, self.cfg.predict_motion), self._frame_wh
+            tr.left_box = pb if pb[0] < 0 or pb[1] < 0 or pb[2] > w - 1 or pb[3] > h - 1 else None
             self.lost.append(tr)
+        elif tr.id in self._inherited:  # a new track that took a lost one's id: that face stays remembered
+            self.lost.append(self._inherited.pop(tr.id))
 
     def _inherit(self, dropped: list[Track], first_new: int, res, t: float, motion: bool) -> None:
         """A track started on this frame takes the id of a track lost on it (`dropped`) when its
         landmarks lie within the distance a face moves meanwhile, INHERIT_SPEED landmark-box sides a
         second since the lost track's last frame (at most INHERIT_MAX_SHIFT), from its motion
         prediction, at a similar size: at 3 fps a face moving sideways leaves its crop and the motion
-        prediction in one frame. Closest pairs first; the lost track is then not remembered. Only this
+        prediction in one frame. Closest pairs first; the lost track is then not remembered (again if the
+        new track is dropped on this frame, `_drop`: the face is not forgotten). Only this
         frame's results `res` are keyed by id from here on."""
         pairs = []
         for d in dropped:
@@ -315,6 +323,7 @@ class VideoTracker:
             res[d.id] = res.pop(f.id)
             f.id = d.id
             self.lost.remove(d)
+            self._inherited[f.id] = d
 
     def _drop_duplicates(self, res, t, pull: bool = True) -> None:
         """Two tracks on one face (landmark boxes overlapping > DUPLICATE_IOU), or overlapping
@@ -367,6 +376,7 @@ class VideoTracker:
         if tr.smoother is None or tr.restart or gap:
             tr.smoother = FaceSmoother(fps=self.cfg.fps)
         tr.landmarks, tr.box, tr.t, tr.roll = pts, lb, t, roll_deg(pts)
+        tr.left_box = None
         tr.from_detection = tr.restart = tr.revived = False
         if all(box_iou(lb, o.box) <= OVERLAP_IOU for o in self.tracks if o is not tr):
             tr.remember(lb, t)

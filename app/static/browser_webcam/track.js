@@ -68,6 +68,7 @@ export class Track {
     this.smoother = null;
     this.path = []; // [[t, landmark box]] of its clear frames (overlapping no other track)
     this.roll = 0.0; // degrees, eye line of the last landmarks: the crop is turned upright by it
+    this.leftBox = null; // lost while its motion took it over the frame's edge: where it left
   }
 
   /** Keep a clear frame's landmark box on the path (the last PATH_S seconds of them). */
@@ -93,8 +94,10 @@ export class Track {
     return [this.path[a][1], v, z, this.path[a][0]];
   }
 
-  /** Predicted box from the anchor (a lost track's last trustworthy state). */
+  /** Predicted box from the anchor (a lost track's last trustworthy state); a face that left over the
+   * frame's edge is expected back where it left (leftBox). */
   rememberedBox(t) {
+    if (this.leftBox !== null) return this.leftBox.slice();
     if (this.path.length === 0) return this.predictedBox(t);
     const [box, v, z, t0] = this.anchor, tr = new Track(this.id, box, this.score, t0);
     tr.velocity = v; tr.zoomRate = z;

@@ -41,6 +41,7 @@ export class VideoTracker {
     this.lastDetectT = -Infinity;
     this.detBoxes = new Map();
     this.crops = new Map(); // this frame's crop [cx, cy, side, angle] per track
+    this.inherited = new Map(); // this frame's lost track whose id a new track took (_inherit)
     this.frameWh = [1, 1]; // this frame's width and height
     this.detectorCalls = 0;
     this.modelPasses = 0;
@@ -183,6 +184,7 @@ export class VideoTracker {
     let detected = user != null || !this.tracks.length || due;
     let matched = new Set();
     this.detBoxes = new Map(); // this frame's detection matched to each track
+    this.inherited = new Map();
     if (detected) {
       matched = this._associate(await this._detect(img, user), t, boxes, healthy);
       this.lastDetectFrame = this.frame; this.lastDetectT = t;
@@ -249,13 +251,19 @@ export class VideoTracker {
     this.tracks.splice(this.tracks.indexOf(tr), 1);
     if (tr.landmarks !== null) { // remembered on its path (box and velocity of its last good frame)
       tr.smoother = null; tr.restart = true;
+      const pb = tr.predictedBox(this.t, this.cfg.predictMotion), [w, h] = this.frameWh;
+      tr.leftBox = pb[0] < 0 || pb[1] < 0 || pb[2] > w - 1 || pb[3] > h - 1 ? pb : null;
       this.lost.push(tr);
+    } else if (this.inherited.has(tr.id)) { // a new track that took a lost one's id: that face stays remembered
+      this.lost.push(this.inherited.get(tr.id));
+      this.inherited.delete(tr.id);
     }
   }
 
   /** A track started on this frame takes the id of a track lost on it (`dropped`) when its landmarks
    * lie within INHERIT_SPEED landmark-box sides a second (at most INHERIT_MAX_SHIFT) of the lost
-   * track's motion prediction, at a similar size; closest pairs first; the lost track is not remembered. */
+   * track's motion prediction, at a similar size; closest pairs first; the lost track is not remembered
+   * (again if the new track is dropped on this frame). */
   _inherit(dropped, firstNew, res, t, motion) {
     const pairs = [];
     for (const d of dropped) {
@@ -274,6 +282,7 @@ export class VideoTracker {
       res.set(d.id, res.get(f.id)); res.delete(f.id); // only this frame's results are keyed by id from here on
       f.id = d.id;
       this.lost.splice(this.lost.indexOf(d), 1);
+      this.inherited.set(f.id, d);
     }
   }
 
@@ -323,6 +332,7 @@ export class VideoTracker {
     }
     if (tr.smoother === null || tr.restart || gap) tr.smoother = new FaceSmoother({ fps: this.cfg.fps });
     tr.landmarks = pts; tr.box = lb; tr.t = t; tr.roll = rollDeg(pts);
+    tr.leftBox = null;
     tr.fromDetection = false; tr.restart = false; tr.revived = false;
     if (this.tracks.every((o) => o === tr || boxIou(lb, o.box) <= OVERLAP_IOU)) {
       tr.remember(lb, t);
