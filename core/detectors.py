@@ -89,11 +89,15 @@ def nms(dets: list, iou: float = NMS_IOU) -> list:
 class MediaPipeDetector:
     """MediaPipe BlazeFace (bundled with mediapipe 0.10.21). Rule for `model="auto"`: run the
     short-range model (faces within ~2 m, i.e. larger than ~1/5 of the image); when it finds
-    nothing, run the full-range model (small and distant faces). Thread-safe."""
+    nothing, run the full-range model (small and distant faces). `model="both"` (video mode's):
+    both models on every call, their calibrated boxes merged by NMS on score, so a face half
+    hidden behind another is found while the short-range model finds the other. Thread-safe."""
+
+    MODELS = ("auto", "both", "short", "full")
 
     def __init__(self, model: str = "auto", min_score: float = MP_MIN_SCORE, max_side: int = DETECT_MAX_SIDE):
-        if model not in ("auto", "short", "full"):
-            raise ValueError(f"model must be 'auto', 'short' or 'full', got {model!r}")
+        if model not in self.MODELS:
+            raise ValueError(f"model must be one of {self.MODELS}, got {model!r}")
         import mediapipe as mp  # heavy import, only when a detector is built
 
         self._fd = mp.solutions.face_detection
@@ -124,14 +128,15 @@ class MediaPipeDetector:
         return out
 
     def detect(self, rgb: np.ndarray) -> list[Detection]:
-        order = {"auto": (0, 1), "short": (0,), "full": (1,)}[self.model]
+        order = {"auto": (0, 1), "both": (0, 1), "short": (0,), "full": (1,)}[self.model]
+        found: list[Detection] = []
         for sel in order:
-            raw = self.detect_raw(rgb, sel)
-            if raw:
-                cal, name = ((MP_SHORT_CALIBRATION, "mediapipe_short") if sel == 0
-                             else (MP_FULL_CALIBRATION, "mediapipe_full"))
-                return nms([Detection(cal.apply(b), s, b, name) for b, s in raw])
-        return []
+            cal, name = ((MP_SHORT_CALIBRATION, "mediapipe_short") if sel == 0
+                         else (MP_FULL_CALIBRATION, "mediapipe_full"))
+            found += [Detection(cal.apply(b), s, b, name) for b, s in self.detect_raw(rgb, sel)]
+            if found and self.model == "auto":
+                break
+        return nms(found)
 
     def close(self):
         with self._lock:

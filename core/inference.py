@@ -112,7 +112,7 @@ class FaceAligner:
     whose Face.confidence (core.image_faces) is below this, video mode loses a track there (and looks
     for the face again); 0 keeps all. finder: options of the
     image-mode detection stage (core.face_finder.FinderConfig, dict or object) for
-    detector="mediapipe"; video mode keeps MediaPipeDetector("auto").
+    detector="mediapipe"; video mode uses MediaPipeDetector("both").
     tracking: video-mode parameters (core.tracking.TrackingConfig, or a mapping of its fields).
     mirror: every crop also goes through the model mirrored and the two answers are averaged
     (core.mirror; twice the model time, test NME 3.30 -> 3.25 % for the flagship).
@@ -248,7 +248,7 @@ class FaceAligner:
 
                 self._detector = FaceFinder(self._finder_config)
             elif spec == "mediapipe":
-                self._detector = MediaPipeDetector()
+                self._detector = MediaPipeDetector("both")
             elif spec == "haar":
                 self._detector = HaarDetector()
             elif spec in (None, "none"):

@@ -1,6 +1,6 @@
 """The in-browser webcam's face detector (app/static/browser_webcam/detector.js) against
-core.detectors.MediaPipeDetector("auto") in headless Chromium: the short-range BlazeFace model, and the
-full-range one when the short-range model finds nothing (a distant face). Fixtures and helpers:
+core.detectors.MediaPipeDetector("both") in headless Chromium: both BlazeFace models on every call, merged by
+NMS on score (a distant face only the full-range model finds, a near one both find). Fixtures and helpers:
 tests/test_browser_webcam.py (a tiny landmark model; the detectors are the shipped ones)."""
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ from test_browser_webcam import (  # noqa: F401  (the module-scoped fixtures, us
 @needs_browser
 def test_page_detector_finds_a_distant_face_as_python_does(browser, server):  # noqa: F811
     """A face a third of the size, in the middle of a 640 x 480 frame: the short-range model finds
-    nothing, so the page's detector loads and runs the full-range one (core.detectors.MediaPipeDetector
-    "auto"); its landmark boxes are MediaPipe's own, calibrated the same way; a frame with the face
-    near is still the short-range model's."""
+    nothing, the full-range one finds it (its landmark boxes are MediaPipe's own, calibrated the same way);
+    on the frame with the face near both models find it and NMS keeps the same box as Python's
+    (core.detectors.MediaPipeDetector "both", video mode's)."""
     from browser_webcam_fps import base_frame
     from core.detectors import MediaPipeDetector
 
@@ -32,9 +32,10 @@ def test_page_detector_finds_a_distant_face_as_python_does(browser, server):  # 
     far = np.full_like(near, 110)
     small = cv2.resize(near, (near.shape[1] // 3, near.shape[0] // 3), interpolation=cv2.INTER_AREA)
     far[160:160 + small.shape[0], 213:213 + small.shape[1]] = small
-    mp = MediaPipeDetector(model="auto")
+    mp = MediaPipeDetector(model="both")
     assert not mp.detect_raw(far, 0)  # the scene the full-range model is for
-    for frame, source in ((far, "blazeface_full"), (near, "blazeface_short")):
+    assert mp.detect_raw(near, 0) and mp.detect_raw(near, 1)  # ... and one both find
+    for frame in (far, near):
         rgba = np.dstack([frame, np.full(frame.shape[:2], 255, np.uint8)])
         got = pg.evaluate("""async ([b64, w, h]) => {
             const bin = atob(b64), px = new Uint8ClampedArray(bin.length);
@@ -42,6 +43,7 @@ def test_page_detector_finds_a_distant_face_as_python_does(browser, server):  # 
             return await window.sdfl.detect(px, w, h); }""",
                           [base64.b64encode(rgba.tobytes()).decode(), frame.shape[1], frame.shape[0]])
         want = mp.detect(frame)
+        source = want[0].source.replace("mediapipe", "blazeface")
         assert len(got) == len(want) == 1 and got[0]["source"] == source, (got, want, logs)
         assert np.abs(np.asarray(got[0]["box"]) - want[0].box).max() < 1.0, (got, want[0].box)
         assert abs(got[0]["score"] - want[0].score) < 0.01

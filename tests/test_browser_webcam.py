@@ -265,7 +265,7 @@ def test_page_matches_python_onnx_path(browser, server, exported, mode):
     pg.goto(f"{server}?model=tiny_graph&backend=wasm", wait_until="domcontentloaded")
     _wait_ready(pg)
     pg.evaluate("() => window.sdfl.reset()")
-    detector = "none" if mode == "boxes" else MediaPipeDetector(model="auto")
+    detector = "none" if mode == "boxes" else MediaPipeDetector(model="both")
     ref = FaceAligner(exported, backend="onnx", video=True, detector=detector, threads=1, max_faces=4)
     box = [215.0, 130.0, 345.0, 280.0]
     dists = []
@@ -295,7 +295,7 @@ def _known_positions(weights) -> np.ndarray:
 
     yuv = cv2.cvtColor(base_frame(), cv2.COLOR_BGR2YUV_I420)
     rgb = cv2.cvtColor(yuv, cv2.COLOR_YUV2RGB_I420)
-    ref = FaceAligner(weights, backend="onnx", video=True, detector=MediaPipeDetector(model="auto"), threads=1)
+    ref = FaceAligner(weights, backend="onnx", video=True, detector=MediaPipeDetector(model="both"), threads=1)
     for k in range(40):
         faces = ref.predict(rgb, timestamp=k / 30)
     assert len(faces) == 1

@@ -249,6 +249,21 @@ def test_mediapipe_finds_astronaut(astronaut):
     det.close()
 
 
+def test_mediapipe_both_models_merge_one_face(astronaut):
+    """Video mode's detector runs both BlazeFace models: each finds the astronaut, NMS keeps one box, the
+    higher-scored model's; an unknown model name is refused."""
+    det = MediaPipeDetector(model="both")
+    raw = [det.detect_raw(astronaut, sel) for sel in (0, 1)]
+    assert all(len(r) == 1 for r in raw)
+    dets = det.detect(astronaut)
+    best = max((0, 1), key=lambda sel: raw[sel][0][1])
+    assert len(dets) == 1 and dets[0].source == ("mediapipe_short", "mediapipe_full")[best]
+    assert dets[0].score == raw[best][0][1] and box_iou(dets[0].box, FACE_BOX) > 0.6
+    det.close()
+    with pytest.raises(ValueError, match="model must be one of"):
+        MediaPipeDetector(model="nearest")
+
+
 def test_haar_finds_astronaut(astronaut):
     dets = HaarDetector().detect(astronaut)
     assert len(dets) >= 1 and box_iou(dets[0].box, FACE_BOX) > 0.4

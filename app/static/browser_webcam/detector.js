@@ -2,8 +2,8 @@
 // for small and distant faces; converted to ONNX by models/convert_*.py) run by ONNX Runtime Web;
 // decoding as in MediaPipe's face_detection graphs (SSD anchors, sigmoid scores, weighted NMS at IoU
 // 0.3, letterbox removal), then the calibration to a landmark box and NMS of
-// core.detectors.MediaPipeDetector, with its "auto" rule: the full-range model runs only when the
-// short-range one finds nothing (loaded on that first need).
+// core.detectors.MediaPipeDetector("both"), video mode's: both models on every call (the full-range
+// one loaded on the first), their boxes merged by NMS on score.
 import { MP_FULL_CALIBRATION, MP_SHORT_CALIBRATION, applyCalibration, nms } from "./boxes.js";
 
 export const MIN_SCORE = 0.5; // core.detectors.MP_MIN_SCORE
@@ -100,16 +100,20 @@ class BlazeFace {
     }).filter((d) => d.box[2] > d.box[0] && d.box[3] > d.box[1]);
   }
 
-  /** Detections with the landmark-box estimate. */
-  async detect(img) {
+  /** Detections with the landmark-box estimate (before NMS). */
+  async calibrated(img) {
     const { calibration, source } = this.spec;
-    return nms((await this.detectRaw(img)).map((d) => ({ box: applyCalibration(calibration, d.box), score: d.score,
-                                                         rawBox: d.box, source })));
+    return (await this.detectRaw(img)).map((d) => ({ box: applyCalibration(calibration, d.box), score: d.score,
+                                                     rawBox: d.box, source }));
+  }
+
+  async detect(img) {
+    return nms(await this.calibrated(img));
   }
 }
 
 export class FaceDetector {
-  /** short: a BlazeFace short-range session; fullUrl: the full-range model, created on first need (null: none). */
+  /** short: a BlazeFace short-range session; fullUrl: the full-range model, created on first use (null: none). */
   constructor(ort, session, fullUrl = null, options = {}) {
     Object.assign(this, { ort, fullUrl, options });
     this.short = new BlazeFace(ort, session, BLAZEFACE.short);
@@ -131,13 +135,13 @@ export class FaceDetector {
     return this.full;
   }
 
-  /** core.detectors.MediaPipeDetector("auto").detect: short range; full range when it finds nothing. */
+  /** core.detectors.MediaPipeDetector("both").detect: both models, their boxes merged by NMS on score. */
   async detect(img) {
     const t0 = performance.now();
-    let dets = await this.short.detect(img);
-    const full = dets.length ? null : await this.fullRange();
-    if (full) dets = await full.detect(img);
+    let dets = await this.short.calibrated(img);
+    const full = await this.fullRange();
+    if (full) dets = dets.concat(await full.calibrated(img));
     this.ms = performance.now() - t0;
-    return dets;
+    return nms(dets);
   }
 }

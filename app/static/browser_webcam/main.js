@@ -126,7 +126,7 @@ async function loadModel(config, id) {
   message("");
 }
 
-/** The face detector on WASM: short range now, full range (small and distant faces) on first need. */
+/** The face detector on WASM: both BlazeFace models (the full-range one loaded on the first call). */
 function createDetector(config) {
   return FaceDetector.create(state.ort, new URL(config.detector, ROOT).href, { executionProviders: ["wasm"] },
                              config.detector_full ? new URL(config.detector_full, ROOT).href : null);
