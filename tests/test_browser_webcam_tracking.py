@@ -14,9 +14,7 @@ more faces than max_faces, a face hidden while the other's landmarks are pulled 
 and a zoom jump of a tracked face, a new face overlapping a
 tracked one (dropped), irregular, repeated and missing timestamps and a gap (smoothing restarted).
 Both trackers run with the uncertainty-ratio test on (MAX_RATIO, the flagship's threshold), which
-the scene crosses on frames no other test would lose. Three short scenes follow: a face jumping at 3 fps,
-the same jump landing beside another face, and a crossing whose front face is lost and revived beside the
-other's remembered path."""
+the scene crosses on frames no other test would lose. Short scenes: tests/test_browser_webcam_tracking_scenes.py."""
 from __future__ import annotations
 
 import math
@@ -81,31 +79,6 @@ def faces_at(k: int) -> dict[str, tuple[float, float, float]]:
     if 88 <= k < 95:  # d: overlaps b
         out["d"] = (510.0 - max(0, k - 80) * 9.0, 190.0, 130.0)
     return out
-
-
-JUMP_SIDE = 150.0
-
-
-def jump_faces_at(k: int) -> dict[str, tuple[float, float, float]]:
-    """The second scene (3 fps): one face still for two frames, then 1.4 of its sides further right,
-    past its crop and its predicted box: the new track takes the lost one's id (core.tracking._inherit)."""
-    return {"a": (200.0 + (1.4 * JUMP_SIDE if k >= 2 else 0.0), 240.0, JUMP_SIDE)}
-
-
-def heir_faces_at(k: int) -> dict[str, tuple[float, float, float]]:
-    """The jump scene beside a second face (3 fps): a jumps 1.8 sides, to 0.67 sides beside b (landmark boxes
-    overlapping 0.2): the track started on it takes a's id and, overlapping b's, is dropped; a stays remembered."""
-    return {"a": (150.0 + (1.8 * JUMP_SIDE if k >= 2 else 0.0), 240.0, JUMP_SIDE), "b": (520.0, 240.0, JUMP_SIDE)}
-
-
-def crossing_faces_at(k: int) -> dict[str, tuple[float, float, float]]:
-    """The third scene (30 fps), a crossing: e walks right behind f (hidden from frame 22 to 32). f is lost
-    with it on 23-25 and comes back 0.14 sides right, over e's remembered path (revived where its own path
-    says: kept, not taken for a pulled track); on 33 e comes out while the detector misses f (merged into
-    e's box, which overlaps f's track 0.46): it confirms f's track and revives e."""
-    x = 100.0 + 12.0 * k
-    out = {} if 360.0 <= x < 496.0 else {"e": (x, 240.0, 150.0)}
-    return out if 23 <= k < 26 else {**out, "f": (420.0 + (21.0 if k >= 26 else 0.0), 260.0, 150.0)}
 
 
 _PAGE_SCENE = [faces_at]  # the scene the page's exposed model and detector script
@@ -325,79 +298,3 @@ def test_page_tracker_makes_the_python_decisions(page, monkeypatch):
     passes = np.diff([f["model_passes"] for f in want])
     assert (passes >= 2).sum() >= 10  # two-pass restarts and re-crops
     assert want[-1]["detector_calls"] > N_FRAMES // 10 + 10  # far more than the schedule alone
-
-
-@pytest.mark.parametrize("redetect", ["scheduled", "on loss"])
-def test_page_tracker_passes_the_id_to_the_track_of_a_jumped_face(page, monkeypatch, redetect):
-    """The 3 fps jump scene: the face leaves its crop and its predicted box; the track started on the
-    detection takes the lost track's id in both trackers, whether the detector was due on that frame
-    (every frame) or ran because the track was lost."""
-    n, times = 5, (lambda k: k / 3.0)
-    every = 1 if redetect == "scheduled" else 100
-    scene = dict(faces_at=jump_faces_at, n=n, times=times, user_box=None, config=TrackingConfig(redetect_every=every))
-    want = _python_run(**scene)
-    assert [f["ids"] for f in want] == [[0]] * n and all(not f["lost"] for f in want)
-    with monkeypatch.context() as m:
-        m.setattr("core.tracking.INHERIT_MAX_SHIFT", 0.0)
-        assert _python_run(**scene)[2]["ids"] == [1]  # without it: a new id
-    _PAGE_SCENE[0] = jump_faces_at
-    try:
-        run = PAGE_RUN.replace("new TrackingConfig()", f"new TrackingConfig({{ redetectEvery: {every} }})")
-        got = page.evaluate(run, [n, W, H, None, [times(k) for k in range(n)], MAX_FACES, list(PROBE_S), MAX_RATIO])
-    finally:
-        _PAGE_SCENE[0] = faces_at
-    assert _compare(got, want) < PTS_TOL
-
-
-def test_page_tracker_keeps_the_face_in_front_of_a_crossing(page, monkeypatch):
-    """The crossing scene: both trackers keep f (id 0) from frame 26 and find e (id 1) again on the frame it
-    comes out; each of the two rules decides frames of it (checked by switching it off in Python)."""
-    n, times = 40, (lambda k: k / 30.0)
-    scene = dict(faces_at=crossing_faces_at, n=n, times=times, user_box=None)
-    want = _python_run(**scene)
-    assert [f["ids"] for f in want[26:]] == [[0]] * 7 + [[0, 1]] * 7
-    with monkeypatch.context() as m:
-        m.setattr(VideoTracker, "_lost_face_explains", lambda self, box, iou, t: False)
-        assert _python_run(**scene)[33]["ids"] != [0, 1]  # without it f's track takes e's detection
-    with monkeypatch.context() as m:
-        drop = VideoTracker._drop_duplicates
-
-        def not_revived(self, res, t, pull=True):
-            for tr in self.tracks:
-                tr.revived = False
-            drop(self, res, t, pull)
-        m.setattr(VideoTracker, "_drop_duplicates", not_revived)
-        assert _python_run(**scene)[26]["ids"] == []  # judged by its stale box, f is dropped as pulled
-    _PAGE_SCENE[0] = crossing_faces_at
-    try:
-        args = [n, W, H, None, [times(k) for k in range(n)], MAX_FACES, list(PROBE_S), MAX_RATIO]
-        got = page.evaluate(PAGE_RUN, args)
-    finally:
-        _PAGE_SCENE[0] = faces_at
-    assert _compare(got, want) < PTS_TOL
-
-
-def test_page_tracker_remembers_a_face_whose_heir_is_dropped(page, monkeypatch):
-    """The jump scene beside a second face: in both trackers a stays remembered (id 0 in `lost`) after the
-    track that took its id is dropped on the same frame, and the detector keeps looking for it."""
-    n, times = 5, (lambda k: k / 3.0)
-    scene = dict(faces_at=heir_faces_at, n=n, times=times, user_box=None, config=TrackingConfig(redetect_every=100),
-                 max_faces=3)  # a's lost track holds a place while the detector runs on its frame
-    want = _python_run(**scene)
-    assert [f["ids"] for f in want] == [[0, 1]] * 2 + [[1]] * 3 and [f["lost"] for f in want[2:]] == [[0]] * 3
-    assert np.diff([f["detector_calls"] for f in want[1:]]).tolist() == [1, 1, 1]
-    with monkeypatch.context() as m:
-        inherit = VideoTracker._inherit
-
-        def forgetting(self, *args):
-            inherit(self, *args)
-            self._inherited.clear()
-        m.setattr(VideoTracker, "_inherit", forgetting)
-        assert _python_run(**scene)[2]["lost"] == []  # without it a is forgotten with its heir
-    _PAGE_SCENE[0] = heir_faces_at
-    try:
-        run = PAGE_RUN.replace("new TrackingConfig()", "new TrackingConfig({ redetectEvery: 100 })")
-        got = page.evaluate(run, [n, W, H, None, [times(k) for k in range(n)], 3, list(PROBE_S), MAX_RATIO])
-    finally:
-        _PAGE_SCENE[0] = faces_at
-    assert _compare(got, want) < PTS_TOL
