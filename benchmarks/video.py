@@ -293,7 +293,8 @@ sensor noise (std {meta['noise_std']:g} grey levels), sampled at 3, 10 and 30 fp
 played at {EXTRA_FPS} fps; automatic labels, noisier). Model: `{meta['weights']}` ({meta['precision']}, ONNX Runtime,
 {meta['threads']} thread), as the app's webcam.
 
-Methods: **video** = FaceAligner(video=True) (core.tracking, One-Euro smoothing on the frames' timestamps);
+Methods: **video** = FaceAligner(video=True) (core.tracking, both BlazeFace models on each detector call,
+One-Euro smoothing on the frames' timestamps);
 **video_raw** = the same without smoothing (still face only); **image** = per-frame detection and two
 passes (FaceAligner(video=False)); **mesh** = MediaPipe Face Mesh in tracking mode, 468 -> 68 points
 through core.facemesh.MESH_TO_IBUG68 (nearest mesh vertex per iBUG point, fitted on validation faces; its
