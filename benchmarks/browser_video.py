@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from browser_env import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 from browser_webcam_fps import serve  # noqa: E402
-from video import aggregate, paired, pick_faces, score_run  # noqa: E402
+from video import _f, aggregate, paired, pick_faces, score_run  # noqa: E402
 
 from core import video as vp  # noqa: E402
 from core.checkpoint import DEFAULT_WEIGHTS  # noqa: E402
@@ -113,8 +113,8 @@ def main(argv=None) -> int:
         both = paired(table[f"page|{key}"], table[f"python|{key}"])
         for name, nme in zip(("page", "python"), both[:2]):
             a = table[f"{name}|{key}"]
-            rows.append(f"| {key.replace('|', ' | ')} | {name} | {nme * 100:.2f} | {a['failure_rate'] * 100:.1f} | "
-                        f"{a['missed']} | {a['id_switches']} | {a['ms_per_frame']:.1f} |")
+            rows.append(f"| {key.replace('|', ' | ')} | {name} | {_f(nme, True)} | {_f(a['failure_rate'], True, 1)} | "
+                        f"{a['missed']} | {a['id_switches']} | {_f(a['ms_per_frame'], nd=1)} |")
     print("\n".join(rows))
     if args.out:
         Path(args.out).write_text(json.dumps({"command": "python benchmarks/browser_video.py " + " ".join(
