@@ -1,7 +1,7 @@
 """Checkpoints on the validation split (held out from `train`; never `test`), clean and under the
-synthetic occlusion and motion-blur protocols (core.protocols), for choosing between training runs
-whose aim is robustness. Prints one row per checkpoint: NME (inter-ocular, %) clean, occluded (mean
-over --seeds), blurred (mean over --seeds), and what occlusion and blur add.
+synthetic occlusion, motion-blur and webcam (core.camera) protocols (core.protocols), for choosing
+between training runs whose aim is robustness. Prints one row per checkpoint: NME (inter-ocular, %)
+clean, occluded, blurred and as a webcam frame (each the mean over --seeds), and what occlusion and blur add.
 
     python benchmarks/robust_val.py --data ../shared/data/faces68 --weights A.safetensors B.safetensors
         [--seeds 3] [--json out.json]
@@ -29,7 +29,7 @@ from core.shape_prior import prior_for  # noqa: E402
 
 def score(weights: str, data: str, seeds: int, shape_prior: bool = True) -> dict[str, float]:
     """NME (%) of one checkpoint on the validation split of the data it was trained with (rebuilt from
-    its config, as core.calibrate does): clean, occluded and blurred (means over seeds 0..seeds-1);
+    its config, as core.calibrate does): clean, occluded, blurred, camera (means over seeds 0..seeds-1);
     with the shape prior its JSON names, if any (core.shape_prior), unless shape_prior is False."""
     model, meta = load_model(weights)
     model.eval()
@@ -44,7 +44,8 @@ def score(weights: str, data: str, seeds: int, shape_prior: bool = True) -> dict
         clean = run()
         occluded = float(np.mean([run(occlusion=s) for s in range(seeds)]))
         blurred = float(np.mean([run(blur=s) for s in range(seeds)]))
-    return {"faces": len(records), "clean": clean, "occluded": occluded, "blurred": blurred,
+        cam = float(np.mean([run(camera=s) for s in range(seeds)]))
+    return {"faces": len(records), "clean": clean, "occluded": occluded, "blurred": blurred, "camera": cam,
             "occlusion_adds": occluded - clean, "blur_adds": blurred - clean}
 
 
@@ -58,12 +59,13 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     rows = {}
-    print(f"each checkpoint's validation split; occlusion and blur: mean over seeds 0-{args.seeds - 1}")
-    print(f"{'checkpoint':60s} {'faces':>5s} {'clean':>7s} {'occluded':>9s} {'blurred':>8s} {'occl. adds':>10s} "
-          f"{'blur adds':>9s}")
+    print(f"each checkpoint's validation split; occlusion, blur, camera: mean over seeds 0-{args.seeds - 1}")
+    print(f"{'checkpoint':60s} {'faces':>5s} {'clean':>7s} {'occluded':>9s} {'blurred':>8s} {'camera':>7s} "
+          f"{'occl. adds':>10s} {'blur adds':>9s}")
     for w in args.weights:
         r = rows[w] = score(w, args.data, args.seeds, not args.no_shape_prior)
         print(f"{w[-60:]:60s} {r['faces']:5d} {r['clean']:7.3f} {r['occluded']:9.3f} {r['blurred']:8.3f} "
+              f"{r['camera']:7.3f} "
               f"{r['occlusion_adds']:+10.3f} {r['blur_adds']:+9.3f}", flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))

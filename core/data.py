@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from . import camera
 from .config import AugmentConfig, DataConfig
 from .landmarks import (INPUT_SIZE, MIRROR_PERMUTATION, NUM_LANDMARKS, apply_affine, crop_from_box, crop_matrix,
                         landmark_box, warp_crop)
@@ -265,6 +266,8 @@ class FaceDataset(Dataset):
                     crop = _face_occlusion(crop, pts, rng)
                 else:
                     crop = _random_occlusion(crop.copy(), rng)
+            if a.camera and rng.random() < a.camera:  # last: the sensor and the encoder see the occluder too
+                crop = camera.degrade(crop, rng, camera.TRAINING)
         return crop, pts.astype(np.float32), m
 
     def __getitem__(self, i):

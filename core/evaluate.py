@@ -1,7 +1,8 @@
 """Evaluate a checkpoint on a faces68-format split.
 
     python -m core.evaluate --data ../shared/data/faces68 --split test --json out.json
-        [--weights weights/sdfl_flagship_fc.safetensors] [--occlusion SEED | --blur SEED] [--ced ced.html|ced.png]
+        [--weights weights/sdfl_flagship_fc.safetensors] [--occlusion SEED | --blur SEED | --camera SEED]
+        [--ced ced.html|ced.png]
     python -m core.evaluate --data ../shared/data/faces68 --split photos_test --protocol photos --json out.json
         [--max-faces N]     # whole photos through the full pipeline (core.photos; docs/PHOTOS.md)
 
@@ -27,13 +28,15 @@ from .heatmaps import READOUTS
 from .landmarks import CROP_SCALE, apply_affine, invert_affine, warp_crop
 from .metrics import calibration, ced, summarize
 from .mirror import MirrorRunner
-from .protocols import face_rng, hidden_points, motion_blur, occlude
+from .protocols import camera_frame, face_rng, hidden_points, motion_blur, occlude
 from .shape_prior import prior_for
 
 
-def protocol_crops(records, size: int, occlusion: int | None = None, blur: int | None = None):
-    """Yield (crop, image->crop matrix) per face: the default-protocol crop at `size` px, occluded
-    or blurred (seeded per face index) when asked. Shared by every model the benchmarks compare."""
+def protocol_crops(records, size: int, occlusion: int | None = None, blur: int | None = None,
+                   camera: int | None = None):
+    """Yield (crop, image->crop matrix) per face: the default-protocol crop at `size` px, occluded,
+    blurred or made a webcam frame (core.camera; each seeded per face index) when asked. Shared by
+    every model the benchmarks compare."""
     for i, r in enumerate(records):
         m = canonical_crop(r.landmarks, size)
         crop = warp_crop(read_image(r.image), m, size)
@@ -41,6 +44,8 @@ def protocol_crops(records, size: int, occlusion: int | None = None, blur: int |
             crop = occlude(crop, apply_affine(m, r.landmarks), face_rng(occlusion, i))
         if blur is not None:
             crop = motion_blur(crop, face_rng(blur, i))
+        if camera is not None:
+            crop = camera_frame(crop, face_rng(camera, i))
         yield crop, m
 
 
@@ -52,10 +57,10 @@ def protocol_hidden(records, size: int, occlusion: int) -> np.ndarray:
 
 
 def protocol_batches(model, records, occlusion: int | None = None, blur: int | None = None, device: str = "cpu",
-                     batch_size: int = 32):
+                     batch_size: int = 32, camera: int | None = None):
     """Yield (model output dict, image->crop matrices) per batch of protocol_crops at the model's
     input size. Call it under torch.inference_mode()."""
-    crops = protocol_crops(records, model.cfg.input_size, occlusion, blur)
+    crops = protocol_crops(records, model.cfg.input_size, occlusion, blur, camera)
     while chunk := list(itertools.islice(crops, batch_size)):
         batch, mats = zip(*chunk)
         yield model(torch.from_numpy(np.stack(batch)).permute(0, 3, 1, 2).float().div(255).to(device)), mats
@@ -70,13 +75,14 @@ def crop_to_image(coords: torch.Tensor, mats, size: int) -> list[np.ndarray]:
 
 @torch.inference_mode()
 def predict_records(model, records, occlusion: int | None = None, blur: int | None = None, device: str = "cpu",
-                    batch_size: int = 32, prior=None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """(pred, gt, cov) in the stored images' pixels under the default protocol (optionally occluded
-    or blurred); cov is None without an uncertainty head. prior: a core.shape_prior.ShapePrior that
+                    batch_size: int = 32, prior=None, camera: int | None = None
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(pred, gt, cov) in the stored images' pixels under the default protocol (optionally occluded,
+    blurred or a webcam frame); cov is None without an uncertainty head. prior: a core.shape_prior.ShapePrior that
     moves the points to its MAP estimate (models with an uncertainty head; the covariances stay)."""
     size = model.cfg.input_size
     preds, covs = [], []
-    for out, mats in protocol_batches(model, records, occlusion, blur, device, batch_size):
+    for out, mats in protocol_batches(model, records, occlusion, blur, device, batch_size, camera):
         coords = out["coords"]
         if prior is not None and "cov" in out:
             coords = torch.from_numpy(prior.refine(coords.float().cpu().numpy(), out["cov"].float().cpu().numpy()))
@@ -138,12 +144,12 @@ class MirrorEnsemble:
 def evaluate(weights=None, data: str | Path = "", split: str = "test", occlusion: int | None = None,
              blur: int | None = None, device: str = "cpu", batch_size: int = 32, readout: str | None = None,
              precision: str | None = None, mirror: bool = False, records: list | None = None,
-             shape_prior: bool = True, keep_points: bool = False) -> dict:
+             shape_prior: bool = True, keep_points: bool = False, camera: int | None = None) -> dict:
     """precision None: the torch model; "fp32" / "int8": its ONNX export run by ONNX Runtime;
     mirror: the test-time mirror ensemble (MirrorEnsemble, twice the cost); records: these faces
     instead of the whole split (e.g. a held-out part of it); shape_prior: fuse the points with the
     shape prior the model's JSON names (core.shape_prior), as FaceAligner does; keep_points: the
-    predictions too, under "points" ((F, N, 2) image pixels)."""
+    predictions too, under "points" ((F, N, 2) image pixels); occlusion / blur / camera: that protocol's seed."""
     if readout and precision:
         raise ValueError("--readout changes the torch model; an ONNX export keeps the read-out it was exported with")
     model, meta = load_model(weights, device)
@@ -156,15 +162,17 @@ def evaluate(weights=None, data: str | Path = "", split: str = "test", occlusion
         model = MirrorEnsemble(model)
     size = model.cfg.input_size
     records = load_jsonl(Path(data) / f"{split}.jsonl") if records is None else records
-    pred, gt, cov = predict_records(model, records, occlusion, blur, device, batch_size, prior)
+    pred, gt, cov = predict_records(model, records, occlusion, blur, device, batch_size, prior, camera)
     res = summarize(pred, gt)
     if cov is not None:
         res["calibration"] = calibration(pred, gt, cov)
     if keep_points:
         res["points"] = pred
-    protocol = "occlusion" if occlusion is not None else "blur" if blur is not None else "default"
-    res.update({"split": split, "data": str(data), "protocol": protocol,
-                "seed": occlusion if occlusion is not None else blur,
+    seeds = {"occlusion": occlusion, "blur": blur, "camera": camera}
+    if sum(v is not None for v in seeds.values()) > 1:
+        raise ValueError("one protocol at a time: occlusion, blur or camera")
+    protocol = next((k for k, v in seeds.items() if v is not None), "default")
+    res.update({"split": split, "data": str(data), "protocol": protocol, "seed": seeds.get(protocol),
                 "weights": str(weights or DEFAULT_WEIGHTS), "crop_scale": CROP_SCALE, "input_size": size,
                 "model": {**meta.get("model", {}), **({"readout": readout} if readout else {})},
                 "runtime": f"onnxruntime {precision}" if precision else "torch", "mirror_ensemble": mirror,
@@ -211,6 +219,8 @@ def main(argv=None) -> int:
     g = ap.add_mutually_exclusive_group()
     g.add_argument("--occlusion", type=int, metavar="SEED", help="synthetic-occlusion protocol")
     g.add_argument("--blur", type=int, metavar="SEED", help="synthetic motion-blur protocol")
+    g.add_argument("--camera", type=int, metavar="SEED",
+                   help="webcam protocol: low light made up by gain, sensor noise, JPEG (core.camera)")
     ap.add_argument("--mirror", action="store_true", help="test-time mirror ensemble (mean with the mirrored crop; 2x cost)")
     ap.add_argument("--no-shape-prior", action="store_true",
                     help="the model's points as they come, without the shape prior its JSON names")
@@ -230,7 +240,7 @@ def main(argv=None) -> int:
     try:
         res = evaluate(args.weights, args.data, args.split, args.occlusion, args.blur, args.device,
                        readout=args.readout, precision=args.precision, mirror=args.mirror,
-                       shape_prior=not args.no_shape_prior)
+                       shape_prior=not args.no_shape_prior, camera=args.camera)
     except (DataError, CheckpointError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -246,7 +256,8 @@ def main(argv=None) -> int:
 def _main_photos(args) -> int:
     from .photos import evaluate_photos
 
-    if args.occlusion is not None or args.blur is not None or args.readout or args.precision or args.ced or args.mirror:
+    protocols = (args.occlusion, args.blur, args.camera)
+    if any(p is not None for p in protocols) or args.readout or args.precision or args.ced or args.mirror:
         print("error: --protocol photos takes --data, --split, --weights, --device, --max-faces, --json", file=sys.stderr)
         return 2
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from . import camera
 from .data import motion_blur_kernel
 
 # Occlusion: one black ellipse per face; centre uniform in the central 80 % of the landmark box,
@@ -54,3 +55,8 @@ def motion_blur(crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     scale = crop.shape[0] / 192.0
     length = max(3, int(round(rng.integers(BLUR_LENGTH[0], BLUR_LENGTH[1] + 1) * scale)))
     return cv2.filter2D(crop, -1, motion_blur_kernel(length, rng.uniform(0, 180)))
+
+
+def camera_frame(crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A dim, noisy, JPEG-compressed webcam frame of the crop (core.camera.PROTOCOL)."""
+    return camera.degrade(crop, rng, camera.PROTOCOL)

@@ -232,3 +232,15 @@ def test_the_shape_prior_the_json_names_is_applied_unless_refused(tmp_path, data
     assert on["shape_prior"] == prior.info and off["shape_prior"] is None and plain["shape_prior"] is None
     assert off["nme_per_face"] == pytest.approx(plain["nme_per_face"], abs=1e-7)
     assert on["nme_per_face"] != pytest.approx(off["nme_per_face"], abs=1e-5)
+
+
+def test_camera_protocol_is_reproducible(tmp_path, data_root, tiny_weights, default_result):
+    a = _run(tmp_path, data_root, tiny_weights, "--camera", "2", name="a.json")
+    b = _run(tmp_path, data_root, tiny_weights, "--camera", "2", name="b.json")
+    assert a["protocol"] == "camera" and a["seed"] == 2 and a["n"] == 5
+    assert a["nme_per_face"] == b["nme_per_face"]
+    assert a["nme_per_face"] != default_result["nme_per_face"]
+    with pytest.raises(SystemExit):
+        main(["--data", str(data_root), "--weights", str(tiny_weights), "--camera", "1", "--blur", "1"])
+    with pytest.raises(ValueError, match="one protocol"):
+        evaluate(tiny_weights, data_root, occlusion=1, camera=1)
