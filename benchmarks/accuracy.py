@@ -6,7 +6,7 @@ Evaluates the flagship (the default) and its int8 ONNX export (the webcam's), th
 baseline (FC stages on the flagship's features), the Wasserstein heatmap head and the fast 64 px tier (int8),
 every one with the shape prior its JSON names as FaceAligner runs it, and the flagship and FC baseline
 without it (ablation)
-under the default, synthetic-occlusion and motion-blur protocols (core.evaluate), the float models
+under the default, synthetic-occlusion, motion-blur and webcam protocols (core.evaluate), the float models
 under --occlusion-seeds occlusion seeds, how much their error ellipses grow on the points the
 occluder covers (and on the visible ones), and dlib's 68-point predictor on the same crops when dlib
 is installed (benchmark only: pip install dlib-bin face-recognition-models "setuptools<81").
@@ -73,7 +73,8 @@ def dlib_points(records, protocol: str, seed: int, peer) -> tuple[np.ndarray, fl
     preds, found = [], 0
     occlusion = seed if protocol == "occlusion" else None
     blur = seed if protocol == "blur" else None
-    for crop, m in protocol_crops(records, DLIB_CROP, occlusion, blur):
+    camera = seed if protocol == "camera" else None
+    for crop, m in protocol_crops(records, DLIB_CROP, occlusion, blur, camera):
         rects = det(crop, 1)
         c = DLIB_CROP / 2
         if rects:
@@ -125,7 +126,8 @@ def evaluate_kw(precision) -> dict:
 
 
 def protocols(args) -> dict:
-    return {"default": {}, "occlusion": {"occlusion": args.seed}, "blur": {"blur": args.seed}}
+    return {"default": {}, "occlusion": {"occlusion": args.seed}, "blur": {"blur": args.seed},
+            "camera": {"camera": args.seed}}
 
 
 def score_model(name: str, w, precision, args, records) -> None:
@@ -204,7 +206,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "faces68"))
     ap.add_argument("--split", default="test")
-    ap.add_argument("--seed", type=int, default=0, help="seed of the occlusion and blur protocols")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the occlusion, blur and camera protocols")
     ap.add_argument("--occlusion-seeds", type=int, default=5, metavar="N",
                     help="occlusion seeds seed..seed+N-1 for the mean added NME of the float models")
     ap.add_argument("--only", nargs="+", metavar="STEM",

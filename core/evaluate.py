@@ -28,24 +28,30 @@ from .heatmaps import READOUTS
 from .landmarks import CROP_SCALE, apply_affine, invert_affine, warp_crop
 from .metrics import calibration, ced, summarize
 from .mirror import MirrorRunner
-from .protocols import camera_frame, face_rng, hidden_points, motion_blur, occlude
+from .protocols import CAMERA_CROP, camera_frame, face_rng, hidden_points, motion_blur, occlude
 from .shape_prior import prior_for
 
 
 def protocol_crops(records, size: int, occlusion: int | None = None, blur: int | None = None,
                    camera: int | None = None):
     """Yield (crop, image->crop matrix) per face: the default-protocol crop at `size` px, occluded,
-    blurred or made a webcam frame (core.camera; each seeded per face index) when asked. Shared by
-    every model the benchmarks compare."""
+    blurred or made a webcam frame (each seeded per face index) when asked. Shared by every model the
+    benchmarks compare. The camera protocol degrades the face at one resolution for every model (the
+    CAMERA_CROP px crop: a face ~150 px wide, as a 640 x 480 webcam at arm's length gives it) and then
+    resamples it to the model's input."""
     for i, r in enumerate(records):
         m = canonical_crop(r.landmarks, size)
-        crop = warp_crop(read_image(r.image), m, size)
+        img = read_image(r.image)
+        if camera is not None:  # the frame at the camera's resolution, then resampled as the app does
+            cam = canonical_crop(r.landmarks, CAMERA_CROP)
+            img = camera_frame(warp_crop(img, cam, CAMERA_CROP), face_rng(camera, i))
+            crop = warp_crop(img, (np.vstack([m, [0, 0, 1]]) @ np.linalg.inv(np.vstack([cam, [0, 0, 1]])))[:2], size)
+        else:
+            crop = warp_crop(img, m, size)
         if occlusion is not None:
             crop = occlude(crop, apply_affine(m, r.landmarks), face_rng(occlusion, i))
         if blur is not None:
             crop = motion_blur(crop, face_rng(blur, i))
-        if camera is not None:
-            crop = camera_frame(crop, face_rng(camera, i))
         yield crop, m
 
 

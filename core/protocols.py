@@ -14,6 +14,8 @@ OCCLUSION_CENTRE_RANGE = 0.8
 OCCLUSION_AXES = (0.15, 0.35)
 # Motion blur: a line kernel of 7-21 px (at the model's 192 px input) at a random angle.
 BLUR_LENGTH = (7, 21)
+# Camera: the face is degraded as a crop of this side (core.camera.PROTOCOL), then resampled to the model's input.
+CAMERA_CROP = 192
 
 
 def face_rng(seed: int, index: int) -> np.random.Generator:

@@ -193,6 +193,10 @@ def test_benchmark_tab(demo):
     occ, _, occ_note = app.benchmark_view("occlusion")
     assert [row[0] for row in occ.value["data"]] == ["graph", "dlib 68-point predictor (peer)"]
     assert "Occluded" in occ_note
+    (demo.results_dir / "graph_camera.json").write_text(json.dumps(
+        {"name": "graph", "protocol": "camera", "nme": 0.045, "nme_per_face": per_face}))
+    cam, _, cam_note = app.benchmark_view("camera")
+    assert [row[0] for row in cam.value["data"]] == ["graph"] and "Webcam frames" in cam_note
 
 
 def test_benchmark_tab_keeps_each_set_of_faces_apart(demo, tmp_path, monkeypatch):

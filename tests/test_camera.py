@@ -79,3 +79,17 @@ def test_camera_augmentation_changes_pixels_not_landmarks(tmp_path):
         assert c1.shape == c0.shape and np.abs(c1.astype(float) - c0).mean() > 1
     with pytest.raises(ConfigError, match="camera"):
         from_dict(AugmentConfig, {"camera": 1.5}, "augment")
+
+
+@pytest.mark.parametrize("size", [64, 160, 256])
+def test_camera_protocol_degrades_every_model_the_same_face_in_place(tmp_path, size):
+    """Degraded at CAMERA_CROP px, then resampled to each model's input: the same matrix as the clean
+    crop and the same picture, only noisier."""
+    from core.evaluate import protocol_crops
+
+    write_split(tmp_path, n=2, noise=0.0)
+    recs = load_jsonl(tmp_path / "train.jsonl")
+    for (clean, m0), (cam, m1) in zip(protocol_crops(recs, size), protocol_crops(recs, size, camera=0)):
+        assert np.array_equal(m0, m1) and cam.shape == clean.shape == (size, size, 3)
+        a, b = clean.astype(float).ravel(), cam.astype(float).ravel()
+        assert np.corrcoef(a, b)[0, 1] > 0.8 and np.abs(a - b).mean() > 1

@@ -19,11 +19,13 @@ log = logging.getLogger("sdfl.app")
 # Sets of faces a result can belong to: (label, key). key = the result's protocol, or "extra" for
 # the split of faces from another source.
 FACE_SETS = [("Clean test faces", "default"), ("Occluded", "occlusion"), ("Motion blur", "blur"),
-             ("Faces from another source", "extra")]
+             ("Webcam frames", "camera"), ("Faces from another source", "extra")]
 FACE_SET_NOTES = {
     "default": "faces68 `test`: the 300-W common subset (HELEN + LFPW test, 554 faces), crop around the labelled face.",
     "occlusion": "The same 554 faces, each with a seeded black ellipse over 15-35 % of the face.",
     "blur": "The same 554 faces with seeded motion blur (7-21 px).",
+    "camera": "The same 554 faces as a dim webcam would give them: half under-exposed and brightened by gain, "
+              "sensor noise, JPEG at quality 15-50 (seeded; `core.camera`).",
     "extra": "faces68 `extra`: 3,452 YouTube-Faces frames, a source no model here was trained on "
              "(integer labels: every model scores worse; compare rows, not with the test set).",
 }
