@@ -60,3 +60,13 @@ def degrade(img: np.ndarray, rng: np.random.Generator, ranges: CameraRanges = PR
         out = low_light(out, rng.uniform(*ranges.gain), rng)
     out = sensor_noise(out, rng.uniform(*ranges.noise), rng)
     return jpeg(out, int(rng.integers(ranges.quality[0], ranges.quality[1] + 1)))
+
+
+def degrade_at(img: np.ndarray, rng: np.random.Generator, ranges: CameraRanges, side: int) -> np.ndarray:
+    """degrade() as the camera saw the face: a square image smaller than `side` is enlarged to it first
+    and shrunk back after (INTER_AREA), so its noise and JPEG blocks are a webcam's, not the small crop's."""
+    size = img.shape[0]
+    if side <= size:
+        return degrade(img, rng, ranges)
+    big = cv2.resize(img, (side, side), interpolation=cv2.INTER_LINEAR)
+    return cv2.resize(degrade(big, rng, ranges), (size, size), interpolation=cv2.INTER_AREA)

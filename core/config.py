@@ -204,13 +204,17 @@ class AugmentConfig:
     lowres_min_side: int = 48
     # probability of a webcam's degradations, last (core.camera.TRAINING: low light, sensor noise, JPEG)
     camera: float = 0.0
+    # side (px) of the crop those degradations are drawn at; a smaller input is enlarged to it and shrunk back
+    # after, as a webcam degrades a face before the app shrinks it (0: the input size)
+    camera_side: int = 0
 
     def validate(self):
         if not 0.0 <= self.occlusion_on_face <= 1.0 or not 0.0 <= self.blur_length < 0.5:
             raise ConfigError(f"augment.occlusion_on_face must be a probability and blur_length in [0, 0.5): "
                               f"{self.occlusion_on_face}, {self.blur_length}")
-        if not 0.0 <= self.camera <= 1.0:
-            raise ConfigError(f"augment.camera must be a probability, got {self.camera}")
+        if not 0.0 <= self.camera <= 1.0 or self.camera_side < 0:
+            raise ConfigError(f"augment.camera must be a probability and camera_side >= 0: "
+                              f"{self.camera}, {self.camera_side}")
         if not 0.0 <= self.lowres <= 1.0 or self.lowres_min_side < 8:
             raise ConfigError(f"augment.lowres must be a probability and lowres_min_side >= 8 px: "
                               f"{self.lowres}, {self.lowres_min_side}")

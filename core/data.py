@@ -267,7 +267,7 @@ class FaceDataset(Dataset):
                 else:
                     crop = _random_occlusion(crop.copy(), rng)
             if a.camera and rng.random() < a.camera:  # last: the sensor and the encoder see the occluder too
-                crop = camera.degrade(crop, rng, camera.TRAINING)
+                crop = camera.degrade_at(crop, rng, camera.TRAINING, a.camera_side)
         return crop, pts.astype(np.float32), m
 
     def __getitem__(self, i):

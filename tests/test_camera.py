@@ -93,3 +93,15 @@ def test_camera_protocol_degrades_every_model_the_same_face_in_place(tmp_path, s
         assert np.array_equal(m0, m1) and cam.shape == clean.shape == (size, size, 3)
         a, b = clean.astype(float).ravel(), cam.astype(float).ravel()
         assert np.corrcoef(a, b)[0, 1] > 0.8 and np.abs(a - b).mean() > 1
+
+
+def test_degrading_at_the_cameras_resolution_leaves_a_small_crop_less_noisy():
+    """A 64 px crop degraded as a 192 px face and shrunk: its noise is averaged as the app's shrink does."""
+    img = _picture(64)
+    ranges = camera.CameraRanges(low_light=0.0, gain=(1.0, 1.0), noise=(12.0, 12.0), quality=(95, 95))
+    here = camera.degrade_at(img, np.random.default_rng(0), ranges, 0)
+    there = camera.degrade_at(img, np.random.default_rng(0), ranges, 192)
+    assert here.shape == there.shape == img.shape
+    err = [np.abs(x.astype(float) - img).mean() for x in (here, there)]
+    assert err[1] < 0.6 * err[0]
+    assert np.array_equal(here, camera.degrade(img, np.random.default_rng(0), ranges))
