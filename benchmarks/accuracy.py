@@ -10,7 +10,8 @@ under the default, synthetic-occlusion, motion-blur and webcam protocols (core.e
 under --occlusion-seeds occlusion seeds, how much their error ellipses grow on the points the
 occluder covers (and on the visible ones), and dlib's 68-point predictor on the same crops when dlib
 is installed (benchmark only: pip install dlib-bin face-recognition-models "setuptools<81").
---only scores some rows; the table is assembled from every row's saved results on the split.
+--only scores some rows and --protocols some protocols; the table is assembled from every row's saved
+results on the split.
 Writes benchmarks/results/<model>_<protocol>.json, benchmarks/results/table.md and docs/ced.png."""
 from __future__ import annotations
 
@@ -125,9 +126,14 @@ def evaluate_kw(precision) -> dict:
             "shape_prior": precision != NOPRIOR}
 
 
-def protocols(args) -> dict:
-    return {"default": {}, "occlusion": {"occlusion": args.seed}, "blur": {"blur": args.seed},
-            "camera": {"camera": args.seed}}
+PROTOCOLS = ("default", "occlusion", "blur", "camera")
+
+
+def protocols(args, chosen: bool = True) -> dict:
+    """Each protocol's core.evaluate options; chosen: only those --protocols names (the table reads all)."""
+    every = {"default": {}, "occlusion": {"occlusion": args.seed}, "blur": {"blur": args.seed},
+             "camera": {"camera": args.seed}}
+    return {k: v for k, v in every.items() if not chosen or k in args.protocols}
 
 
 def score_model(name: str, w, precision, args, records) -> None:
@@ -146,7 +152,7 @@ def score_model(name: str, w, precision, args, records) -> None:
         (RESULTS / f"{stem}_{proto}.json").write_text(json.dumps({"name": name, **r}, indent=1))
         print(f"{name:36s} {proto:9s} NME {r['nme']:.4%} FR10 {r['fr10']:.2%} AUC10 {r['auc10']:.4f} "
               f"({time.time() - t:.0f} s)", flush=True)
-    if precision in (None, NOPRIOR):
+    if precision in (None, NOPRIOR) and "occlusion" in rows:
         extra = {"split": args.split, "seed": args.seed}
         if args.occlusion_seeds > 0:
             extra["seeds"] = occlusion_added(w, args, rows["occlusion"]["nme"], rows["default"]["nme"], variant)
@@ -166,7 +172,7 @@ def write_table(args) -> str:
     order = [(n, stem_of(w, p)) for n, (w, p) in MODELS.items()] + [(DLIB_NAME, "dlib")]
     results, extras = {}, {}
     for name, stem in order:
-        for proto in protocols(args):
+        for proto in protocols(args, chosen=False):
             r = saved(stem, proto, args.split)
             if r:
                 results[(name, proto)] = r
@@ -212,6 +218,8 @@ def main(argv=None) -> int:
     ap.add_argument("--only", nargs="+", metavar="STEM",
                     help="score these rows only (e.g. sdfl_flagship sdfl_flagship_int8 dlib); the table reads "
                          "the other rows from their saved results")
+    ap.add_argument("--protocols", nargs="+", choices=PROTOCOLS, default=list(PROTOCOLS),
+                    help="score these protocols only (the table reads the others from their saved results)")
     ap.add_argument("--no-dlib", action="store_true")
     args = ap.parse_args(argv)
     RESULTS.mkdir(parents=True, exist_ok=True)
