@@ -11,6 +11,7 @@ frames' timestamps (k / fps)."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -22,6 +23,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from core import camera  # noqa: E402
 from core import video as vp  # noqa: E402
 from core.checkpoint import DEFAULT_WEIGHTS  # noqa: E402
 from core.config import DataConfig  # noqa: E402
@@ -63,6 +65,13 @@ def score_run(name: str, method, frames) -> dict:
     """core.video.score_sequence of one method on one sequence, with its ms per frame."""
     scored, ms = run_method(name, method, frames)
     return {**vp.score_sequence(scored), "ms": ms}
+
+
+def webcam(frames: list, seed: tuple) -> list:
+    """The sequence as one dim webcam (core.camera.PROTOCOL, drawn once per sequence) delivers it."""
+    rng = np.random.default_rng(seed)
+    cam = camera.Camera.draw(rng)
+    return [(t, cam.frame(f, rng), truth, hidden) for t, f, truth, hidden in frames]
 
 
 def pick_faces(split: str, n: int, data: Path, seed: int) -> list:
@@ -126,6 +135,9 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--no-shape-prior", action="store_true", help="our methods without the model's shape prior")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--camera", action="store_true",
+                    help="every sequence through a dim webcam (core.camera: one camera per sequence, noise per frame)")
+    ap.add_argument("--methods", default=",".join(METHODS), help="a subset of " + ",".join(METHODS))
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "video.json"))
     ap.add_argument("--md", default=str(ROOT / "docs" / "VIDEO.md"))
     ap.add_argument("--render", action="store_true", help="only rewrite --md (and the README table) from --out")
@@ -142,6 +154,9 @@ def main(argv=None) -> int:
     data = Path(args.data)
     motions = [m for m in args.motions.split(",") if m]
     rates = [float(f) for f in args.fps.split(",") if f]
+    chosen = [m for m in args.methods.split(",") if m]
+    if not set(chosen) <= set(METHODS):
+        ap.error(f"--methods: a subset of {','.join(METHODS)}")
     methods = build_methods(args.weights, args.precision, args.threads, not args.no_shape_prior)
     recs = pick_faces(args.split, args.faces, data, args.seed)
     sprites = [vp.make_sprite(read_image(r.image), r.landmarks) for r in recs]
@@ -153,7 +168,9 @@ def main(argv=None) -> int:
             for k in range(args.faces):
                 group = [sprites[2 * k], sprites[2 * k + 1]] if motion == "crossing" else [sprites[2 * k]]
                 frames = list(vp.sequence(group, motion, fps, bg, seed=k))
-                names = list(METHODS) + (["video_raw"] if motion == "still" and fps == 30 else [])
+                if args.camera:
+                    frames = webcam(frames, (args.seed, k, int(fps), vp.MOTIONS.index(motion)))
+                names = chosen + (["video_raw"] if motion == "still" and fps == 30 and "video" in chosen else [])
                 for name in names:
                     per[f"{name}|{motion}|{fps:g}"].append(score_run(name, methods[name], frames))
             print(f"{motion} @ {fps:g} fps done ({time.time() - t_start:.0f} s)", flush=True)
@@ -161,7 +178,9 @@ def main(argv=None) -> int:
         for g in extra_groups(data, args.extra, args.seed):
             frames = [(i / EXTRA_FPS, read_image(r.image), [np.asarray(r.landmarks, np.float64)], [0.0])
                       for i, r in enumerate(g)]
-            for name in METHODS:
+            if args.camera:
+                frames = webcam(frames, (args.seed, len(per), EXTRA_FPS))
+            for name in chosen:
                 per[f"{name}|youtube|{EXTRA_FPS}"].append(score_run(name, methods[name], frames))
         print(f"youtube done ({time.time() - t_start:.0f} s)", flush=True)
     table = {k: aggregate(v) for k, v in per.items()}
@@ -170,6 +189,7 @@ def main(argv=None) -> int:
             "precision": args.precision, "threads": args.threads, "shape_prior": not args.no_shape_prior,
             "duration_s": vp.DURATION_S,
             "frame": [vp.FRAME_W, vp.FRAME_H], "noise_std": vp.NOISE_STD, "extra_videos": args.extra,
+            "camera": dataclasses.asdict(camera.PROTOCOL) if args.camera else None,
             "seconds": round(time.time() - t_start, 1)}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"meta": meta, "table": table}, indent=1))

@@ -53,8 +53,27 @@ def jpeg(img: np.ndarray, quality: int) -> np.ndarray:
     return np.ascontiguousarray(cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1])
 
 
+@dataclass(frozen=True)
+class Camera:
+    """One camera's settings: exposure gain (None: enough light), noise sigma, JPEG quality."""
+    gain: float | None
+    noise: float
+    quality: int
+
+    @classmethod
+    def draw(cls, rng: np.random.Generator, ranges: CameraRanges = PROTOCOL) -> "Camera":
+        gain = rng.uniform(*ranges.gain) if rng.random() < ranges.low_light else None
+        return cls(gain, rng.uniform(*ranges.noise), int(rng.integers(ranges.quality[0], ranges.quality[1] + 1)))
+
+    def frame(self, img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """The image as this camera delivers it (rng: the frame's noise)."""
+        out = img if self.gain is None else low_light(img, self.gain, rng)
+        return jpeg(sensor_noise(out, self.noise, rng), self.quality)
+
+
 def degrade(img: np.ndarray, rng: np.random.Generator, ranges: CameraRanges = PROTOCOL) -> np.ndarray:
-    """One draw of the camera's degradations (module docstring) on an RGB uint8 image of any size."""
+    """One draw of the camera's degradations (module docstring) on an RGB uint8 image of any size (a new
+    camera per image; Camera.draw once and Camera.frame per frame for a video)."""
     out = img
     if rng.random() < ranges.low_light:
         out = low_light(out, rng.uniform(*ranges.gain), rng)

@@ -105,3 +105,14 @@ def test_degrading_at_the_cameras_resolution_leaves_a_small_crop_less_noisy():
     err = [np.abs(x.astype(float) - img).mean() for x in (here, there)]
     assert err[1] < 0.6 * err[0]
     assert np.array_equal(here, camera.degrade(img, np.random.default_rng(0), ranges))
+
+
+def test_a_video_keeps_one_camera_and_new_noise_per_frame():
+    img = _picture()
+    cam = camera.Camera.draw(np.random.default_rng(0))
+    a, b = cam.frame(img, np.random.default_rng(1)), cam.frame(img, np.random.default_rng(2))
+    assert not np.array_equal(a, b)
+    assert abs(a.astype(float).mean() - b.astype(float).mean()) < 1  # the same exposure and gain
+    dim = camera.Camera(gain=0.1, noise=3.0, quality=40)
+    assert np.abs(dim.frame(img, np.random.default_rng(1)).astype(float) - img).mean() > \
+        np.abs(camera.Camera(None, 3.0, 40).frame(img, np.random.default_rng(1)).astype(float) - img).mean()
