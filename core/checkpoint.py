@@ -41,7 +41,7 @@ WASSERSTEIN_WEIGHTS = WEIGHTS_DIR / "sdfl_wasserstein.safetensors"
 FLAGSHIP_WEIGHTS = WEIGHTS_DIR / "sdfl_flagship.safetensors"
 DEFAULT_WEIGHTS = FLAGSHIP_WEIGHTS
 FC_WEIGHTS = WEIGHTS_DIR / "sdfl_flagship_fc.safetensors"
-# The speed tier: the graph head at 64 px with a narrow fusion and a 1-block graph (configs/sdfl_fast.yaml).
+# The speed tier: the flagship's hybrid model at 64 px, one graph block, distilled (configs/sdfl_fast_camera.yaml).
 FAST_WEIGHTS = WEIGHTS_DIR / "sdfl_fast.safetensors"
 FORMAT_VERSION = 1
 
