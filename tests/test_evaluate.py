@@ -122,10 +122,11 @@ def test_occlusion_is_reproducible(tmp_path, data_root, tiny_weights, default_re
     assert a["nme_per_face"] != default_result["nme_per_face"]
 
 
-def test_blur_runs(tmp_path, data_root, tiny_weights, default_result):
-    a = _run(tmp_path, data_root, tiny_weights, "--blur", "3", name="a.json")
-    b = _run(tmp_path, data_root, tiny_weights, "--blur", "3", name="b.json")
-    assert a["protocol"] == "blur" and a["seed"] == 3 and a["n"] == 5
+@pytest.mark.parametrize("protocol, seed", [("blur", 3), ("camera", 2)])
+def test_blur_and_camera_protocols_are_reproducible(tmp_path, data_root, tiny_weights, default_result, protocol, seed):
+    a = _run(tmp_path, data_root, tiny_weights, f"--{protocol}", str(seed), name="a.json")
+    b = _run(tmp_path, data_root, tiny_weights, f"--{protocol}", str(seed), name="b.json")
+    assert a["protocol"] == protocol and a["seed"] == seed and a["n"] == 5
     assert a["nme_per_face"] == b["nme_per_face"]
     assert a["nme_per_face"] != default_result["nme_per_face"]
 
@@ -234,12 +235,7 @@ def test_the_shape_prior_the_json_names_is_applied_unless_refused(tmp_path, data
     assert on["nme_per_face"] != pytest.approx(off["nme_per_face"], abs=1e-5)
 
 
-def test_camera_protocol_is_reproducible(tmp_path, data_root, tiny_weights, default_result):
-    a = _run(tmp_path, data_root, tiny_weights, "--camera", "2", name="a.json")
-    b = _run(tmp_path, data_root, tiny_weights, "--camera", "2", name="b.json")
-    assert a["protocol"] == "camera" and a["seed"] == 2 and a["n"] == 5
-    assert a["nme_per_face"] == b["nme_per_face"]
-    assert a["nme_per_face"] != default_result["nme_per_face"]
+def test_camera_protocol_is_one_protocol_at_a_time(data_root, tiny_weights):
     with pytest.raises(SystemExit):
         main(["--data", str(data_root), "--weights", str(tiny_weights), "--camera", "1", "--blur", "1"])
     with pytest.raises(ValueError, match="one protocol"):
