@@ -199,6 +199,23 @@ def test_benchmark_tab(demo):
     assert [row[0] for row in cam.value["data"]] == ["graph"] and "Webcam frames" in cam_note
 
 
+def test_benchmark_curves_always_include_the_peer(demo, tmp_path, monkeypatch):
+    """More of our models than MAX_CURVES: the best of ours are drawn, and dlib's curve still is."""
+    from app.tabs.benchmark import MAX_CURVES
+
+    app = demo.landmark_app
+    monkeypatch.setattr(app, "results_dir", tmp_path)
+    for i in range(MAX_CURVES + 2):
+        (tmp_path / f"m{i}_default.json").write_text(json.dumps(
+            {"name": f"model {i}", "protocol": "default", "nme": 0.03 + i / 1000, "nme_per_face": [0.03, 0.04]}))
+    (tmp_path / "dlib_default.json").write_text(json.dumps(
+        {"name": "dlib", "protocol": "default", "nme": 0.0285, "nme_per_face": [0.02, 0.035]}))
+    _, fig, _ = app.benchmark_view("default")
+    names = [t.name.split(" (AUC")[0] for t in fig.data]
+    assert len(names) == MAX_CURVES and names[-1] == "dlib 68-point predictor (peer)"
+    assert names[:-1] == [f"model {i}" for i in range(MAX_CURVES - 1)]
+
+
 def test_benchmark_tab_keeps_each_set_of_faces_apart(demo, tmp_path, monkeypatch):
     """A peer row that does not name its split stays with its file's faces, not the test table, and a
     held-out part of `extra` does not replace the whole split's rows."""

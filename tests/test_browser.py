@@ -7,7 +7,7 @@ tab on a desktop (1366x900) and a phone (390x844) viewport:
 - Occlusion: opening the tab runs the comparison; the legend sits beside the images on the
   desktop; typing a slider value and pressing Enter reruns it.
 - Benchmark: one table with the models, the CED legend below the plot area (not over it), and on
-  the phone the table scrolls sideways to its last column.
+  the phone the table scrolls sideways to its last column; the "Webcam frames" set shows its rows.
 
 CI needs:  apt-get install -y chromium   and   pip install playwright   (no `playwright install`:
 the system Chromium is used). Skipped, with the reason, when either is missing.
@@ -193,3 +193,8 @@ def test_benchmark_tab(page):
         b = last.bounding_box()
         assert b and b["x"] < VIEWPORTS["phone"]["width"] and b["x"] + b["width"] > 0
     shot(page, "benchmark")
+    page.locator("#benchmark-set").get_by_text("Webcam frames").click()  # the camera protocol's rows
+    wait_text(page, "#benchmark-note", "dim webcam")
+    text = table.inner_text()
+    assert "flagship" in text and "dlib" in text
+    shot(page, "benchmark_webcam")

@@ -148,8 +148,10 @@ class BenchmarkTab:
             s = plots.result_summary(r)
             note = peer_caveat(r["name"], which) or int8_note(r, rows)
             data.append([display_name(r["name"]), s["NME (%)"], s["FR@0.10 (%)"], s["AUC@0.10"], s["faces"], note])
-        curves = [{**r, "name": display_name(r["name"])} for r in rows
-                  if "int8" not in r["name"].lower() and r.get("nme_per_face")][:MAX_CURVES]
+        drawn = [r for r in rows if "int8" not in r["name"].lower() and r.get("nme_per_face")]
+        peers = [r for r in drawn if peer_caveat(r["name"]) is not None]  # always drawn: what ours are read against
+        ours = [r for r in drawn if peer_caveat(r["name"]) is None][:max(MAX_CURVES - len(peers), 1)]
+        curves = [{**r, "name": display_name(r["name"])} for r in ours + peers]
         fig = plots.ced_figure(curves, title=f"Share of faces below each error: {label.lower()}")
         note = f"**{label}.** {FACE_SET_NOTES.get(which, '')}\n\n{HOW_TO_READ}"
         if not data:
