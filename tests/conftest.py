@@ -1,6 +1,7 @@
 """Shared fixtures: small synthetic models and faces, so no test needs ../shared or shipped weights."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -125,3 +126,16 @@ def straight_run(tmp_path_factory, train_root) -> Path:
     cfg = write_cfg(tmp / "cfg.yaml", cfg_dict(train_root))
     assert main(["--config", cfg, "--out", str(tmp / "run")]) == 0
     return tmp / "run"
+
+
+@pytest.fixture(scope="module")
+def demo(tiny_weights, tiny_fc_weights, tmp_path_factory):
+    """The Gradio app on the tiny weights, its Benchmark tab reading a results folder of its own (per module)."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    from app.ui import build_demo
+
+    results = tmp_path_factory.mktemp("results")
+    d = build_demo(tiny_weights, tiny_fc_weights, results_dir=results, webcam_slots=1)
+    d.results_dir = results
+    yield d
+    d.close()
