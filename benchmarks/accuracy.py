@@ -72,10 +72,7 @@ def dlib_points(records, protocol: str, seed: int, peer) -> tuple[np.ndarray, fl
     the records' images, share of faces its detector found)."""
     dlib, det, pred = peer
     preds, found = [], 0
-    occlusion = seed if protocol == "occlusion" else None
-    blur = seed if protocol == "blur" else None
-    camera = seed if protocol == "camera" else None
-    for crop, m in protocol_crops(records, DLIB_CROP, occlusion, blur, camera):
+    for crop, m in protocol_crops(records, DLIB_CROP, **({} if protocol == "default" else {protocol: seed})):
         rects = det(crop, 1)
         c = DLIB_CROP / 2
         if rects:

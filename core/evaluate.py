@@ -45,7 +45,8 @@ def protocol_crops(records, size: int, occlusion: int | None = None, blur: int |
         if camera is not None:  # the frame at the camera's resolution, then resampled as the app does
             cam = canonical_crop(r.landmarks, CAMERA_CROP)
             img = camera_frame(warp_crop(img, cam, CAMERA_CROP), face_rng(camera, i))
-            crop = warp_crop(img, (np.vstack([m, [0, 0, 1]]) @ np.linalg.inv(np.vstack([cam, [0, 0, 1]])))[:2], size)
+            back = invert_affine(cam)  # camera crop -> image, then m: camera crop -> model crop
+            crop = warp_crop(img, np.hstack([m[:, :2] @ back[:, :2], apply_affine(m, back[None, :, 2]).T]), size)
         else:
             crop = warp_crop(img, m, size)
         if occlusion is not None:
@@ -158,6 +159,9 @@ def evaluate(weights=None, data: str | Path = "", split: str = "test", occlusion
     predictions too, under "points" ((F, N, 2) image pixels); occlusion / blur / camera: that protocol's seed."""
     if readout and precision:
         raise ValueError("--readout changes the torch model; an ONNX export keeps the read-out it was exported with")
+    seeds = {"occlusion": occlusion, "blur": blur, "camera": camera}
+    if sum(v is not None for v in seeds.values()) > 1:
+        raise ValueError("one protocol at a time: occlusion, blur or camera")
     model, meta = load_model(weights, device)
     prior = prior_for(weights or DEFAULT_WEIGHTS, meta) if shape_prior and model.cfg.uncertainty else None
     if readout:
@@ -174,9 +178,6 @@ def evaluate(weights=None, data: str | Path = "", split: str = "test", occlusion
         res["calibration"] = calibration(pred, gt, cov)
     if keep_points:
         res["points"] = pred
-    seeds = {"occlusion": occlusion, "blur": blur, "camera": camera}
-    if sum(v is not None for v in seeds.values()) > 1:
-        raise ValueError("one protocol at a time: occlusion, blur or camera")
     protocol = next((k for k, v in seeds.items() if v is not None), "default")
     res.update({"split": split, "data": str(data), "protocol": protocol, "seed": seeds.get(protocol),
                 "weights": str(weights or DEFAULT_WEIGHTS), "crop_scale": CROP_SCALE, "input_size": size,
